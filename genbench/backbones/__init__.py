@@ -1,0 +1,3 @@
+"""Denoiser backbones, all called as ``net(x, t, z=None)``."""
+
+from genbench.backbones import ncsnpp  # noqa: F401  (registers the backbones)

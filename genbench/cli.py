@@ -1,0 +1,212 @@
+"""``genbench``: run | list | profile | report.
+
+Hydra composes the configuration here, at the edge; everything below takes plain dicts. Bad
+input ends with exit status 2 and one line naming the problem and the fix, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from genbench.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def _compose(overrides: list[str]) -> dict[str, Any]:
+    from genbench.config import compose, to_plain
+
+    return to_plain(compose(overrides))
+
+
+# --------------------------------------------------------------------------- run
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from genbench.harness.cell import paths, run_cell
+
+    cfg = _compose(args.overrides)
+    experiment_dir, cell_dir, _ = paths(cfg)
+    print(f"genbench: cell {cell_dir.name} -> {cell_dir}", file=sys.stderr)
+    record = run_cell(cfg, overwrite=args.overwrite)
+    if record.get("_skipped"):
+        print(f"genbench: already recorded (pass --overwrite to run again): {cell_dir}",
+              file=sys.stderr)
+    report = None
+    if cfg.get("report", True):
+        report = _write_report([experiment_dir], experiment_dir / "report.html")
+    print(_summary([record]))
+    print(f"\nrecord:  {cell_dir / 'result.json'}")
+    print(f"samples: {cell_dir / 'samples.png'}")
+    if report:
+        print(f"report:  {report['html']}")
+    return 0
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _summary(records: list[dict[str, Any]]) -> str:
+    """A plain-text table of the main numbers, one row per record."""
+    header = ("cell", "FID", "extractor", "prec", "recall", "NFE", "s/batch", "GMACs/smp",
+              "params M", "mem MB")
+    rows = [header]
+    for r in records:
+        m = r.get("metrics", {})
+        extractor = r.get("metric_recipes", {}).get("fid", {}).get("extractor", "-")
+        rows.append((r.get("cell", "?"), _fmt(m.get("fid"), ".3f"), extractor,
+                     _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"),
+                     _fmt(m.get("nfe"), "d"), _fmt(m.get("time_per_batch_s"), ".4f"),
+                     _fmt(m.get("gmacs_per_sample"), ".4f"),
+                     _fmt(None if m.get("params") is None else m["params"] / 1e6, ".3f"),
+                     _fmt(m.get("peak_memory_mb"), ".1f")))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows)
+
+
+# --------------------------------------------------------------------------- list
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def _list_rows(kind: str | None) -> list[tuple[str, str, str, str]]:
+    from genbench import registry
+    from genbench.config import GROUPS, baselines_root, config_root, group_options
+
+    rows: list[tuple[str, str, str, str]] = []
+    for k in [kind] if kind else [*registry.KINDS, "train", "eval", "baseline"]:
+        if k in registry.KINDS:
+            rows += [(k, e.name, e.source.split(".")[0], e.description or e.paper)
+                     for e in registry.entries(k)]
+        if k in GROUPS:
+            rows += [(f"{k} preset", o, "registry/", _first_comment(config_root() / k / f"{o}.yaml"))
+                     for o in group_options(k)]
+        if k == "baseline":
+            rows += [("baseline", o, "baselines/", _first_comment(baselines_root() / f"{o}.yaml"))
+                     for o in group_options("baseline")]
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from genbench import registry
+    from genbench.config import GROUPS
+
+    kind, pattern = args.kind, args.pattern
+    known = (*registry.KINDS, *GROUPS, "baseline")
+    if kind and kind not in known:
+        if pattern is None and any(ch in kind for ch in "*?["):
+            kind, pattern = None, kind  # `genbench list 'uvit*'`
+        else:
+            raise UserError(f"unknown kind {kind!r}; kinds: {', '.join(dict.fromkeys(known))}")
+    rows = _list_rows(kind)
+    if pattern:
+        import fnmatch
+
+        rows = [r for r in rows if fnmatch.fnmatch(r[1], pattern)]
+    if args.json:
+        keys = ("kind", "name", "source", "description")
+        print(json.dumps([dict(zip(keys, r)) for r in rows], indent=1))
+        return 0
+    widths = [max([len(r[i]) for r in rows] + [4]) for i in range(3)]
+    for r in rows:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    return 0
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from genbench.harness.profile import profile
+
+    cfg = _compose(args.overrides)
+    result = profile(cfg, time_it=args.time)
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _write_report(inputs: list[Path], out_html: Path) -> dict[str, Path] | None:
+    from genbench.report import load_records, write_report
+
+    df = load_records(inputs)
+    if df.empty:
+        return None
+    return write_report(df, out_html)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    inputs = [Path(p) for p in (args.results or ["results"])]
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        raise UserError(f"no such results folder or file: {', '.join(missing)}")
+    out = Path(args.output)
+    written = _write_report(inputs, out)
+    if written is None:
+        raise UserError(f"no result.json records under {', '.join(map(str, inputs))}; "
+                        f"run `genbench run` first")
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genbench", description="Benchmark the quality/speed trade-off of image generators.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one benchmark cell (default: the embedded digits DDGAN)")
+    run.add_argument("overrides", nargs="*", help="Hydra overrides: group=option, key=value")
+    run.add_argument("--overwrite", action="store_true", help="recompute an existing record")
+    run.set_defaults(func=cmd_run)
+    lst = sub.add_parser("list", help="list registered components, presets and baselines")
+    lst.add_argument("kind", nargs="?", help="dataset|backbone|latent|sampler|metric|baseline|...")
+    lst.add_argument("pattern", nargs="?", help="wildcard on names, e.g. 'ncsnpp*'")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_list)
+    prof = sub.add_parser("profile", help="cost of a configuration without training")
+    prof.add_argument("overrides", nargs="*")
+    prof.add_argument("--json", action="store_true", help="print one JSON object")
+    prof.add_argument("--time", action="store_true", help="also time a batch (eval.time_*)")
+    prof.set_defaults(func=cmd_profile)
+    rep = sub.add_parser("report", help="trade-off report (HTML + CSV) from result records")
+    rep.add_argument("results", nargs="*", help="results folders or result.json files")
+    rep.add_argument("-o", "--output", default="report.html")
+    rep.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"genbench: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("genbench: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Hydra composition, kept at the edge: the CLI composes, the harness gets a plain dict.
+
+The config root is the repository's top-level ``registry/`` (one YAML per component preset,
+one folder per kind); ``baselines/`` holds published experiment presets, selectable as
+``baseline=NAME``. Both are packaged into the wheel as ``genbench/_configs`` and
+``genbench/_baselines`` so that a non-editable install finds them; an editable install or a
+source checkout reads the top-level folders.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from genbench.errors import UserError
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+BASELINE_GROUP = "baseline"
+GROUPS = ("dataset", "latent", "backbone", "sampler", "train", "eval")
+
+
+def _first_dir(*candidates: Path) -> Path:
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise UserError(f"genbench's config folder is missing (looked in {candidates[0]}); reinstall")
+
+
+def config_root() -> Path:
+    """Folder of the Hydra config tree (``registry/``)."""
+    return _first_dir(_PACKAGE_DIR / "_configs", _PACKAGE_DIR.parent / "registry")
+
+
+def baselines_root() -> Path:
+    """Folder of the published baseline presets (``baselines/``)."""
+    return _first_dir(_PACKAGE_DIR / "_baselines", _PACKAGE_DIR.parent / "baselines")
+
+
+def baseline_names() -> list[str]:
+    return sorted(p.stem for p in baselines_root().glob("*.yaml"))
+
+
+def group_options(group: str) -> list[str]:
+    """Preset names available for a config group (``backbone`` -> ncsnpp, ncsnpp_digits, ...)."""
+    if group == BASELINE_GROUP:
+        return baseline_names()
+    return sorted(p.stem for p in (config_root() / group).glob("*.yaml"))
+
+
+def selectable_options(group: str) -> list[str]:
+    """YAML presets plus registered component names without a preset (see compose)."""
+    options = set(group_options(group))
+    if group in ("dataset", "latent", "backbone", "sampler"):
+        from genbench import registry
+
+        options |= set(registry.names(group))
+    return sorted(options)
+
+
+def _store_baselines() -> None:
+    """Register every ``baselines/*.yaml`` as option of group ``baseline`` (global package)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name in baseline_names():
+        node = OmegaConf.load(baselines_root() / f"{name}.yaml")
+        store.store(group=BASELINE_GROUP, name=name, node=node, package="_global_")
+
+
+def _factory_defaults(factory: Any) -> dict[str, Any]:
+    """Keyword defaults of a factory that YAML can hold (shape arguments come from the harness)."""
+    import inspect
+
+    out: dict[str, Any] = {}
+    for name, param in inspect.signature(factory).parameters.items():
+        if name in ("in_channels", "resolution") or param.default is inspect.Parameter.empty:
+            continue
+        value = param.default
+        if isinstance(value, tuple):
+            value = list(value)
+        if value is None or isinstance(value, (bool, int, float, str, list)):
+            out[name] = value
+    return out
+
+
+def _store_registered_components() -> None:
+    """Make every registered component selectable as ``group=name`` even without a YAML preset.
+
+    A plugin's backbone ``my_net`` becomes ``backbone=my_net`` with its factory's defaults as
+    keys (``backbone.width=64`` then overrides one); YAML presets of the same name win.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    from genbench import registry
+
+    store = ConfigStore.instance()
+    for kind in ("dataset", "latent", "backbone", "sampler"):
+        presets = set(group_options(kind))
+        for entry in registry.entries(kind):
+            if entry.name not in presets:
+                node = {"name": entry.name, **_factory_defaults(entry.factory)}
+                store.store(group=kind, name=entry.name, node=node)
+
+
+def _explain_compose_error(exc: Exception, overrides: list[str]) -> UserError:
+    """Turn a Hydra composition error into one line with the closest valid names."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = " ".join(lines[:2]) if lines else type(exc).__name__
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in (*GROUPS, BASELINE_GROUP) and value and value not in selectable_options(key):
+            options = selectable_options(key)
+            close = difflib.get_close_matches(value, options, n=3, cutoff=0.4)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            return UserError(f"unknown {key} {value!r}; {hint}available: {', '.join(options)}")
+    return UserError(f"bad configuration: {text}")
+
+
+def compose(overrides: list[str] | None = None) -> DictConfig:
+    """Compose the primary config with Hydra overrides (``key=value``, ``group=option``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = list(overrides or [])
+    _store_baselines()
+    _store_registered_components()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_root()), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=overrides,
+                                return_hydra_config=True)
+    except Exception as exc:  # hydra raises several kinds; all are bad input here
+        raise _explain_compose_error(exc, overrides) from None
+    finally:
+        GlobalHydra.instance().clear()
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg["presets"] = choices
+    return cfg
+
+
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    """Resolve interpolations and return plain Python containers."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore
+    except MissingMandatoryValue as exc:
+        key = getattr(exc, "full_key", None) or str(exc)
+        raise UserError(f"{key} is required: pass {key}=VALUE on the command line") from None
+    except Exception as exc:
+        raise UserError(f"bad configuration: {str(exc).splitlines()[0]}") from None

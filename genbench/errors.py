@@ -1,0 +1,28 @@
+"""Errors that reach the user.
+
+A :class:`UserError` is bad input (unknown component, impossible shape, missing file, corrupt
+checkpoint, missing weights offline). The CLI prints its message on one line and exits with
+status 2, without a traceback; library callers can catch it like any exception.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input; the message names the problem and the fix, on one line."""
+
+    exit_code = 2
+
+
+class UnknownComponentError(UserError, KeyError):
+    """A registry lookup for a name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingWeightsError(UserError, FileNotFoundError):
+    """A weights file that is needed, absent, and cannot be downloaded."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

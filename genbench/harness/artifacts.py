@@ -1,0 +1,72 @@
+"""The artifact cache: trained denoisers keyed by the hash of everything that affects training.
+
+Two cells that differ only in sampling settings (DDIM steps, eta, the number of samples) hash to
+the same key and share one trained model; cells that differ in data, latent space, backbone,
+objective, training settings or seed do not. A model folder is complete once ``meta.json`` is
+there; training in progress keeps its resumable checkpoint in ``checkpoint/``. A file lock keeps
+two processes (grid workers) from training the same model at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+GENERATOR = "generator.safetensors"
+META = "meta.json"
+
+
+def config_hash(payload: dict[str, Any], length: int = 16) -> str:
+    """A stable hash of a JSON-able payload (sorted keys; tuples as lists)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def training_payload(cfg: dict[str, Any], dataset_identity: dict[str, Any],
+                     latent_identity: dict[str, Any], backbone_args: dict[str, Any],
+                     sampler_training_key: dict[str, Any], objective: str) -> dict[str, Any]:
+    """Everything that changes the trained weights, and nothing else."""
+    train = {k: v for k, v in cfg["train"].items() if k not in ("ckpt_every",)}
+    return {
+        "dataset": dataset_identity,
+        "latent": latent_identity,
+        "backbone": backbone_args,
+        "objective": objective,
+        "sampler": sampler_training_key,
+        "train": train,
+        "seed": cfg["seed"],
+    }
+
+
+class ModelCache:
+    """``<cache_dir>/models/<key>/``: one trained model per training hash."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.root = Path(cache_dir) / "models"
+
+    def folder(self, key: str) -> Path:
+        return self.root / key
+
+    def is_complete(self, key: str) -> bool:
+        folder = self.folder(key)
+        return (folder / META).is_file() and (folder / GENERATOR).is_file()
+
+    def meta(self, key: str) -> dict[str, Any]:
+        with open(self.folder(key) / META) as fh:
+            return json.load(fh)
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """An exclusive lock for training model ``key`` (blocks while another process holds it)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{key}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

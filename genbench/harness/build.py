@@ -1,0 +1,79 @@
+"""Build the components of one cell from its resolved configuration (plain dicts).
+
+This is the one place where configuration meets library constructors: each component is made by
+``registry.create(kind, name, **arguments)``; shape information flows dataset -> latent ->
+backbone, and incompatible choices fail here with one clear line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from genbench import registry
+from genbench.errors import UserError
+from genbench.samplers.base import Sampler
+
+# The objective each backbone output parameterization can serve.
+_OUTPUT_FOR_OBJECTIVE = {"adversarial": "x0", "eps": "eps"}
+
+
+def _args(section: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if "name" not in section:
+        raise UserError(f"config section {section} has no 'name'")
+    args = {k: v for k, v in section.items() if k != "name"}
+    return str(section["name"]), args
+
+
+def build_dataset(cfg: dict[str, Any]):
+    name, args = _args(cfg["dataset"])
+    return registry.create("dataset", name, **args)
+
+
+def build_latent(cfg: dict[str, Any]):
+    name, args = _args(cfg["latent"])
+    return registry.create("latent", name, **args)
+
+
+def build_sampler(cfg: dict[str, Any]) -> Sampler:
+    name, args = _args(cfg["sampler"])
+    return registry.create("sampler", name, **args)
+
+
+def build_backbone(cfg: dict[str, Any], latent_shape: tuple[int, int, int],
+                   objective: str) -> torch.nn.Module:
+    """The denoiser for a latent of ``latent_shape`` (C, H, W), checked against the objective."""
+    name, args = _args(cfg["backbone"])
+    channels, height, width = latent_shape
+    if height != width:
+        raise UserError(f"backbones take square inputs; the latent is {channels}x{height}x{width}")
+    wanted = _OUTPUT_FOR_OBJECTIVE.get(objective)
+    if wanted is None:
+        raise UserError(f"unknown training objective {objective!r}")
+    if "output" in args and args["output"] != wanted:
+        args["output"] = wanted  # the sampler decides the parameterization (issue: one network)
+    if objective == "eps" and "z_dim" in args:
+        args["z_dim"] = 0  # eps-prediction networks take no z
+    return registry.create("backbone", name, in_channels=channels, resolution=height, **args)
+
+
+@dataclass
+class Components:
+    """Everything a cell is made of, built and shape-checked."""
+
+    dataset: Any
+    latent: Any
+    sampler: Sampler
+    image_shape: tuple[int, int, int]
+    latent_shape: tuple[int, int, int]
+
+
+def build_components(cfg: dict[str, Any]) -> Components:
+    dataset = build_dataset(cfg)
+    latent = build_latent(cfg)
+    sampler = build_sampler(cfg)
+    image_shape = (int(dataset.channels), int(dataset.resolution), int(dataset.resolution))
+    latent_shape = tuple(int(s) for s in latent.latent_shape(image_shape))
+    return Components(dataset, latent, sampler, image_shape, latent_shape)  # type: ignore[arg-type]

@@ -1,0 +1,128 @@
+"""One benchmark cell: build -> train or load -> sample -> measure -> record.
+
+``run_cell(cfg)`` takes the resolved configuration as plain containers (Hydra stays in the CLI)
+and returns the record it wrote. A user error (unknown component, impossible shape, missing
+file) raises :class:`~genbench.errors.UserError` before anything is written; a cell that breaks
+for another reason can be recorded as failed by :func:`record_failure`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from genbench.errors import UserError
+from genbench.harness import record as rec
+from genbench.harness.artifacts import ModelCache, config_hash
+from genbench.harness.build import build_components
+from genbench.harness.evaluate import Measurements, measure_cost, measure_quality
+from genbench.harness.generate import generate, sample_grid_png
+from genbench.harness.system import hardware, package_versions, resolve_device
+from genbench.harness.train import train_or_load
+
+
+def cell_name(cfg: dict[str, Any]) -> str:
+    """``<dataset>-<latent>-<backbone preset>-<sampler>-s<steps>-<hash>`` unless ``cell`` is set."""
+    if cfg.get("cell"):
+        return str(cfg["cell"])
+    presets = cfg.get("presets", {})
+    parts = [
+        presets.get("dataset") or cfg["dataset"]["name"],
+        presets.get("latent") or cfg["latent"]["name"],
+        presets.get("backbone") or cfg["backbone"]["name"],
+        cfg["sampler"]["name"],
+        f"s{cfg['sampler'].get('steps', 'x')}",
+    ]
+    hashed = {k: v for k, v in cfg.items() if k not in ("progress", "report", "presets")}
+    return "-".join(str(p) for p in parts) + "-" + config_hash(hashed, 8)
+
+
+def paths(cfg: dict[str, Any]) -> tuple[Path, Path, Path]:
+    """(experiment folder, cell folder, cache folder)."""
+    results = Path(str(cfg.get("results_dir") or "results")).expanduser()
+    experiment_dir = results / str(cfg.get("experiment") or "default")
+    cache = Path(str(cfg["cache_dir"])).expanduser() if cfg.get("cache_dir") else results / ".cache"
+    return experiment_dir, experiment_dir / cell_name(cfg), cache
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _base_record(cfg: dict[str, Any], cell_dir: Path, device: torch.device) -> dict[str, Any]:
+    return {
+        "schema_version": rec.SCHEMA_VERSION,
+        "experiment": cfg.get("experiment") or "default",
+        "cell": cell_dir.name,
+        "status": "ok",
+        "error": None,
+        "created": _now(),
+        "config": cfg,
+        "seeds": {"train": cfg["seed"], "sampling": cfg["eval"].get("seed")},
+        "versions": package_versions(),
+        "hardware": hardware(device),
+    }
+
+
+def run_cell(cfg: dict[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
+    """Run one cell and write its record; an existing record is returned as it is."""
+    _, cell_dir, cache_dir = paths(cfg)
+    if rec.is_done(cell_dir) and not overwrite:
+        return {**rec.read_record(cell_dir), "_skipped": True}
+    device = resolve_device(str(cfg.get("device", "auto")))
+    progress = bool(cfg.get("progress", True))
+    comps = build_components(cfg)
+    started = time.perf_counter()
+    net, training = train_or_load(cfg, comps, ModelCache(cache_dir), device, progress)
+    eval_cfg = cfg["eval"]
+    samples = generate(net, comps.latent, comps.sampler, comps.latent_shape,
+                       num_samples=int(eval_cfg["num_samples"]),
+                       batch_size=int(eval_cfg["batch_size"]), seed=int(eval_cfg["seed"]),
+                       device=device, progress=progress)
+    m = Measurements()
+    measure_quality(samples, comps, eval_cfg, cache_dir, device, progress, m)
+    measure_cost(net, comps, eval_cfg, device, m)
+    record = _base_record(cfg, cell_dir, device)
+    record.update(
+        metrics={key: m.metrics.get(key) for key in rec.METRIC_KEYS} | m.metrics,
+        metric_recipes=m.recipes,
+        missing=m.missing | {k: "not measured" for k in ("fid", "precision", "recall")
+                             if m.metrics.get(k) is None and k not in m.missing},
+        timing=m.timing,
+        memory=m.memory,
+        training=training,
+        sampler=comps.sampler.options | {"name": comps.sampler.name,
+                                         "objective": comps.sampler.objective},
+        shapes={"image": list(comps.image_shape), "latent": list(comps.latent_shape)},
+        seconds=round(time.perf_counter() - started, 2),
+        artifacts={"samples": rec.SAMPLES, "config": rec.CONFIG},
+    )
+    files = {
+        rec.SAMPLES: sample_grid_png(samples, int(eval_cfg.get("grid_size", 10))),
+        rec.CONFIG: yaml.safe_dump(cfg, sort_keys=False).encode(),
+    }
+    rec.write_cell(cell_dir, record, files, overwrite=overwrite)
+    return record
+
+
+def record_failure(cfg: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    """Record a cell that could not finish, with its reason (grids go on after it)."""
+    _, cell_dir, _ = paths(cfg)
+    device_name = str(cfg.get("device", "auto"))
+    try:
+        device = resolve_device(device_name)
+    except UserError:
+        device = torch.device("cpu")
+    record = _base_record(cfg, cell_dir, device)
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    record.update(status="failed", error=f"{type(error).__name__}: {reason}",
+                  metrics={key: None for key in rec.METRIC_KEYS},
+                  missing={"all": "the cell failed before it was measured"}, artifacts={})
+    files = {rec.CONFIG: yaml.safe_dump(cfg, sort_keys=False).encode()}
+    rec.write_cell(cell_dir, record, files, overwrite=False)
+    return record

@@ -1,0 +1,64 @@
+"""Sampling for a cell: noise -> sampler -> latent decode -> uint8 images, kept in memory.
+
+Samples are never written as JPEG (pytorch-fid #63: JPEG changes FID, and the official DDGAN,
+WaveDiff and LDDGAN scripts all save .jpg). Sample i of a run always comes from the random
+stream ``(eval.seed, i)``, so it does not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from genbench.data.base import to_uint8
+from genbench.samplers.base import Sampler
+from genbench.samplers.noise import PerSampleRNG
+
+
+@torch.no_grad()
+def generate_batch(net: torch.nn.Module, latent, sampler: Sampler,
+                   latent_shape: tuple[int, int, int], seed: int, start: int, count: int,
+                   device: torch.device) -> torch.Tensor:
+    """Samples ``start .. start+count-1`` of the run seeded ``seed``, as uint8 on ``device``."""
+    rng = PerSampleRNG.for_range(seed, start, count, device)
+    x_T = rng.randn(*latent_shape)
+    x0 = sampler.sample(net, x_T, rng)
+    return to_uint8(latent.decode(x0))
+
+
+def generate(net: torch.nn.Module, latent, sampler: Sampler,
+             latent_shape: tuple[int, int, int], *, num_samples: int, batch_size: int,
+             seed: int, device: torch.device, progress: bool = True) -> torch.Tensor:
+    """``num_samples`` uint8 images [N, C, H, W] on the CPU."""
+    out = []
+    with tqdm(total=num_samples, desc="sample", unit="img", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for start in range(0, num_samples, batch_size):
+            count = min(batch_size, num_samples - start)
+            out.append(generate_batch(net, latent, sampler, latent_shape, seed, start, count,
+                                      device).cpu())
+            bar.update(count)
+    return torch.cat(out)
+
+
+def sample_grid_png(images: torch.Tensor, grid_size: int) -> bytes:
+    """A grid_size x grid_size PNG of the first images (lossless)."""
+    import io
+
+    from PIL import Image
+
+    n = min(grid_size * grid_size, images.shape[0])
+    rows = max(1, (n + grid_size - 1) // grid_size)
+    c, h, w = images.shape[1:]
+    canvas = torch.zeros(c, rows * h, grid_size * w, dtype=torch.uint8)
+    for i in range(n):
+        r, col = divmod(i, grid_size)
+        canvas[:, r * h:(r + 1) * h, col * w:(col + 1) * w] = images[i]
+    array = canvas.permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[..., 0] if c == 1 else array)
+    if max(image.size) < 256:  # small digits: upscale with nearest so pixels stay pixels
+        scale = max(1, 256 // max(image.size))
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

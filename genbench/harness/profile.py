@@ -1,0 +1,54 @@
+"""``genbench profile``: the cost of a configuration without training it.
+
+Builds the denoiser with its initial weights, counts one sampling run's denoiser calls (NFE),
+and reports parameters (denoiser, decoder, total), MACs and FLOPs per forward and per sample,
+peak memory for one sample and, when asked, time per batch. Cost does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from genbench.harness.build import build_backbone, build_components
+from genbench.harness.evaluate import profile_costs, time_sampling
+from genbench.harness.generate import generate_batch
+from genbench.harness.system import resolve_device
+
+
+def profile(cfg: dict[str, Any], *, time_it: bool = False) -> dict[str, Any]:
+    """Cost figures for ``cfg`` as one flat dict (the keys of ``genbench profile --json``)."""
+    from genbench.metrics import cost
+
+    device = resolve_device(str(cfg.get("device", "auto")))
+    comps = build_components(cfg)
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    net = build_backbone(cfg, comps.latent_shape, comps.sampler.objective).to(device).eval()
+    counter = cost.NFECounter(net)
+    seed = int(cfg["eval"].get("seed", 0))
+    with torch.no_grad():
+        generate_batch(counter, comps.latent, comps.sampler, comps.latent_shape, seed, 0, 1,
+                       device)
+    result: dict[str, Any] = {
+        "backbone": cfg["presets"].get("backbone", cfg["backbone"]["name"])
+        if cfg.get("presets") else cfg["backbone"]["name"],
+        "latent": cfg["latent"]["name"],
+        "sampler": comps.sampler.name,
+        "objective": comps.sampler.objective,
+        "image_shape": list(comps.image_shape),
+        "latent_shape": list(comps.latent_shape),
+        **profile_costs(net, comps, device, counter.calls),
+    }
+    mem_mb, method = cost.peak_memory(
+        lambda: generate_batch(net, comps.latent, comps.sampler, comps.latent_shape, seed, 0, 1,
+                               device), device)
+    result.update(peak_memory_mb=mem_mb, peak_memory_method=method, device=str(device))
+    if time_it:
+        timing = time_sampling(net, comps, cfg["eval"], device)
+        result.update(time_per_batch_s=timing["median_s"], time_per_batch_iqr_s=timing["iqr_s"],
+                      timing=timing)
+    return result
+
+
+__all__ = ["profile"]

@@ -1,0 +1,3 @@
+"""Samplers: pure functions of (denoiser, initial noise, schedule, generator, options)."""
+
+from genbench.samplers import ddgan  # noqa: F401  (registers the samplers)
