@@ -1,0 +1,244 @@
+"""Benchmark records -> pandas tables.
+
+Each run of a cell writes ``<results>/<experiment>/<cell>/result.json`` (schema version 1). This
+module reads those records into one DataFrame (one row per record) and builds the summary table of
+the trade-off the LDDGAN paper reports in Table 3 (FID / recall / NFE / time for a batch of 100;
+seeds/lddgan-paper.txt) plus cost (GMACs, parameters, memory, REFERENCE.md Table 2).
+
+Quality numbers depend on the feature extractor that produced them, so the summary never puts two
+extractors' numbers in one column: columns are named ``FID [<extractor>]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from genbench.errors import UserError
+
+__all__ = [
+    "QUALITY_METRICS",
+    "RESULT_FILENAME",
+    "SCHEMA_VERSION",
+    "RecordWarning",
+    "flatten_config",
+    "load_records",
+    "quality_column",
+    "summary_table",
+]
+
+RESULT_FILENAME = "result.json"
+SCHEMA_VERSION = 1
+# Metrics whose value depends on a feature extractor, with their display names.
+QUALITY_METRICS: dict[str, str] = {
+    "fid": "FID",
+    "kid": "KID",
+    "precision": "precision",
+    "recall": "recall",
+}
+UNKNOWN_EXTRACTOR = "unknown extractor"
+# Columns every records frame has, even when empty.
+BASE_COLUMNS: tuple[str, ...] = (
+    "experiment", "cell", "status", "error", "created", "dataset", "resolution", "backbone",
+    "latent", "sampler", "steps", "missing", "samples_path", "config", "config_flat",
+    "metric_recipes", "path",
+)  # fmt: skip
+
+
+class RecordWarning(UserWarning):
+    """A result.json that could not be read and was skipped."""
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> ``{"a.b.c": value}``; lists stay as values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_config(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _find_result_files(paths: Iterable[str | Path]) -> list[Path]:
+    """result.json files: given files as they are, directories searched recursively."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found.extend(sorted(path.rglob(RESULT_FILENAME)))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UserError(
+                f"results path {path} does not exist; "
+                f"pass a results directory or a {RESULT_FILENAME} file"
+            )
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """The parsed record, or ValueError naming what is wrong with it."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"unreadable JSON ({exc})") from exc
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    version = record.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {version!r}, this genbench reads {SCHEMA_VERSION}")
+    for key in ("cell", "status"):
+        if not isinstance(record.get(key), str):
+            raise ValueError(f"missing or non-string {key!r}")
+    for key in ("config", "metrics", "metric_recipes", "missing", "timing", "artifacts"):
+        if not isinstance(record.get(key) or {}, dict):
+            raise ValueError(f"{key!r} is not an object")
+    return record
+
+
+def _component(config: Mapping[str, Any], kind: str) -> Any:
+    """``config[kind]["name"]`` (or ``config[kind]`` when it is a plain string)."""
+    value = config.get(kind)
+    return value.get("name") if isinstance(value, Mapping) else value
+
+
+def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """One flat row: identity, chosen config fields, metrics, extractors, timing, artifacts."""
+    config = record.get("config") or {}
+    dataset = config.get("dataset") if isinstance(config.get("dataset"), Mapping) else {}
+    sampler = config.get("sampler") if isinstance(config.get("sampler"), Mapping) else {}
+    recipes = record.get("metric_recipes") or {}
+    missing = record.get("missing") or {}
+    samples = (record.get("artifacts") or {}).get("samples")
+    row: dict[str, Any] = {
+        "experiment": record.get("experiment", path.parent.parent.name),
+        "cell": record["cell"],
+        "status": record["status"],
+        "error": record.get("error"),
+        "created": record.get("created"),
+        "dataset": _component(config, "dataset"),
+        "resolution": dataset.get("resolution"),
+        "backbone": _component(config, "backbone"),
+        "latent": _component(config, "latent"),
+        "sampler": _component(config, "sampler"),
+        "steps": sampler.get("steps"),
+        "missing": "; ".join(f"{k}: {v}" for k, v in missing.items()) or None,
+        "samples_path": str(path.parent / samples) if samples else None,
+        "config": config,
+        "config_flat": "\n".join(f"{k}={v}" for k, v in flatten_config(config).items()),
+        "metric_recipes": recipes,
+        "path": str(path),
+    }
+    for name, value in (record.get("metrics") or {}).items():
+        row[name if name not in row else f"metric_{name}"] = value
+    for name, recipe in recipes.items():
+        if isinstance(recipe, Mapping):
+            row[f"{name}_extractor"] = recipe.get("extractor")
+    timing = record.get("timing") or {}
+    for name, value in timing.items():
+        row[f"timing_{name}"] = value
+    # older or partial records: the timing block alone still places the cell on the time axis
+    row.setdefault("time_per_batch_s", timing.get("median_s"))
+    row.setdefault("time_per_batch_iqr_s", timing.get("iqr_s"))
+    return row
+
+
+def load_records(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Read result.json files (directories are searched recursively) into one DataFrame.
+
+    One row per record; metrics flattened into columns of their own name (``fid``, ``nfe``,
+    ``time_per_batch_s`` ...), the quality extractor of each metric in ``<metric>_extractor``,
+    timing fields in ``timing_<field>``. Unreadable records are skipped with a
+    :class:`RecordWarning` and listed in ``df.attrs["skipped"]`` as ``(path, reason)`` pairs.
+    A path that does not exist is a UserError.
+    """
+    rows, skipped = [], []
+    for path in _find_result_files(paths):
+        try:
+            rows.append(_record_row(_read_record(path), path))
+        except ValueError as exc:
+            skipped.append((str(path), str(exc)))
+            warnings.warn(f"skipping {path}: {exc}", RecordWarning, stacklevel=2)
+    frame = pd.DataFrame(rows)
+    for column in BASE_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.Series([None] * len(frame), dtype=object)
+    frame = frame[list(BASE_COLUMNS) + [c for c in frame.columns if c not in BASE_COLUMNS]]
+    frame.attrs["skipped"] = skipped
+    return frame
+
+
+def extractor_of(df: pd.DataFrame, metric: str) -> pd.Series:
+    """The extractor behind each row's ``metric`` (``UNKNOWN_EXTRACTOR`` when not recorded)."""
+    column = f"{metric}_extractor"
+    if column not in df.columns:
+        return pd.Series([UNKNOWN_EXTRACTOR] * len(df), index=df.index, dtype=object)
+    return df[column].map(lambda e: e if isinstance(e, str) and e else UNKNOWN_EXTRACTOR)
+
+
+def quality_column(metric: str, extractor: str) -> str:
+    """Column name of ``metric`` measured with ``extractor``, e.g. ``FID [digits-classifier]``."""
+    return f"{QUALITY_METRICS.get(metric, metric)} [{extractor}]"
+
+
+def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
+    if column not in df.columns:
+        return pd.Series([math.nan] * len(df), index=df.index, dtype=float)
+    return pd.to_numeric(df[column], errors="coerce").astype(float)
+
+
+def _quality_columns(df: pd.DataFrame) -> dict[str, pd.Series]:
+    """One column per (quality metric, extractor) that has at least one value."""
+    columns: dict[str, pd.Series] = {}
+    for metric in QUALITY_METRICS:
+        values = _numeric(df, metric)
+        extractors = extractor_of(df, metric)
+        for extractor in sorted(set(extractors[values.notna()])):
+            columns[quality_column(metric, extractor)] = values.where(extractors == extractor)
+    return columns
+
+
+def _note(row: pd.Series) -> str | None:
+    parts = [str(row[k]) for k in ("error", "missing") if isinstance(row.get(k), str) and row[k]]
+    return "; ".join(parts) or None
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The trade-off table: one row per record, sorted by dataset and cell.
+
+    Columns: [experiment when several], cell, dataset, backbone, latent, sampler, NFE, one column
+    per quality metric and extractor (``FID [inception-v3-compat]``), time per batch and its IQR
+    [s], timing device and batch size, GMACs per sample, parameters [M], peak memory [MB],
+    status and note (the error, or why a metric is missing).
+    """
+    table = pd.DataFrame(index=df.index)
+    if df["experiment"].nunique(dropna=True) > 1:
+        table["experiment"] = df["experiment"]
+    for column in ("cell", "dataset", "backbone", "latent", "sampler"):
+        table[column] = df[column]
+    table["NFE"] = _numeric(df, "nfe").astype("Int64")
+    for name, values in _quality_columns(df).items():
+        table[name] = values
+    table["time/batch [s]"] = _numeric(df, "time_per_batch_s")
+    table["time IQR [s]"] = _numeric(df, "time_per_batch_iqr_s")
+    table["device"] = df["timing_device"] if "timing_device" in df.columns else None
+    table["batch"] = _numeric(df, "timing_batch_size").astype("Int64")
+    table["GMACs/sample"] = _numeric(df, "gmacs_per_sample")
+    table["params [M]"] = _numeric(df, "params") / 1e6
+    table["memory [MB]"] = _numeric(df, "peak_memory_mb")
+    table["status"] = df["status"]
+    table["note"] = [_note(row) for _, row in df.iterrows()]
+    return table.sort_values(["dataset", "cell"], kind="stable", na_position="last").reset_index(
+        drop=True
+    )

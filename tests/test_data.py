@@ -1,0 +1,291 @@
+"""Tests for genbench.data: the dataset contract, digits, CIFAR-10 (fake root) and image folders."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genbench import registry
+from genbench.data import (
+    ImageDataset,
+    all_images,
+    cifar10,
+    digits,
+    image_folder,
+    random_hflip,
+    resize_images,
+    to_model_range,
+    to_uint8,
+)
+from genbench.data.datasets import CIFAR10_FOLDER
+from genbench.errors import UserError
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def test_model_range_round_trip_is_exact() -> None:
+    x = torch.arange(256, dtype=torch.uint8)
+    y = to_model_range(x)
+    assert y.dtype == torch.float32
+    assert y.min() == -1.0 and y.max() == 1.0
+    assert torch.equal(to_uint8(y), x)
+
+
+def test_to_uint8_rounds_and_clamps() -> None:
+    x = torch.tensor([-3.0, -1.0, 0.0, 0.999, 1.0, 7.0])
+    assert to_uint8(x).tolist() == [0, 0, 128, 255, 255, 255]
+    # (0.5 + 1) * 127.5 = 191.25 -> 191
+    assert to_uint8(torch.tensor([0.5])).item() == 191
+
+
+def test_to_uint8_rejects_non_finite() -> None:
+    with pytest.raises(ValueError, match="non-finite"):
+        to_uint8(torch.tensor([0.0, float("nan")]))
+
+
+def test_to_model_range_rejects_float() -> None:
+    with pytest.raises(ValueError):
+        to_model_range(torch.zeros(3))
+
+
+def test_random_hflip_per_sample_and_deterministic() -> None:
+    images = torch.arange(64 * 2 * 3 * 4, dtype=torch.float32).reshape(64, 2, 3, 4)
+    a = random_hflip(images, torch.Generator().manual_seed(1))
+    b = random_hflip(images, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    flipped = torch.tensor([torch.equal(a[i], images[i].flip(-1)) for i in range(64)])
+    kept = torch.tensor([torch.equal(a[i], images[i]) for i in range(64)])
+    assert torch.all(flipped ^ kept)
+    assert 10 < int(flipped.sum()) < 54  # about half, and both kinds present
+    c = random_hflip(images, torch.Generator().manual_seed(2))
+    assert not torch.equal(a, c)
+
+
+def test_random_hflip_single_image_and_probability_bounds() -> None:
+    image = torch.arange(12, dtype=torch.uint8).reshape(1, 3, 4)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(random_hflip(image, gen, p=1.0), image.flip(-1))
+    assert torch.equal(random_hflip(image, gen, p=0.0), image)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_random_hflip_cuda_generator() -> None:
+    images = torch.arange(32 * 4, dtype=torch.uint8).reshape(32, 1, 2, 2)
+    a = random_hflip(images, torch.Generator("cuda").manual_seed(3))
+    b = random_hflip(images.cuda(), torch.Generator("cuda").manual_seed(3))
+    assert a.device.type == "cpu" and b.device.type == "cuda"
+    assert torch.equal(a, b.cpu())
+    assert torch.equal(to_uint8(to_model_range(images.cuda())).cpu(), images)
+
+
+def test_resize_images_identity_and_constant() -> None:
+    images = torch.full((2, 1, 8, 8), 200, dtype=torch.uint8)
+    assert resize_images(images, 8) is images
+    for size in (4, 5, 16):
+        out = resize_images(images, size)
+        assert out.shape == (2, 1, size, size) and out.dtype == torch.uint8
+        assert torch.all(out == 200)  # bilinear of a constant is that constant
+    with pytest.raises(UserError):
+        resize_images(images, 0)
+
+
+# -------------------------------------------------------------------------------------- digits
+
+
+def test_digits_shapes_range_and_counts() -> None:
+    train, test, everything = digits(split="train"), digits(split="test"), digits(split="all")
+    assert (len(train), len(test), len(everything)) == (1437, 360, 1797)
+    image, label = train[0]
+    assert image.shape == (1, 8, 8) and image.dtype == torch.uint8
+    assert isinstance(label, int) and 0 <= label <= 9
+    images, labels = all_images(everything)
+    assert images.shape == (1797, 1, 8, 8) and images.dtype == torch.uint8
+    assert int(images.min()) == 0 and int(images.max()) == 255
+    # values are round(v * 255 / 16) for v in 0..16
+    allowed = {round(v * 255 / 16) for v in range(17)} | {128}  # 127.5 rounds half to even
+    assert set(images.unique().tolist()) <= allowed
+    assert sorted(labels.unique().tolist()) == list(range(10))
+    assert train.num_classes == 10 and train.name == "digits" and train.channels == 1
+    assert isinstance(train, ImageDataset)
+
+
+def test_digits_split_is_deterministic_disjoint_and_stratified() -> None:
+    a, b = all_images(digits(split="train"))[0], all_images(digits(split="train"))[0]
+    assert torch.equal(a, b)
+    everything = all_images(digits(split="all"))[0].flatten(1)
+    train = all_images(digits(split="train"))[0].flatten(1)
+    test_images, test_labels = all_images(digits(split="test"))
+    rows = {tuple(r.tolist()): i for i, r in enumerate(everything)}
+    train_idx = {rows[tuple(r.tolist())] for r in train}
+    test_idx = {rows[tuple(r.tolist())] for r in test_images.flatten(1)}
+    assert not train_idx & test_idx
+    counts = torch.bincount(test_labels, minlength=10)
+    assert int(counts.min()) >= 34 and int(counts.max()) <= 38  # about 20% of ~180 per class
+
+
+def test_digits_resize_and_channels() -> None:
+    native = all_images(digits(split="all"))[0].float()
+    big = digits(resolution=16, split="all", channels=3)
+    assert big.resolution == 16 and big.channels == 3
+    images, _ = all_images(big)
+    assert images.shape == (1797, 3, 16, 16)
+    assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 0], images[:, 2])
+    small = all_images(digits(resolution=4, split="all"))[0].float()
+    assert small.shape == (1797, 1, 4, 4)
+    # antialiased bilinear shrink matches PIL's (triangle filter widened by the scale factor)
+    for i in range(0, 1797, 199):
+        pil = Image.fromarray(native[i, 0].to(torch.uint8).numpy()).resize((4, 4), Image.BILINEAR)
+        assert (small[i, 0] - torch.tensor(np.array(pil)).float()).abs().max() <= 1.0
+    assert abs(images.float().mean() - native.mean()) < 2.0
+
+
+def test_digits_identity_is_json_cache_key() -> None:
+    ident = digits(split="test", resolution=16).identity()
+    assert json.loads(json.dumps(ident)) == ident
+    assert ident["name"] == "digits" and ident["split"] == "test"
+    assert ident["resolution"] == 16 and ident["channels"] == 1 and ident["size"] == 360
+    assert digits(split="train").identity() != digits(split="test").identity()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"split": "validation"}, {"channels": 2}, {"resolution": 0}, {"resolution": 3.5}]
+)
+def test_digits_bad_arguments_are_user_errors(kwargs: dict) -> None:
+    with pytest.raises(UserError):
+        digits(**kwargs)
+
+
+def test_registry_creates_digits() -> None:
+    assert {"digits", "cifar10", "image_folder"} <= set(registry.names("dataset"))
+    ds = registry.create("dataset", "digits", resolution=8, split="test")
+    assert len(ds) == 360
+
+
+# ------------------------------------------------------------------------------------ CIFAR-10
+
+
+def _write_batch(path: Path, data: np.ndarray, labels: list[int]) -> None:
+    entry = {b"batch_label": b"fake", b"labels": labels, b"data": data, b"filenames": []}
+    with path.open("wb") as handle:
+        pickle.dump(entry, handle)
+
+
+def make_fake_cifar(root: Path, per_batch: int = 4) -> dict[str, np.ndarray]:
+    """A tiny cifar-10-batches-py in the documented format: rows of R, G, B planes."""
+    folder = root / CIFAR10_FOLDER
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=per_batch).tolist()
+        _write_batch(folder / name, data, labels)
+        batches[name] = data
+    meta = {b"label_names": [n.encode() for n in "abcdefghij"], b"num_cases_per_batch": per_batch}
+    with (folder / "batches.meta").open("wb") as handle:
+        pickle.dump(meta, handle)
+    return batches
+
+
+def test_cifar10_reads_fake_root(tmp_path: Path) -> None:
+    batches = make_fake_cifar(tmp_path)
+    train = cifar10(root=str(tmp_path), split="train")
+    test = cifar10(root=str(tmp_path), split="test")
+    assert (len(train), len(test)) == (20, 4)
+    image, label = train[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.uint8 and 0 <= label <= 9
+    row = batches["data_batch_1"][0]
+    assert torch.equal(image[0].flatten(), torch.from_numpy(row[:1024]))  # red plane first
+    assert torch.equal(image[2].flatten(), torch.from_numpy(row[2048:]))
+    assert torch.equal(test[3][0].flatten(), torch.from_numpy(batches["test_batch"][3]))
+    assert train.class_names == list("abcdefghij") and train.num_classes == 10
+    assert len(cifar10(root=str(tmp_path), split="all")) == 24
+    ident = train.identity()
+    assert ident["root"] == str(tmp_path.resolve()) and ident["verified"] is False
+    assert json.loads(json.dumps(ident)) == ident
+    # the batches folder itself is accepted as root too
+    assert len(cifar10(root=str(tmp_path / CIFAR10_FOLDER), split="test")) == 4
+
+
+def test_cifar10_resize(tmp_path: Path) -> None:
+    make_fake_cifar(tmp_path)
+    ds = cifar10(root=str(tmp_path), split="test", resolution=16)
+    assert ds[0][0].shape == (3, 16, 16) and ds.resolution == 16
+
+
+def test_cifar10_missing_root_is_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="CIFAR-10 not found under .*dataset.download=true"):
+        cifar10(root=str(tmp_path / "nowhere"))
+
+
+def test_cifar10_corrupt_batch_is_user_error(tmp_path: Path) -> None:
+    make_fake_cifar(tmp_path)
+    (tmp_path / CIFAR10_FOLDER / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(UserError, match="corrupt CIFAR-10 file"):
+        cifar10(root=str(tmp_path), split="test")
+
+
+# -------------------------------------------------------------------------------- image folder
+
+
+def _png(path: Path, size: tuple[int, int], color: tuple[int, int, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+def test_image_folder_flat(tmp_path: Path) -> None:
+    _png(tmp_path / "b.png", (20, 10), (255, 0, 0))
+    _png(tmp_path / "a.PNG", (12, 12), (0, 255, 0))
+    _png(tmp_path / "sub" / "c.jpg", (9, 30), (0, 0, 255))
+    (tmp_path / "notes.txt").write_text("not an image")
+    ds = image_folder(root=str(tmp_path), resolution=8)
+    assert len(ds) == 3 and ds.num_classes is None
+    assert [p.name for p in ds.files] == ["a.PNG", "b.png", "c.jpg"]
+    image, label = ds[1]
+    assert image.shape == (3, 8, 8) and image.dtype == torch.uint8 and label == -1
+    assert image[0].min() == 255 and image[1].max() == 0  # solid red survives crop and resize
+    grey = image_folder(root=str(tmp_path), resolution=4, channels=1)
+    assert grey[0][0].shape == (1, 4, 4)
+    ident = ds.identity()
+    assert json.loads(json.dumps(ident)) == ident and ident["size"] == 3
+    assert ident["root"] == str(tmp_path.resolve())
+    images, labels = all_images(ds, limit=2)
+    assert images.shape == (2, 3, 8, 8) and labels.tolist() == [-1, -1]
+
+
+def test_image_folder_center_crop(tmp_path: Path) -> None:
+    image = Image.new("RGB", (30, 10), (0, 0, 0))
+    image.paste((255, 255, 255), (10, 0, 20, 10))  # white center square, black sides
+    image.save(tmp_path / "wide.png")
+    out = image_folder(root=str(tmp_path), resolution=10)[0][0]
+    assert torch.all(out == 255)
+
+
+def test_image_folder_class_subfolders(tmp_path: Path) -> None:
+    _png(tmp_path / "cat" / "1.png", (8, 8), (1, 1, 1))
+    _png(tmp_path / "cat" / "2.png", (8, 8), (2, 2, 2))
+    _png(tmp_path / "dog" / "1.png", (8, 8), (3, 3, 3))
+    ds = image_folder(root=str(tmp_path), resolution=8)
+    assert ds.num_classes == 2 and ds.class_names == ["cat", "dog"]
+    assert [ds[i][1] for i in range(3)] == [0, 0, 1]
+    train = image_folder(root=str(tmp_path), resolution=8, split="dog")
+    assert len(train) == 1
+
+
+def test_image_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        image_folder(root=str(tmp_path / "missing"), resolution=8)
+    with pytest.raises(UserError, match="no images"):
+        image_folder(root=str(tmp_path), resolution=8)
+    (tmp_path / "broken.png").write_bytes(b"garbage")
+    ds = image_folder(root=str(tmp_path), resolution=8)
+    with pytest.raises(UserError, match="cannot read image"):
+        ds[0]
+    with pytest.raises(UserError, match="no subfolder"):
+        image_folder(root=str(tmp_path), resolution=8, split="train")
