@@ -1,0 +1,272 @@
+"""Cost measurements that wrap components and never edit them (STYLE.md rule 4).
+
+What the LDDGAN paper (Trinh & Hy, seeds/lddgan-paper.txt) reports as cost, and how it is measured
+here:
+
+* NFE (Table 3): the number of denoiser forward calls in one sampling run, counted by
+  :class:`NFECounter`, a wrapper around the denoiser.
+* Parameters (Table 2, "Params M"): :func:`count_parameters`.
+* FLOPs (Table 2, "FLOPs G"): fvcore's convention, one multiply-add counted once, i.e. MACs.
+  :func:`count_macs` runs a call under ``torch.utils.flop_counter.FlopCounterMode``, which
+  counts matmuls, convolutions and attention (2 FLOPs per multiply-add), and halves its total;
+  k-diffusion's ``models/flops.py`` counts the same way, by a context manager around a call.
+* Memory (Table 2, "MEM GB"): :func:`peak_memory`, the CUDA allocator's peak on GPU and a
+  tensor-storage tracker on CPU.
+* Time (Table 3, "Time (s)" for a batch of 100): :func:`time_per_batch`, with untimed warm-up
+  runs and CUDA events plus synchronisation on GPU, as the WaveDiff/LDDGAN ``--measure_time``
+  scripts do (10 warm-up runs, ``torch.cuda.Event``, synchronize).
+"""
+
+from __future__ import annotations
+
+import statistics as stats
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode
+
+from genbench.errors import UserError
+
+MIB = float(1 << 20)
+
+# Method strings recorded next to each measurement.
+CUDA_MEMORY_METHOD = "cuda_max_memory_allocated"
+CPU_MEMORY_METHOD = "cpu_live_tensor_storage_peak"
+CUDA_TIME_METHOD = "cuda_event"
+CPU_TIME_METHOD = "perf_counter"
+
+
+class NFECounter(nn.Module):
+    """Counts forward calls of a wrapped denoiser; the count after one sampling run is its NFE.
+
+    Attributes the wrapper does not have (``z_dim``, ``num_timesteps``, ...) are read from the
+    wrapped module, so samplers that read metadata from the denoiser work unchanged.
+    """
+
+    def __init__(self, module: nn.Module | Callable[..., Any]) -> None:
+        super().__init__()
+        self.inner = module
+        self.calls = 0
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the wrapped module and count the call."""
+        self.calls += 1
+        return self.inner(*args, **kwargs)
+
+    def reset(self) -> None:
+        """Set the count back to zero."""
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "inner":
+                raise
+            return getattr(super().__getattr__("inner"), name)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``module`` (shared parameters counted once)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """What ``FlopCounterMode`` saw during one call."""
+
+    flops: int  # 2 per multiply-add (torch's convention)
+    macs: int  # flops // 2: fvcore's and the LDDGAN paper's "FLOPs"
+    by_operator: dict[str, int]  # flops per aten operator
+
+    @property
+    def gmacs(self) -> float:
+        """MACs in units of 1e9."""
+        return self.macs / 1e9
+
+
+def measure_flops(fn: Callable[[], Any]) -> FlopCount:
+    """Run ``fn()`` once under ``FlopCounterMode`` and return its FLOP and MAC counts.
+
+    Only operators with a FLOP formula (matmul, convolution, attention, ...) count; elementwise
+    operations and normalisations do not, matching the paper's conv+linear counts (REFERENCE.md).
+    """
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    by_operator = {str(op): int(n) for op, n in counter.get_flop_counts()["Global"].items()}
+    flops = int(counter.get_total_flops())
+    return FlopCount(flops=flops, macs=flops // 2, by_operator=by_operator)
+
+
+def count_macs(fn: Callable[[], Any]) -> int:
+    """Multiply-accumulates of one call of ``fn`` (total FLOPs // 2); see :func:`measure_flops`."""
+    return measure_flops(fn).macs
+
+
+# --------------------------------------------------------------------------------------------
+# Peak memory.
+
+
+def _use_cuda(device: str | torch.device) -> bool:
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False
+    if not torch.cuda.is_available():
+        raise UserError(f"device {device} requested but CUDA is not available; use device=cpu")
+    return True
+
+
+class _StorageTracker(TorchDispatchMode):
+    """Tracks bytes of tensor storages created while active, freeing them as they die.
+
+    A storage counts if an operator returns it and it is not the storage of one of the
+    operator's inputs (so views and in-place updates of pre-existing tensors do not count). A
+    ``weakref.finalize`` on the storage subtracts its bytes when the storage is released.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._tracked: set[int] = set()
+        self._lock = threading.Lock()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        out = func(*args, **(kwargs or {}))
+        inputs = {_storage_id(t) for t in tree_flatten((args, kwargs))[0] if _is_dense(t)}
+        for tensor in tree_flatten(out)[0]:
+            if _is_dense(tensor):
+                self._track(tensor.untyped_storage(), inputs)
+        return out
+
+    def _track(self, storage: torch.UntypedStorage, inputs: set[int]) -> None:
+        ident, size = storage.data_ptr(), storage.nbytes()
+        if size == 0 or ident in inputs or ident in self._tracked:
+            return
+        with self._lock:
+            self._tracked.add(ident)
+            self.live += size
+            self.peak = max(self.peak, self.live)
+        weakref.finalize(storage, self._release, ident, size)
+
+    def _release(self, ident: int, size: int) -> None:
+        with self._lock:
+            if ident in self._tracked:
+                self._tracked.discard(ident)
+                self.live -= size
+
+
+def _is_dense(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.layout == torch.strided
+
+
+def _storage_id(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().data_ptr()
+
+
+def peak_memory(fn: Callable[[], Any], device: str | torch.device) -> tuple[float, str]:
+    """Peak memory (MiB, 2**20 bytes) that one call of ``fn()`` needs beyond what existed before.
+
+    CUDA (method ``"cuda_max_memory_allocated"``): ``torch.cuda.max_memory_allocated`` after
+    ``reset_peak_memory_stats``, minus ``memory_allocated`` just before the call (weights and
+    inputs already on the device are not counted; add them from :func:`count_parameters` if
+    wanted). Caching-allocator reserve and CUDA context are excluded.
+
+    CPU (method ``"cpu_live_tensor_storage_peak"``): the peak total size of tensor storages that
+    operators created during the call and that were still alive, tracked with a
+    ``TorchDispatchMode`` and finalizers on the storages. Memory outside torch tensors (Python
+    objects, numpy arrays, allocator slack, oneDNN scratch space) is not included.
+    """
+    if _use_cuda(device):
+        return _cuda_peak(fn, torch.device(device)), CUDA_MEMORY_METHOD
+    tracker = _StorageTracker()
+    with tracker:
+        fn()
+    return tracker.peak / MIB, CPU_MEMORY_METHOD
+
+
+def _cuda_peak(fn: Callable[[], Any], device: torch.device) -> float:
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / MIB
+
+
+# --------------------------------------------------------------------------------------------
+# Time per batch.
+
+
+def _time_cuda(fn: Callable[[], Any], device: torch.device) -> float:
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize(device)
+    start.record()
+    fn()
+    end.record()
+    torch.cuda.synchronize(device)
+    return start.elapsed_time(end) / 1000.0  # elapsed_time is in milliseconds
+
+
+def _time_cpu(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_per_batch(
+    fn: Callable[[], Any], device: str | torch.device, warmup: int = 10, trials: int = 100
+) -> dict[str, Any]:
+    """Wall time of ``fn()`` (one batch) over ``trials`` timed runs after ``warmup`` untimed ones.
+
+    GPU: each trial is bracketed by ``torch.cuda.Event`` records and ``synchronize`` (method
+    ``"cuda_event"``). CPU: ``time.perf_counter`` around the call (method ``"perf_counter"``).
+
+    Returns:
+        ``median_s``, ``q25_s``, ``q75_s``, ``iqr_s``, ``mean_s``, ``std_s``, ``min_s``,
+        ``max_s``, ``trials``, ``warmup``, ``method``, ``device``.
+    """
+    if warmup < 0 or trials < 1:
+        raise UserError(f"timing needs warmup >= 0 and trials >= 1, got {warmup} and {trials}")
+    device = torch.device(device)
+    cuda = _use_cuda(device)
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        times = [_time_cuda(fn, device) for _ in range(trials)]
+    else:
+        times = [_time_cpu(fn) for _ in range(trials)]
+    return _summary(times, warmup, CUDA_TIME_METHOD if cuda else CPU_TIME_METHOD, device)
+
+
+def _summary(times: list[float], warmup: int, method: str, device: torch.device) -> dict[str, Any]:
+    q25, median, q75 = np.percentile(times, [25, 50, 75])
+    return {
+        "median_s": float(median),
+        "q25_s": float(q25),
+        "q75_s": float(q75),
+        "iqr_s": float(q75 - q25),
+        "mean_s": float(stats.fmean(times)),
+        "std_s": float(stats.stdev(times)) if len(times) > 1 else 0.0,
+        "min_s": float(min(times)),
+        "max_s": float(max(times)),
+        "trials": len(times),
+        "warmup": warmup,
+        "method": method,
+        "device": str(device) if device.type != "cuda" else _cuda_name(device),
+    }
+
+
+def _cuda_name(device: torch.device) -> str:
+    return f"{device} ({torch.cuda.get_device_name(device)})"

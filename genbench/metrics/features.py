@@ -1,0 +1,569 @@
+"""Feature extractors for the quality metrics: uint8 images -> float64 feature vectors.
+
+* ``inception-v3-compat``: the TF-FID Inception-v3 pool3 (2048-d) features of Heusel et al. 2017
+  ("GANs trained by a two time-scale update rule...", FID), through torch-fidelity's
+  ``FeatureExtractorInceptionV3`` (TF1.x-compatible bilinear resize to 299, weights
+  ``weights-inception-2015-12-05-6726825d.pth``). This is the extractor behind the FIDs of
+  DDGAN, WDDGAN and LDDGAN (their vendored pytorch-fid uses the same TF-FID weights).
+* ``vgg16``: torchvision's ImageNet VGG16, fc2 after ReLU (4096-d), through torch-fidelity's
+  ``FeatureExtractorVGG16``, for the precision/recall of Kynkäänniemi et al. 2019 ("Improved
+  precision and recall metric for assessing generative models") with k = 3, the protocol that
+  WaveDiff and LDDGAN follow through StyleGAN2-ADA. StyleGAN2-ADA ships its own converted VGG16
+  (``vgg16.pt``); torch-fidelity's torchvision weights are close to, not bit-identical with, it.
+* ``<dataset>-classifier``: the honest offline fallback when no pretrained weights exist on the
+  machine: a small CNN trained deterministically on the dataset's own labels, whose penultimate
+  layer gives the features. Numbers computed with it are NOT FID in the Inception sense and must
+  never share a column with Inception numbers; its recipe says so.
+
+Every extractor records a ``recipe`` (library, weights file and SHA-256, layer, dims, resize) so a
+result always says which features produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from genbench.errors import UserError
+from genbench.metrics.weights import INCEPTION_V3, VGG16, WeightsSpec, resolve_spec, sha256_of
+
+INCEPTION_NAME = "inception-v3-compat"
+VGG16_NAME = "vgg16"
+
+Network = Callable[[torch.Tensor], torch.Tensor]
+
+
+class FeatureExtractor:
+    """A named, batched map from uint8 images ``[N, C, H, W]`` to float64 features ``[N, D]``.
+
+    Args:
+        name: extractor name recorded with every metric ("inception-v3-compat", "vgg16",
+            "digits-classifier").
+        recipe: what produced the features (library, weights file, sha256, layer, dims, resize).
+        network: maps a uint8 ``[B, 3, H, W]`` batch on ``device`` to float features ``[B, D]``.
+        module: the underlying ``nn.Module`` (for parameter counts and inspection).
+        device: where the network runs.
+        batch_size: images per forward pass.
+        progress: show a tqdm progress bar.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        recipe: dict[str, Any],
+        network: Network,
+        *,
+        module: nn.Module | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 100,
+        progress: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise UserError(f"feature batch size must be >= 1, got {batch_size}")
+        self.name = name
+        self.recipe = dict(recipe)
+        self.network = network
+        self.module = module
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.progress = progress
+
+    @property
+    def dims(self) -> int:
+        """Feature dimension ``D``."""
+        return int(self.recipe["dims"])
+
+    @property
+    def key(self) -> str:
+        """Name plus weights hash: what a cache of features or statistics must be keyed by."""
+        return f"{self.name}-{str(self.recipe.get('sha256', 'noweights'))[:16]}"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Features of ``images`` (uint8 ``[N, C, H, W]``, C in {1, 3}) as float64 ``[N, D]``."""
+        images = _check_images(images)
+        outputs = []
+        batches = range(0, images.shape[0], self.batch_size)
+        with torch.inference_mode():
+            for start in tqdm(batches, desc=self.name, unit="batch", disable=not self.progress):
+                batch = images[start : start + self.batch_size].to(self.device)
+                outputs.append(self.network(batch).to("cpu", torch.float64))
+        if not outputs:
+            return torch.zeros(0, self.dims, dtype=torch.float64)
+        return torch.cat(outputs)
+
+    def __repr__(self) -> str:
+        return f"FeatureExtractor(name={self.name!r}, dims={self.recipe.get('dims')})"
+
+
+def _check_images(images: torch.Tensor) -> torch.Tensor:
+    if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4:
+        shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+        dtype = images.dtype if torch.is_tensor(images) else ""
+        raise UserError(
+            f"feature extractors take uint8 images [N, C, H, W], got {dtype} {shape}; "
+            f"convert with genbench.data.to_uint8"
+        )
+    channels = images.shape[1]
+    if channels == 1:  # grayscale: repeat, as torch-fidelity's extractors want RGB
+        return images.expand(-1, 3, -1, -1)
+    if channels != 3:
+        raise UserError(f"feature extractors take 1- or 3-channel images, got {channels} channels")
+    return images
+
+
+def _torch_fidelity_version() -> str:
+    import torch_fidelity
+
+    return f"torch-fidelity {torch_fidelity.__version__}"
+
+
+def _pretrained_recipe(
+    name: str, spec: WeightsSpec, path: Path, layer: str, dims: int, resize: str
+) -> dict[str, Any]:
+    return {
+        "extractor": name,
+        "library": _torch_fidelity_version(),
+        "weights_file": spec.filename,
+        "weights_path": str(path),
+        "sha256": sha256_of(path),
+        "layer": layer,
+        "dims": dims,
+        "input_resize": resize,
+        "internal_dtype": "float32",
+        "is_inception": name == INCEPTION_NAME,
+    }
+
+
+def _first_output(module: nn.Module) -> Network:
+    # torch-fidelity extractors return a tuple with one entry per requested layer.
+    return lambda batch: module(batch)[0]
+
+
+def inception_extractor(
+    weights_path: str | None = None,
+    allow_download: bool = False,
+    device: str | torch.device = "cpu",
+    batch_size: int = 100,
+    *,
+    sha256: str | None = None,
+    progress: bool = True,
+) -> FeatureExtractor:
+    """TF-FID Inception-v3 pool3 features (2048-d) through torch-fidelity.
+
+    Args:
+        weights_path: a weights file or a folder holding
+            ``weights-inception-2015-12-05-6726825d.pth``; default: torch-hub cache, then
+            ``$GENBENCH_WEIGHTS``.
+        allow_download: fetch the file from torch-fidelity's release when absent.
+        device: where the network runs.
+        batch_size: images per forward pass (the DDGAN line evaluates with 100).
+        sha256: a full expected hash that replaces the file-name prefix check (for files made
+            elsewhere, e.g. tests).
+        progress: show a progress bar.
+    """
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    spec = _with_hash(INCEPTION_V3, sha256)
+    path = resolve_spec(spec, path=weights_path, allow_download=allow_download)
+    module = FeatureExtractorInceptionV3(
+        INCEPTION_NAME, ["2048"], feature_extractor_weights_path=str(path)
+    ).to(device)
+    recipe = _pretrained_recipe(
+        INCEPTION_NAME,
+        spec,
+        path,
+        "2048 (pool3)",
+        2048,
+        "TF1.x-compatible bilinear to 299x299, (x - 128) / 128",
+    )
+    return FeatureExtractor(
+        INCEPTION_NAME,
+        recipe,
+        _first_output(module),
+        module=module,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+def vgg16_extractor(
+    weights_path: str | None = None,
+    allow_download: bool = False,
+    device: str | torch.device = "cpu",
+    batch_size: int = 100,
+    *,
+    sha256: str | None = None,
+    progress: bool = True,
+) -> FeatureExtractor:
+    """torchvision VGG16 fc2-after-ReLU features (4096-d) through torch-fidelity.
+
+    Used for precision/recall with k = 3 (Kynkäänniemi et al. 2019; StyleGAN2-ADA's protocol).
+    Arguments as for :func:`inception_extractor`; the file is ``vgg16-397923af.pth``.
+    """
+    from torch_fidelity.feature_extractor_vgg16 import FeatureExtractorVGG16
+
+    spec = _with_hash(VGG16, sha256)
+    path = resolve_spec(spec, path=weights_path, allow_download=allow_download)
+    module = FeatureExtractorVGG16(
+        VGG16_NAME, ["fc2_relu"], feature_extractor_weights_path=str(path)
+    ).to(device)
+    recipe = _pretrained_recipe(
+        VGG16_NAME,
+        spec,
+        path,
+        "fc2_relu",
+        4096,
+        "TF1.x-compatible bilinear to 224x224, ImageNet mean/std",
+    )
+    return FeatureExtractor(
+        VGG16_NAME,
+        recipe,
+        _first_output(module),
+        module=module,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+def pretrained_extractor(
+    kind: str,
+    *,
+    weights_path: str | None = None,
+    allow_download: bool = False,
+    device: str | torch.device = "cpu",
+    batch_size: int = 100,
+    progress: bool = True,
+) -> FeatureExtractor:
+    """The pretrained extractor a metric asks for by name: "inception" or "vgg16"."""
+    builders = {"inception": inception_extractor, "vgg16": vgg16_extractor}
+    if kind not in builders:
+        raise UserError(f"unknown feature extractor {kind!r}; use one of {', '.join(builders)}")
+    return builders[kind](weights_path, allow_download, device, batch_size, progress=progress)
+
+
+def _with_hash(spec: WeightsSpec, sha256: str | None) -> WeightsSpec:
+    if sha256 is None:
+        return spec
+    return WeightsSpec(spec.name, spec.filename, spec.url, sha256, None, spec.config_key)
+
+
+# --------------------------------------------------------------------------------------------
+# Offline fallback: a small classifier trained on the dataset's labels.
+
+
+class SmallClassifier(nn.Module):
+    """Three 3x3 convolutions (two strided) and a hidden layer; the hidden layer gives features.
+
+    Inputs are uint8 RGB images resized (bilinear) to ``input_size`` and scaled to [-1, 1].
+    """
+
+    architecture = (
+        "conv{w}-conv{w2}s2-conv{w4}s2-fc{feature_dims}-fc{num_classes}@{input_size}px-rgb"
+    )
+
+    def __init__(
+        self,
+        num_classes: int,
+        feature_dims: int = 128,
+        input_size: int = 16,
+        width: int = 16,
+    ) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        flat = 4 * width * ((input_size + 3) // 4) ** 2
+        self.hidden = nn.Linear(flat, feature_dims)
+        self.head = nn.Linear(feature_dims, num_classes)
+
+    @classmethod
+    def describe(cls, num_classes: int, feature_dims: int, input_size: int, width: int) -> str:
+        """The architecture string that keys the weights cache."""
+        return cls.architecture.format(
+            w=width,
+            w2=2 * width,
+            w4=4 * width,
+            feature_dims=feature_dims,
+            num_classes=num_classes,
+            input_size=input_size,
+        )
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features (after ReLU) of uint8 images."""
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        x = images.to(self.head.weight.dtype) / 127.5 - 1.0
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            size = (self.input_size, self.input_size)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return F.relu(self.hidden(self.conv(x).flatten(1)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits of uint8 images."""
+        return self.head(self.embed(images))
+
+
+def _init_weights(module: nn.Module, generator: torch.Generator) -> None:
+    # nn.Module's own init draws from the global RNG; redo it from an explicit generator.
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu", generator=generator)
+            nn.init.zeros_(layer.bias)
+
+
+def _data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    digest.update(str(tuple(images.shape)).encode())
+    digest.update(images.contiguous().numpy().tobytes())
+    digest.update(labels.to(torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def train_classifier(
+    model: SmallClassifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+) -> None:
+    """Adam on cross-entropy, minibatches drawn with ``generator``; fixed step count, on CPU.
+
+    Runs on one CPU thread: tiny convolutions are faster that way on a shared 2-core machine,
+    and the floating-point reduction order then does not depend on the machine's core count.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _train_loop(model, images, labels, generator, steps, batch_size, lr)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_loop(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    generator: torch.Generator,
+    steps: int,
+    batch_size: int,
+    lr: float,
+) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    model.train()
+    for _ in range(steps):
+        index = torch.randint(0, images.shape[0], (batch_size,), generator=generator)
+        loss = F.cross_entropy(model(images[index]), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    model.eval()
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy of a classifier on uint8 images."""
+    with torch.inference_mode():
+        predicted = torch.cat([model(chunk).argmax(1) for chunk in images.split(512)])
+    return float((predicted == labels.to(predicted.device)).float().mean())
+
+
+def _atomic_save_safetensors(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def classifier_extractor(
+    train_images_uint8: torch.Tensor,
+    train_labels: torch.Tensor,
+    num_classes: int,
+    *,
+    cache_dir: Path | str,
+    dataset_key: str,
+    seed: int = 0,
+    steps: int = 600,
+    feature_dims: int = 128,
+    input_size: int = 16,
+    width: int = 16,
+    device: str | torch.device = "cpu",
+    batch_size: int = 500,
+    progress: bool = False,
+) -> FeatureExtractor:
+    """The offline fallback: a small CNN trained on the dataset's labels; features = hidden layer.
+
+    Training is deterministic (explicit generator for initialisation and minibatches, fixed step
+    count, CPU) and cached in ``cache_dir`` as safetensors, keyed by a hash of (dataset_key,
+    architecture, seed, steps, the training data). About 6 s for the sklearn digits (one thread).
+    Its features are not Inception features; its recipe says so.
+
+    Args:
+        train_images_uint8: training images, uint8 ``[N, C, H, W]``.
+        train_labels: integer labels ``[N]`` in ``[0, num_classes)``.
+        num_classes: number of classes.
+        cache_dir: folder for the trained weights.
+        dataset_key: dataset name; the extractor is called ``f"{dataset_key}-classifier"``.
+        seed: seed of the training generator.
+        steps: optimisation steps (batch 64).
+        feature_dims: width of the hidden (feature) layer.
+        input_size: images are resized to this square size.
+        width: channels of the first convolution (then 2x, 4x).
+        device: where feature extraction runs (training is always on CPU).
+        batch_size: images per forward pass at extraction.
+        progress: show a progress bar at extraction.
+    """
+    images, labels = _check_labelled(train_images_uint8, train_labels, num_classes)
+    architecture = SmallClassifier.describe(num_classes, feature_dims, input_size, width)
+    key_fields = {
+        "dataset_key": dataset_key,
+        "architecture": architecture,
+        "seed": seed,
+        "steps": steps,
+        "data": _data_fingerprint(images, labels),
+    }
+    key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()
+    name = f"{dataset_key}-classifier"
+    path = Path(cache_dir) / f"{name}-{key[:16]}.safetensors"
+    model = SmallClassifier(num_classes, feature_dims, input_size, width)
+    train_seconds = None
+    if path.is_file():
+        model.load_state_dict(load_file(str(path)))
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        _init_weights(model, generator)
+        start = time.perf_counter()
+        train_classifier(model, images, labels, generator=generator, steps=steps)
+        train_seconds = time.perf_counter() - start
+        # One metadata entry: safetensors writes its metadata map in arbitrary order, and the
+        # file's SHA-256 must be reproducible.
+        metadata = {"genbench_classifier": json.dumps({"key": key, **key_fields}, sort_keys=True)}
+        _atomic_save_safetensors(model.state_dict(), path, metadata)
+    model.eval().requires_grad_(False)
+    recipe = {
+        "extractor": name,
+        "library": "genbench (offline fallback, NOT Inception)",
+        "is_inception": False,
+        "note": "features of a small CNN trained on this dataset's labels; not comparable to FID",
+        "architecture": architecture,
+        "weights_file": path.name,
+        "weights_path": str(path),
+        "sha256": sha256_of(path),
+        "cache_key": key,
+        "seed": seed,
+        "steps": steps,
+        "layer": "hidden (penultimate, after ReLU)",
+        "dims": feature_dims,
+        "input_resize": f"bilinear to {input_size}x{input_size}, x / 127.5 - 1",
+        "train_accuracy": accuracy(model, images, labels),
+        "train_seconds": train_seconds,
+    }
+    return FeatureExtractor(
+        name,
+        recipe,
+        model.to(device).embed,
+        module=model,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+def _check_labelled(
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4:
+        raise UserError("classifier_extractor takes uint8 training images [N, C, H, W]")
+    labels = torch.as_tensor(labels).to(torch.int64).cpu()
+    if labels.shape != (images.shape[0],):
+        raise UserError(
+            f"classifier_extractor: {labels.shape[0] if labels.dim() else 0} labels for "
+            f"{images.shape[0]} images; pass one label per image"
+        )
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise UserError(f"classifier_extractor: labels must lie in [0, {num_classes})")
+    return images.cpu(), labels
+
+
+# --------------------------------------------------------------------------------------------
+# Test support: weights files with the right architecture and random values.
+
+
+def random_weights_file(kind: str, path: str | Path, seed: int = 0) -> Path:
+    """Write a ``kind`` ("inception" or "vgg16") state_dict with random values to ``path``.
+
+    For tests and offline smoke runs only: the architecture (and so the loading path) is the
+    real one, the numbers it produces are meaningless.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    state = {k: _random_like(k, v, generator) for k, v in _skeleton_state(kind).items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def _skeleton_state(kind: str) -> dict[str, torch.Tensor]:
+    if kind == "vgg16":
+        import torchvision
+
+        with torch.device("meta"):
+            return dict(torchvision.models.vgg16(weights=None).state_dict())
+    if kind == "inception":
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        # The constructor insists on loading weights: feed it an empty dict and skip the load.
+        class _Skeleton(FeatureExtractorInceptionV3):
+            def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+                return None
+
+        with tempfile.TemporaryDirectory() as folder:
+            empty = Path(folder) / "empty.pth"
+            torch.save({}, empty)
+            with torch.device("meta"):
+                module = _Skeleton(INCEPTION_NAME, ["2048"], feature_extractor_weights_path=empty)
+        return dict(module.state_dict())
+    raise UserError(f"unknown weights kind {kind!r}; use 'inception' or 'vgg16'")
+
+
+def _random_like(key: str, meta: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    if meta.dtype == torch.int64:  # BatchNorm num_batches_tracked
+        return torch.zeros(meta.shape, dtype=torch.int64)
+    if key.endswith("running_var"):
+        return torch.ones(meta.shape)
+    if key.endswith("running_mean") or key.endswith("bias"):
+        return torch.zeros(meta.shape)
+    if key.endswith("bn.weight"):
+        return torch.ones(meta.shape)
+    fan_in = max(1, meta[0].numel()) if meta.dim() > 1 else 1
+    return torch.randn(meta.shape, generator=generator) * (2.0 / fan_in) ** 0.5

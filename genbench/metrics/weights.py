@@ -1,0 +1,201 @@
+"""Finding and verifying pretrained weights files for the metric feature extractors.
+
+Pretrained networks (the TF-FID Inception-v3 port of Heusel et al. 2017 as converted by
+torch-fidelity, torchvision's VGG16 for Kynkäänniemi et al. 2019 precision/recall) are never
+bundled with genbench. :func:`resolve_weights` looks for a file in a fixed order, downloads it only
+when allowed, verifies its SHA-256 and, when the file is absent, raises a one-line
+:class:`~genbench.errors.MissingWeightsError` that says which file to put where.
+
+Lookup order:
+
+1. the configured ``path`` (a file, or a folder holding ``filename``); a configured path that does
+   not exist is an error rather than a silent fall-through;
+2. the torch-hub cache, ``torch.hub.get_dir()/checkpoints/<filename>`` (where torch hub,
+   torchvision and torch-fidelity put their downloads);
+3. the folder named by the ``GENBENCH_WEIGHTS`` environment variable;
+4. a download into the torch-hub cache, only when ``allow_download`` is true.
+
+Hash convention: torch hub names files ``<stem>-<first 8 hex digits of the SHA-256>.<ext>``
+(``torch.hub.load_state_dict_from_url(check_hash=True)``), so a file can be verified against a
+known full SHA-256 or against that 8-hex prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genbench.errors import MissingWeightsError, UserError
+
+WEIGHTS_ENV = "GENBENCH_WEIGHTS"
+_HASH_PREFIX_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """A known weights file: what it is called, where it comes from, how to verify it."""
+
+    name: str  # human name used in messages, e.g. "Inception"
+    filename: str  # torch-hub style file name
+    url: str
+    sha256: str | None = None  # full hash when known
+    sha256_prefix: str | None = None  # the 8 hex digits in the torch-hub file name
+    config_key: str | None = None  # the config option that passes a path, for messages
+
+
+# TF-FID Inception-v3 (pool3, 2048-d) converted by torch-fidelity; the URL torch-fidelity 0.4
+# downloads from (torch_fidelity/feature_extractor_inceptionv3.py, URL_INCEPTION_V3).
+INCEPTION_V3 = WeightsSpec(
+    name="Inception",
+    filename="weights-inception-2015-12-05-6726825d.pth",
+    url=(
+        "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+        "weights-inception-2015-12-05-6726825d.pth"
+    ),
+    sha256_prefix="6726825d",
+    config_key="eval.inception_weights",
+)
+
+# torchvision's VGG16 ImageNet weights (VGG16_Weights.IMAGENET1K_V1), which torch-fidelity's
+# "vgg16" feature extractor loads (torch_fidelity/utils_torchvision.py).
+VGG16 = WeightsSpec(
+    name="VGG16",
+    filename="vgg16-397923af.pth",
+    url="https://download.pytorch.org/models/vgg16-397923af.pth",
+    sha256_prefix="397923af",
+    config_key="eval.vgg16_weights",
+)
+
+
+def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hub_checkpoint_dir() -> Path:
+    """The torch-hub checkpoint folder, ``torch.hub.get_dir()/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def hash_prefix_from_filename(filename: str) -> str | None:
+    """The torch-hub hash prefix in ``filename`` (``name-6726825d.pth`` -> ``6726825d``)."""
+    match = _HASH_PREFIX_IN_NAME.search(filename)
+    return match.group(1) if match else None
+
+
+def verify_sha256(path: Path, *, sha256: str | None, sha256_prefix: str | None) -> str:
+    """Check ``path`` against a full hash or a prefix; return its full SHA-256.
+
+    A mismatch raises :class:`UserError` naming the file, the expected and the actual hash.
+    """
+    actual = sha256_of(path)
+    expected = (sha256 or sha256_prefix or "").lower()
+    if expected and not actual.startswith(expected):
+        raise UserError(
+            f"weights file {path} has SHA-256 {actual}, expected "
+            f"{'prefix ' if not sha256 else ''}{expected}; delete it and put the genuine file there"
+        )
+    return actual
+
+
+def _candidates(filename: str, path: str | None) -> list[Path]:
+    if path is not None:
+        configured = Path(path).expanduser()
+        return [configured / filename if configured.is_dir() else configured]
+    found = [hub_checkpoint_dir() / filename]
+    env_dir = os.environ.get(WEIGHTS_ENV)
+    if env_dir:
+        found.append(Path(env_dir).expanduser() / filename)
+    return found
+
+
+def _download(url: str, destination: Path, sha256_prefix: str | None) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    # download_url_to_file writes to a temporary file and renames it, and checks the prefix.
+    torch.hub.download_url_to_file(url, str(destination), hash_prefix=sha256_prefix, progress=True)
+
+
+def _missing_message(name: str, filename: str, path: str | None, config_key: str | None) -> str:
+    if path is not None:
+        return f"{name} weights not found: {path} does not exist; put {filename} there"
+    where = f"{_display(hub_checkpoint_dir())}/"
+    if os.environ.get(WEIGHTS_ENV):
+        where += f" or {os.environ[WEIGHTS_ENV]}/"
+    option = f"pass {config_key}=PATH" if config_key else f"set {WEIGHTS_ENV}=DIR"
+    return f"{name} weights not found: put {filename} in {where} or {option}"
+
+
+def _display(folder: Path) -> str:
+    home = str(Path.home())
+    text = str(folder)
+    return "~" + text[len(home) :] if text.startswith(home + os.sep) else text
+
+
+def resolve_weights(
+    name: str,
+    filename: str,
+    *,
+    path: str | None = None,
+    sha256: str | None = None,
+    sha256_prefix: str | None = None,
+    url: str | None = None,
+    allow_download: bool = False,
+    config_key: str | None = None,
+) -> Path:
+    """Locate (or, if allowed, download) a weights file and verify its SHA-256.
+
+    Args:
+        name: human name for messages ("Inception").
+        filename: torch-hub style file name ("weights-inception-2015-12-05-6726825d.pth").
+        path: a configured file or folder; searched alone when given.
+        sha256: the full expected hash, when known.
+        sha256_prefix: the expected hash prefix; defaults to the one in ``filename``.
+        url: where to download from when ``allow_download`` is true.
+        allow_download: download into the torch-hub cache when the file is absent.
+        config_key: config option named in the "not found" message.
+
+    Returns:
+        The path of a verified file.
+    """
+    if sha256_prefix is None and sha256 is None:
+        sha256_prefix = hash_prefix_from_filename(filename)
+    for candidate in _candidates(filename, path):
+        if candidate.is_file():
+            verify_sha256(candidate, sha256=sha256, sha256_prefix=sha256_prefix)
+            return candidate
+    message = _missing_message(name, filename, path, config_key)
+    if allow_download and url and path is None:
+        destination = hub_checkpoint_dir() / filename
+        try:
+            _download(url, destination, (sha256 or sha256_prefix or None))
+        except (OSError, RuntimeError, ValueError) as exc:  # offline, HTTP error, bad hash
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise MissingWeightsError(f"{message} (download from {url} failed: {reason})") from exc
+        verify_sha256(destination, sha256=sha256, sha256_prefix=sha256_prefix)
+        return destination
+    raise MissingWeightsError(message)
+
+
+def resolve_spec(
+    spec: WeightsSpec, *, path: str | None = None, allow_download: bool = False
+) -> Path:
+    """:func:`resolve_weights` for a known :class:`WeightsSpec`."""
+    return resolve_weights(
+        spec.name,
+        spec.filename,
+        path=path,
+        sha256=spec.sha256,
+        sha256_prefix=spec.sha256_prefix,
+        url=spec.url,
+        allow_download=allow_download,
+        config_key=spec.config_key,
+    )

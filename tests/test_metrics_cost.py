@@ -1,0 +1,159 @@
+"""Cost measurements: NFE wrapper, parameters, MACs, peak memory, time per batch.
+
+No timing thresholds are asserted beyond "at least the sleep time"; CUDA paths run only where a
+GPU exists (marked ``gpu``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from genbench.errors import UserError
+from genbench.metrics.cost import (
+    CPU_MEMORY_METHOD,
+    CPU_TIME_METHOD,
+    CUDA_MEMORY_METHOD,
+    CUDA_TIME_METHOD,
+    NFECounter,
+    count_macs,
+    count_parameters,
+    measure_flops,
+    peak_memory,
+    time_per_batch,
+)
+
+MIB = 1 << 20
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+class _Denoiser(nn.Module):
+    z_dim = 7
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None):
+        return self.net(x)
+
+
+def test_nfe_counter_counts_calls_and_forwards_metadata() -> None:
+    denoiser = _Denoiser()
+    counted = NFECounter(denoiser)
+    x = torch.zeros(2, 4)
+    for step in range(4):
+        out = counted(x, torch.full((2,), step), z=None)
+    assert counted.calls == 4
+    torch.testing.assert_close(out, denoiser(x, torch.zeros(2)))
+    assert counted.z_dim == 7 and counted.net is denoiser.net
+    assert count_parameters(counted) == count_parameters(denoiser) == 20
+    counted.reset()
+    assert counted.calls == 0
+    with pytest.raises(AttributeError):
+        _ = counted.not_an_attribute
+
+
+def test_count_parameters_counts_shared_once_and_trainable() -> None:
+    shared = nn.Linear(3, 5)
+    model = nn.Sequential(shared, nn.ReLU(), nn.Linear(5, 3))
+    model.append(shared.__class__(3, 5))
+    model[3].weight = shared.weight  # tie a weight
+    assert count_parameters(model) == (15 + 5) + (15 + 3) + 5
+    model[2].requires_grad_(False)
+    assert count_parameters(model, trainable_only=True) == (15 + 5) + 5
+
+
+def test_macs_are_half_the_flops_of_conv_and_linear() -> None:
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    linear = nn.Linear(8 * 8 * 8, 10)
+    x = torch.randn(2, 3, 8, 8)
+    counts = measure_flops(lambda: linear(conv(x).flatten(1)))
+    expected_macs = 2 * (8 * 8 * 8 * 3 * 9) + 2 * (512 * 10)
+    assert counts.macs == expected_macs and counts.flops == 2 * expected_macs
+    assert set(counts.by_operator) >= {"aten.convolution", "aten.addmm"}
+    assert count_macs(lambda: linear(conv(x).flatten(1))) == expected_macs
+
+
+def test_peak_memory_cpu_counts_allocations_inside_the_call() -> None:
+    def allocate() -> torch.Tensor:
+        big = torch.empty(40 * MIB // 4, dtype=torch.float32)
+        big.fill_(1.0)
+        return big.sum()
+
+    megabytes, method = peak_memory(allocate, "cpu")
+    assert megabytes >= 40 and method == CPU_MEMORY_METHOD == "cpu_live_tensor_storage_peak"
+
+
+def test_peak_memory_cpu_ignores_memory_from_before_the_call() -> None:
+    existing = torch.zeros(40 * MIB // 4)
+    megabytes, _ = peak_memory(lambda: existing.add_(1.0)[:10].mul_(2.0), "cpu")
+    assert megabytes < 1
+
+
+def test_peak_memory_cpu_releases_freed_temporaries() -> None:
+    def loop() -> None:
+        for _ in range(5):
+            temporary = torch.ones(4 * MIB // 4)  # 4 MiB, replaced each iteration
+            del temporary
+
+    megabytes, _ = peak_memory(loop, "cpu")
+    assert 4 <= megabytes < 8.5
+
+
+def test_peak_memory_cpu_sees_autograd_buffers() -> None:
+    model = nn.Sequential(nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 1024))
+    x = torch.randn(256, 1024)
+    forward, _ = peak_memory(lambda: model(x), "cpu")
+    train, _ = peak_memory(lambda: model(x).square().mean().backward(), "cpu")
+    assert forward >= 1.0 and train > forward  # gradients (8 MiB) and saved activations
+
+
+def test_time_per_batch_runs_warmup_untimed_and_reports_summary() -> None:
+    calls: list[int] = []
+
+    def sleepy() -> None:
+        calls.append(1)
+        time.sleep(0.02)
+
+    result = time_per_batch(sleepy, "cpu", warmup=2, trials=3)
+    assert len(calls) == 2 + 3
+    assert result["trials"] == 3 and result["warmup"] == 2
+    assert result["median_s"] >= 0.02 and result["min_s"] >= 0.02
+    assert result["method"] == CPU_TIME_METHOD == "perf_counter" and result["device"] == "cpu"
+    for key in ("mean_s", "std_s", "q25_s", "q75_s", "iqr_s", "max_s"):
+        assert result[key] >= 0
+
+
+def test_time_per_batch_rejects_bad_arguments() -> None:
+    with pytest.raises(UserError):
+        time_per_batch(lambda: None, "cpu", warmup=0, trials=0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_requested_without_cuda_is_user_error() -> None:
+    with pytest.raises(UserError, match="CUDA is not available"):
+        peak_memory(lambda: None, "cuda")
+    with pytest.raises(UserError, match="CUDA is not available"):
+        time_per_batch(lambda: None, "cuda", warmup=0, trials=1)
+
+
+@pytest.mark.gpu
+@cuda_only
+def test_cuda_peak_memory_and_event_timing() -> None:
+    device = torch.device("cuda")
+    existing = torch.zeros(40 * MIB // 4, device=device)
+
+    def allocate() -> torch.Tensor:
+        return torch.ones(40 * MIB // 4, device=device).sum()
+
+    megabytes, method = peak_memory(allocate, device)
+    assert method == CUDA_MEMORY_METHOD and 40 <= megabytes < 42
+    small, _ = peak_memory(lambda: existing.add_(1.0), device)
+    assert small < 1
+    result = time_per_batch(lambda: torch.cuda._sleep(1_000_000), device, warmup=1, trials=3)
+    assert result["method"] == CUDA_TIME_METHOD and result["median_s"] > 0
+    assert "cuda" in result["device"]
