@@ -5,7 +5,7 @@ of a whole sampling pass (all T denoiser calls and the decode) on a batch of 100
 events and synchronisation on a GPU; medians and spreads are reported, never asserted. Weights
 are the initial ones: time and memory do not depend on them.
 
-    python benchmarks/sampling_speed.py                       # every baseline, this machine's device
+    python benchmarks/sampling_speed.py          # every baseline, this machine's device
     python benchmarks/sampling_speed.py --baselines ddgan_cifar10 --trials 300 --warmup 10
 
 Results go to benchmarks/results/sampling_speed-<device>.json (and are printed as a table).
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"baseline": name, **result})
         print(f"{name:<28} params {result['params'] / 1e6:8.2f}M  "
               f"GMACs/sample {result['gmacs_per_sample']:8.3f}  NFE {result['nfe']:4d}  "
-              f"time/batch {result['time_per_batch_s']:.4f}s (IQR {result['time_per_batch_iqr_s']:.4f})  "
+              f"time/batch {result['time_per_batch_s']:.4f}s "
+              f"(IQR {result['time_per_batch_iqr_s']:.4f})  "
               f"peak {result['peak_memory_mb']:.1f} MB", flush=True)
     device = rows[0]["device"] if rows else args.device
     tag = torch.cuda.get_device_name().replace(" ", "_") if gpu else "cpu"

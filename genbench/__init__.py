@@ -1,7 +1,8 @@
 """genbench: the quality/speed trade-off of fast image generators, measured honestly.
 
-Components (datasets, backbones, latent spaces, samplers, metrics) live in :mod:`genbench.registry`;
-the harness (:mod:`genbench.harness`) trains or loads one combination, samples, measures and records.
+Components (datasets, backbones, latent spaces, samplers, metrics) live in
+:mod:`genbench.registry`; the harness (:mod:`genbench.harness`) trains or loads one combination,
+samples, measures and records.
 """
 
 __version__ = "0.1.0"

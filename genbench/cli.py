@@ -89,8 +89,8 @@ def _list_rows(kind: str | None) -> list[tuple[str, str, str, str]]:
             rows += [(k, e.name, e.source.split(".")[0], e.description or e.paper)
                      for e in registry.entries(k)]
         if k in GROUPS:
-            rows += [(f"{k} preset", o, "registry/", _first_comment(config_root() / k / f"{o}.yaml"))
-                     for o in group_options(k)]
+            rows += [(f"{k} preset", o, "registry/",
+                      _first_comment(config_root() / k / f"{o}.yaml")) for o in group_options(k)]
         if k == "baseline":
             rows += [("baseline", o, "baselines/", _first_comment(baselines_root() / f"{o}.yaml"))
                      for o in group_options("baseline")]

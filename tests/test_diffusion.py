@@ -1,4 +1,4 @@
-"""DDGAN coefficients against REFERENCE.md B.2 (computed from the official code) and closed forms."""
+"""DDGAN coefficients against REFERENCE.md B.2 (from the official code) and closed forms."""
 
 import math
 
@@ -14,7 +14,8 @@ from genbench.diffusion.ddgan import (
 )
 from genbench.errors import UserError
 
-# REFERENCE.md B.2: beta_1..T, sqrt(abar_1..T), posterior variance k = 0..T-1 (beta_min 0.1, beta_max 20)
+# REFERENCE.md B.2: beta_1..T, sqrt(abar_1..T), posterior variance k = 0..T-1
+# (beta_min 0.1, beta_max 20)
 TABLE = {
     2: ([0.92132, 0.99945], [0.28049, 0.00657], [0.0, 0.9209]),
     4: ([0.47826, 0.84921, 0.95642, 0.98740], [0.72232, 0.28049, 0.05856, 0.00657],
@@ -27,7 +28,8 @@ def test_coefficients_match_reference_table(steps):
     betas, sqrt_abar, post_var = TABLE[steps]
     s = ddgan_schedule(steps)
     torch.testing.assert_close(s.betas[1:], torch.tensor(betas), atol=1e-4, rtol=0)
-    torch.testing.assert_close(s.sqrt_alphas_cumprod[1:], torch.tensor(sqrt_abar), atol=1e-4, rtol=0)
+    torch.testing.assert_close(s.sqrt_alphas_cumprod[1:], torch.tensor(sqrt_abar), atol=1e-4,
+                               rtol=0)
     torch.testing.assert_close(s.posterior_variance, torch.tensor(post_var), atol=1e-4, rtol=0)
 
 
@@ -78,7 +80,7 @@ def test_q_sample_pairs_statistics():
 
 def test_geometric_schedule_rejects_degenerate_settings():
     with pytest.raises(UserError, match="geometric"):
-        ddgan_schedule(4, kind="geometric")  # beta_min 0.1, beta_max 20: variance > 1 (official NaN)
+        ddgan_schedule(4, kind="geometric")  # 0.1, 20: variance > 1 (official code: NaN)
     s = ddgan_schedule(4, beta_min=0.01, beta_max=0.9, kind="geometric")
     assert torch.isfinite(s.posterior_variance).all()
 

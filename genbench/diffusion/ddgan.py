@@ -88,8 +88,9 @@ def ddgan_schedule(
         abar = geometric_alpha_bar(t, beta_min, beta_max)
         if not bool(((abar > 0) & (abar < 1)).all()):
             raise UserError(
-                f"geometric schedule with beta_min={beta_min}, beta_max={beta_max} gives a variance "
-                f">= 1 (the official code then yields NaN); use beta_max <= 1 or schedule=vp"
+                f"geometric schedule with beta_min={beta_min}, beta_max={beta_max} gives a "
+                f"variance >= 1 (the official code then yields NaN); use beta_max < 1 or "
+                f"schedule=vp"
             )
     else:
         raise UserError(f"unknown ddgan schedule {kind!r}; use 'vp' or 'geometric'")

@@ -20,7 +20,12 @@ from genbench.errors import UserError
 from genbench.harness import record as rec
 from genbench.harness.artifacts import ModelCache, config_hash
 from genbench.harness.build import build_components
-from genbench.harness.evaluate import Measurements, measure_cost, measure_quality
+from genbench.harness.evaluate import (
+    Measurements,
+    choose_extractors,
+    measure_cost,
+    measure_quality,
+)
 from genbench.harness.generate import generate, sample_grid_png
 from genbench.harness.system import hardware, package_versions, resolve_device
 from genbench.harness.train import train_or_load
@@ -77,6 +82,7 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
     device = resolve_device(str(cfg.get("device", "auto")))
     progress = bool(cfg.get("progress", True))
     comps = build_components(cfg)
+    extractors = choose_extractors(cfg["eval"], comps, cache_dir, device, progress)
     started = time.perf_counter()
     net, training = train_or_load(cfg, comps, ModelCache(cache_dir), device, progress)
     eval_cfg = cfg["eval"]
@@ -85,7 +91,7 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
                        batch_size=int(eval_cfg["batch_size"]), seed=int(eval_cfg["seed"]),
                        device=device, progress=progress)
     m = Measurements()
-    measure_quality(samples, comps, eval_cfg, cache_dir, device, progress, m)
+    measure_quality(samples, comps, eval_cfg, cache_dir, extractors, m)
     measure_cost(net, comps, eval_cfg, device, m)
     record = _base_record(cfg, cell_dir, device)
     record.update(

@@ -51,13 +51,7 @@ def _classifier(comps: Components, cache_dir: Path, progress: bool):
     images, labels = all_images(dataset)
     return classifier_extractor(images, labels, int(dataset.num_classes),
                                 cache_dir=cache_dir / "extractors",
-                                dataset_key=_key(dataset.identity()), progress=progress)
-
-
-def _key(identity: dict[str, Any]) -> str:
-    from genbench.harness.artifacts import config_hash
-
-    return f"{identity.get('name', 'data')}-{config_hash(identity, 12)}"
+                                dataset_key=str(dataset.name), progress=progress)
 
 
 def choose_extractors(eval_cfg: dict[str, Any], comps: Components, cache_dir: Path,
@@ -108,12 +102,16 @@ def _real_features(extractor, comps: Components, eval_cfg: dict[str, Any], cache
 
 
 def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str, Any],
-                    cache_dir: Path, device: torch.device, progress: bool, out: Measurements
-                    ) -> None:
-    """FID / precision / recall of ``samples`` (uint8) against the dataset's split."""
+                    cache_dir: Path, extractors: tuple[dict[str, Any], list[str]],
+                    out: Measurements) -> None:
+    """FID / precision / recall of ``samples`` (uint8) against the dataset's split.
+
+    ``extractors`` comes from :func:`choose_extractors`, called before training so that missing
+    weights stop a run before it spends time.
+    """
     from genbench.metrics import quality
 
-    extractors, notes = choose_extractors(eval_cfg, comps, cache_dir, device, progress)
+    extractors, notes = extractors
     fake_cache: dict[str, torch.Tensor] = {}
     for metric in eval_cfg.get("metrics", ["fid", "precision_recall"]):
         extractor = extractors.get(metric)

@@ -108,7 +108,8 @@ class AdversarialTrainer:
     def __init__(self, G: torch.nn.Module, D: torch.nn.Module, schedule: DDGANSchedule,
                  cfg: AdversarialConfig, device: torch.device) -> None:
         if int(getattr(G, "z_dim", 0)) < 1:
-            raise UserError("the adversarial objective needs a generator with z (backbone z_dim > 0)")
+            raise UserError("the adversarial objective needs a generator with z "
+                            "(backbone z_dim > 0)")
         self.G, self.D, self.sched, self.cfg, self.device = G, D, schedule, cfg, device
         self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
         self.ema = EMA(cfg.ema_decay)
