@@ -31,8 +31,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _compose(args.overrides)
     experiment_dir, cell_dir, _ = paths(cfg)
-    print(f"genbench: cell {cell_dir.name} -> {cell_dir}", file=sys.stderr)
-    record = run_cell(cfg, overwrite=args.overwrite)
+    record = run_cell(cfg, overwrite=args.overwrite,
+                      announce=lambda line: print(f"genbench: {line}", file=sys.stderr))
     if record.get("_skipped"):
         print(f"genbench: already recorded (pass --overwrite to run again): {cell_dir}",
               file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -74,8 +75,13 @@ def _base_record(cfg: dict[str, Any], cell_dir: Path, device: torch.device) -> d
     }
 
 
-def run_cell(cfg: dict[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
-    """Run one cell and write its record; an existing record is returned as it is."""
+def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
+             announce: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one cell and write its record; an existing record is returned as it is.
+
+    ``announce`` is called with a one-line description once the configuration has been
+    validated (components built), before the long steps start.
+    """
     _, cell_dir, cache_dir = paths(cfg)
     if rec.is_done(cell_dir) and not overwrite:
         return {**rec.read_record(cell_dir), "_skipped": True}
@@ -83,6 +89,8 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
     progress = bool(cfg.get("progress", True))
     comps = build_components(cfg)
     extractors = choose_extractors(cfg["eval"], comps, cache_dir, device, progress)
+    if announce is not None:
+        announce(f"cell {cell_dir.name} -> {cell_dir} ({device})")
     started = time.perf_counter()
     net, training = train_or_load(cfg, comps, ModelCache(cache_dir), device, progress)
     eval_cfg = cfg["eval"]
