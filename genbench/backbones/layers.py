@@ -375,3 +375,25 @@ class Combine(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.Conv_0(x)
         return torch.cat([h, y], dim=1) if self.method == "cat" else h + y
+
+
+def check_denoiser_inputs(name: str, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None,
+                          *, in_channels: int, resolution: int, z_dim: int) -> torch.Tensor:
+    """Validate ``net(x, t, z)`` arguments of any backbone; returns t as a [B] tensor."""
+    expected = (in_channels, resolution, resolution)
+    if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+        raise ValueError(f"{name} expects x of shape [B, {', '.join(map(str, expected))}], "
+                         f"got {list(x.shape)}")
+    t = torch.as_tensor(t, device=x.device)
+    if t.dim() == 0:
+        t = t.expand(x.shape[0])
+    if tuple(t.shape) != (x.shape[0],):
+        raise ValueError(f"t must have shape [{x.shape[0]}], got {list(t.shape)}")
+    if z_dim > 0:
+        if z is None:
+            raise ValueError(f"this generator needs z of shape [B, {z_dim}], got None")
+        if tuple(z.shape) != (x.shape[0], z_dim):
+            raise ValueError(f"z must have shape [{x.shape[0]}, {z_dim}], got {list(z.shape)}")
+    elif z is not None:
+        raise ValueError("this network has no z input (z_dim=0); call it without z")
+    return t

@@ -43,7 +43,7 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models.vision_transformer import Attention
 from torch import nn
 
-from genbench.backbones.layers import timestep_embedding
+from genbench.backbones.layers import check_denoiser_inputs, timestep_embedding
 from genbench.backbones.ncsnpp import mapping_network
 from genbench.errors import UserError
 from genbench.registry import register
@@ -260,24 +260,8 @@ class UViT(nn.Module):
 
     def _check_inputs(self, x: torch.Tensor, t: torch.Tensor,
                       z: torch.Tensor | None) -> torch.Tensor:
-        expected = (self.in_channels, self.resolution, self.resolution)
-        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"U-ViT expects x of shape [B, {', '.join(map(str, expected))}], "
-                             f"got {list(x.shape)}")
-        t = torch.as_tensor(t, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
-        if tuple(t.shape) != (x.shape[0],):
-            raise ValueError(f"t must have shape [{x.shape[0]}], got {list(t.shape)}")
-        if self.z_dim > 0:
-            if z is None:
-                raise ValueError(f"this generator needs z of shape [B, {self.z_dim}], got None")
-            if tuple(z.shape) != (x.shape[0], self.z_dim):
-                raise ValueError(f"z must have shape [{x.shape[0]}, {self.z_dim}], "
-                                 f"got {list(z.shape)}")
-        elif z is not None:
-            raise ValueError("this network has no z input (z_dim=0); call it without z")
-        return t
+        return check_denoiser_inputs("U-ViT", x, t, z, in_channels=self.in_channels,
+                                     resolution=self.resolution, z_dim=self.z_dim)
 
 
 @register("backbone", "uvit", paper=PAPER, tags=("vit", "uvit"),
