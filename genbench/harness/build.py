@@ -56,7 +56,14 @@ def build_backbone(cfg: dict[str, Any], latent_shape: tuple[int, int, int],
         args["output"] = wanted  # the sampler decides the parameterization (issue: one network)
     if objective == "eps" and "z_dim" in args:
         args["z_dim"] = 0  # eps-prediction networks take no z
-    return registry.create("backbone", name, in_channels=channels, resolution=height, **args)
+    try:
+        return registry.create("backbone", name, in_channels=channels, resolution=height, **args)
+    except UserError as exc:
+        raise UserError(f"backbone {name!r} cannot take the {channels}x{height}x{width} "
+                        f"latent of {cfg['latent']['name']!r}: {exc}") from None
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(f"backbone {name!r} cannot be built for the {channels}x{height}x{width} "
+                        f"latent of {cfg['latent']['name']!r}: {exc}") from None
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +28,7 @@ from genbench.harness.evaluate import (
     measure_quality,
 )
 from genbench.harness.generate import generate, sample_grid_png
+from genbench.harness.latent import fit_latent, reconstruction_quality
 from genbench.harness.system import hardware, package_versions, resolve_device
 from genbench.harness.train import train_or_load
 
@@ -92,6 +93,7 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
     if announce is not None:
         announce(f"cell {cell_dir.name} -> {cell_dir} ({device})")
     started = time.perf_counter()
+    latent_info = fit_latent(comps, cache_dir, device, progress)
     net, training = train_or_load(cfg, comps, ModelCache(cache_dir), device, progress)
     eval_cfg = cfg["eval"]
     samples = generate(net, comps.latent, comps.sampler, comps.latent_shape,
@@ -101,6 +103,12 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
     m = Measurements()
     measure_quality(samples, comps, eval_cfg, cache_dir, extractors, m)
     measure_cost(net, comps, eval_cfg, device, m)
+    if latent_info is not None:
+        rq = reconstruction_quality(cfg, comps, extractors[0]["fid"], device)
+        m.metrics["rfid"] = rq["rfid"]
+        m.recipes["rfid"] = {**rq["recipe"], "extractor": rq["extractor"],
+                             "num_real": rq["num_images"], "split": rq["split"],
+                             "protocol": "LDDGAN Table 1: FID(decode(encode(x)), x), held out"}
     record = _base_record(cfg, cell_dir, device)
     record.update(
         metrics={key: m.metrics.get(key) for key in rec.METRIC_KEYS} | m.metrics,
@@ -110,9 +118,12 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
         timing=m.timing,
         memory=m.memory,
         training=training,
+        latent={"identity": _identity(comps.latent), "fit": latent_info},
         sampler=comps.sampler.options | {"name": comps.sampler.name,
                                          "objective": comps.sampler.objective},
         shapes={"image": list(comps.image_shape), "latent": list(comps.latent_shape)},
+        denoiser={"class": type(net).__name__, "output": getattr(net, "output", None),
+                  "z_dim": getattr(net, "z_dim", None)},
         seconds=round(time.perf_counter() - started, 2),
         artifacts={"samples": rec.SAMPLES, "config": rec.CONFIG},
     )
@@ -122,6 +133,11 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
     }
     rec.write_cell(cell_dir, record, files, overwrite=overwrite)
     return record
+
+
+def _identity(latent: Any) -> dict[str, Any]:
+    identity = getattr(latent, "identity", None)
+    return identity() if callable(identity) else {"name": getattr(latent, "name", "?")}
 
 
 def record_failure(cfg: dict[str, Any], error: BaseException) -> dict[str, Any]:

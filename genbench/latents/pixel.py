@@ -25,6 +25,12 @@ class PixelSpace:
     def decoder_module(self) -> torch.nn.Module | None:
         return None
 
+    def identity(self) -> dict[str, str]:
+        return {"name": self.name}
+
+    def to(self, device: str | torch.device) -> PixelSpace:
+        return self
+
 
 @register("latent", "pixel", paper="Xiao et al. 2022 (DDGAN)")
 def pixel() -> PixelSpace:

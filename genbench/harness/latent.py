@@ -1,0 +1,61 @@
+"""Fit a learned latent space (autoencoder) for a cell and measure its reconstruction FID.
+
+The fitted autoencoder is cached by its own config hash under ``<cache>/autoencoders/`` and
+shared by every cell that uses it; the denoiser's cache key includes the autoencoder's hash
+(through ``latent.identity()``), so a refitted autoencoder never meets a stale denoiser.
+Reconstruction FID follows LDDGAN Table 1: FID between decode(encode(x)) and x on held-out
+images (the dataset's test split when it has one), with the cell's own FID extractor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genbench import registry
+from genbench.errors import UserError
+from genbench.harness.build import Components
+
+
+def fit_latent(comps: Components, cache_dir: Path, device: torch.device,
+               progress: bool) -> dict[str, Any] | None:
+    """Fit (or load) the latent space if it is learned; returns its training info."""
+    to = getattr(comps.latent, "to", None)
+    if not getattr(comps.latent, "needs_fit", False):
+        if callable(to):
+            comps.latent = to(device)
+        return None
+    from genbench.data.base import all_images
+
+    images, _ = all_images(comps.dataset)
+    info = comps.latent.fit(images, cache_dir=cache_dir, device=device, progress=progress)
+    if callable(to):
+        comps.latent = to(device)
+    return info
+
+
+def held_out_images(cfg: dict[str, Any], comps: Components) -> tuple[torch.Tensor, str]:
+    """The dataset's test split (Table 1 uses validation images), else its training split."""
+    from genbench.data.base import all_images
+
+    args = {k: v for k, v in cfg["dataset"].items() if k != "name"}
+    if args.get("split") != "test":
+        try:
+            test = registry.create("dataset", cfg["dataset"]["name"], **{**args, "split": "test"})
+            return all_images(test)[0], "test"
+        except (UserError, TypeError):
+            pass
+    return all_images(comps.dataset)[0], str(args.get("split", "train"))
+
+
+def reconstruction_quality(cfg: dict[str, Any], comps: Components, extractor: Any,
+                           device: torch.device) -> dict[str, Any]:
+    """rFID of a learned latent space on held-out images (None for lossless spaces)."""
+    from genbench.latents.base import reconstruction_fid
+
+    images, split = held_out_images(cfg, comps)
+    batch = int(cfg["eval"].get("batch_size", 100))
+    result = reconstruction_fid(comps.latent, images, extractor, batch_size=batch, device=device)
+    return {**result, "split": split}
