@@ -26,7 +26,9 @@ class Sampler:
 
     ``sample(denoiser, x_T, rng)`` returns the clean latent x_0; ``objective`` names the training
     objective; ``training_key`` holds the settings that change what must be trained (for DDGAN
-    the number of steps and the schedule); ``options`` is everything, for the record.
+    the number of steps and the schedule); ``options`` is everything, for the record;
+    ``objective_options`` are training settings the sampler's method prescribes (LDDGAN's
+    weighted reconstruction term), applied over the ``train`` config.
     """
 
     name: str
@@ -36,3 +38,4 @@ class Sampler:
     schedule: Any
     training_key: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    objective_options: dict[str, Any] = field(default_factory=dict)  # e.g. LDDGAN's rec_loss
