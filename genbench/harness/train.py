@@ -40,7 +40,9 @@ def _train_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Modul
     torch.manual_seed(cfg["seed"] + 1)  # discriminator initialisation
     D = make_discriminator(kind, in_channels=comps.latent_shape[0], **disc_cfg).to(device)
     trainer = AdversarialTrainer(G, D, comps.sampler.schedule,
-                                 _adversarial_config(train_cfg, cfg["seed"]), device)
+                                 _adversarial_config({**train_cfg,
+                                                      **comps.sampler.objective_options},
+                                                     cfg["seed"]), device)
     images = _training_images(comps)
     started = time.perf_counter()
     train_adversarial(trainer, images, comps.latent.encode, folder / "checkpoint",
@@ -56,6 +58,29 @@ def _train_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Modul
     }
 
 
+def _train_eps(cfg: dict[str, Any], comps: Components, net: torch.nn.Module,
+               folder: Path, device: torch.device, progress: bool) -> dict[str, Any]:
+    from genbench.training.eps import EpsTrainer, eps_config, train_eps
+
+    train_cfg = cfg["train"]
+    wanted = train_cfg.get("objective", "eps")
+    if wanted != "eps":
+        raise UserError(f"sampler {comps.sampler.name} needs an eps-trained network but the train "
+                        f"preset has objective {wanted}; pick an eps preset, e.g. "
+                        f"train=eps_digits_cpu, train=eps_tiny or train=ddpm_cifar10")
+    trainer = EpsTrainer(net, comps.sampler.schedule, eps_config(train_cfg, cfg["seed"]), device)
+    images = _training_images(comps)
+    started = time.perf_counter()
+    train_eps(trainer, images, comps.latent.encode, folder / "checkpoint", progress=progress)
+    net.load_state_dict(trainer.net_ema.state_dict())
+    history = trainer.history
+    return {
+        "steps": trainer.step,
+        "seconds": round(time.perf_counter() - started, 2),
+        "final_losses": history[-1] if history else {},
+    }
+
+
 def _training_images(comps: Components) -> torch.Tensor:
     from genbench.data.base import all_images, to_model_range
 
@@ -64,7 +89,7 @@ def _training_images(comps: Components) -> torch.Tensor:
 
 
 def _objective_trainers():
-    return {"adversarial": _train_adversarial}
+    return {"adversarial": _train_adversarial, "eps": _train_eps}
 
 
 def train_or_load(cfg: dict[str, Any], comps: Components, cache: ModelCache,

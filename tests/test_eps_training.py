@@ -1,0 +1,146 @@
+"""Eps training (DDPM's simple loss): learns, resumes exactly, and runs through the CLI."""
+
+import json
+
+import pytest
+import torch
+from conftest import TINY
+
+from genbench.backbones.ncsnpp import ncsnpp
+from genbench.diffusion.gaussian import linear_schedule, q_sample
+from genbench.errors import UserError
+from genbench.training.checkpoint import find_checkpoint
+from genbench.training.eps import EpsConfig, EpsTrainer, eps_config, train_eps
+
+
+def _net(dropout=0.0, **overrides):
+    torch.manual_seed(0)
+    args = {"in_channels": 1, "resolution": 8, "nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1,
+            "attn_resolutions": [], "z_dim": 0, "output": "eps", "dropout": dropout}
+    return ncsnpp(**{**args, **overrides})
+
+
+def _trainer(net=None, **overrides):
+    cfg = EpsConfig(**{"epochs": 2, "batch_size": 8, "warmup": 2, "ema_decay": 0.9,
+                       "ckpt_every": 3, "seed": 0, **overrides})
+    return EpsTrainer(net if net is not None else _net(), linear_schedule(), cfg,
+                      torch.device("cpu"))
+
+
+def _images(n=24):
+    """Smooth, structured 8x8 images in [-1, 1] (a learnable distribution)."""
+    g = torch.Generator().manual_seed(5)
+    ramp = torch.linspace(-1, 1, 8)
+    base = ramp.view(1, 1, 1, 8) * ramp.view(1, 1, 8, 1)
+    return (base * torch.rand(n, 1, 1, 1, generator=g).mul(2).sub(1)).clamp(-1, 1)
+
+
+def _identity(x):
+    return x
+
+
+def _fixed_loss(net, images):
+    """L_simple on fixed (t, eps): the same draws before and after training."""
+    g = torch.Generator().manual_seed(11)
+    sched = linear_schedule()
+    t = torch.randint(0, 1000, (images.shape[0],), generator=g)
+    noise = torch.randn(images.shape, generator=g)
+    with torch.no_grad():
+        return float((net.eval()(q_sample(sched, images, t, noise), t, None) - noise).pow(2).mean())
+
+
+def test_training_reduces_the_loss(tmp_path):
+    images = _images(32)
+    trainer = _trainer(epochs=15, batch_size=16, lr=2e-3, warmup=0, ckpt_every=1000)
+    before = _fixed_loss(_net(), images)
+    assert train_eps(trainer, images, _identity, tmp_path / "ckpt", progress=False)
+    assert trainer.step == 15 * 2
+    after = _fixed_loss(trainer.net, images)
+    assert after < 0.7 * before, (before, after)
+    assert {"loss", "grad_norm"} <= set(trainer.history[-1])
+    assert find_checkpoint(tmp_path / "ckpt") is not None
+
+
+def test_resume_matches_uninterrupted_with_dropout(tmp_path):
+    full = _trainer(_net(dropout=0.3), hflip=True)
+    train_eps(full, _images(), _identity, tmp_path / "a", progress=False)
+    part = _trainer(_net(dropout=0.3), hflip=True)
+    assert not train_eps(part, _images(), _identity, tmp_path / "b", progress=False,
+                         stop_after=4)  # mid-epoch 1, between checkpoints
+    torch.manual_seed(123)  # a fresh process has another global random state
+    resumed = _trainer(_net(dropout=0.3), hflip=True)
+    assert train_eps(resumed, _images(), _identity, tmp_path / "b", progress=False)
+    assert resumed.step == full.step == 6
+    for name in ("net", "net_ema"):
+        for (k, a), b in zip(full.modules()[name].state_dict().items(),
+                             resumed.modules()[name].state_dict().values()):
+            assert torch.equal(a, b), f"{name}.{k} differs after resume"
+    assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
+
+
+def test_warmup_is_linear_from_zero():
+    trainer = _trainer(warmup=4, lr=1e-3)
+    rates = []
+    for _ in range(6):
+        rates.append(trainer.learning_rate())
+        trainer.train_step(_images(8), 0)
+    assert rates == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    assert trainer.opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_gradients_are_clipped():
+    trainer = _trainer(grad_clip=1e-3, warmup=0)
+    trainer.train_step(_images(8), 0)
+    norm = torch.nn.utils.get_total_norm([p.grad for p in trainer.net.parameters()
+                                          if p.grad is not None])
+    assert float(norm) == pytest.approx(1e-3, rel=1e-3)
+    assert trainer.history == [] and trainer.step == 1
+
+
+def test_bad_settings_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="z_dim"):
+        _trainer(_net(z_dim=4, z_emb_dim=8, n_mlp=1))
+    with pytest.raises(UserError, match="output"):
+        _trainer(_net(output="x0"))
+    with pytest.raises(UserError, match="batch_size"):
+        train_eps(_trainer(batch_size=64), _images(), _identity, tmp_path, progress=False)
+    with pytest.raises(UserError):
+        EpsConfig(epochs=0)
+    cfg = eps_config({"objective": "eps", "lr": 1e-3, "discriminator": {}}, seed=7)
+    assert cfg.lr == 1e-3 and cfg.seed == 7
+
+
+def _record(tmp_path, experiment):
+    (path,) = (tmp_path / "results" / experiment).glob("*/result.json")
+    return json.loads(path.read_text())
+
+
+EPS_TINY = [*TINY[:1], "train=eps_tiny", *TINY[2:]]
+
+
+@pytest.mark.slow
+def test_cli_ddim_then_ddpm_share_one_trained_model(run_cli, tmp_path):
+    proc = run_cli("run", "sampler=ddim", "sampler.steps=5", *EPS_TINY, "experiment=a")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = _record(tmp_path, "a")
+    assert first["metrics"]["nfe"] == 5 and first["status"] == "ok"
+    assert first["training"]["source"] == "trained"
+    assert first["sampler"]["objective"] == "eps" and first["sampler"]["spacing"] == "leading"
+    assert first["sampler"]["timesteps"] == [800, 600, 400, 200, 0]
+    proc = run_cli("run", "sampler=ddpm", "sampler.steps=4", *EPS_TINY, "experiment=b")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    second = _record(tmp_path, "b")
+    assert second["training"]["source"] == "cache"
+    assert second["training"]["key"] == first["training"]["key"]
+    assert second["metrics"]["nfe"] == 4
+
+
+@pytest.mark.slow
+def test_cli_eps_sampler_with_adversarial_training_is_one_line_error(run_cli, tmp_path):
+    proc = run_cli("run", "sampler=ddim", "sampler.steps=2", *TINY)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("genbench: error")]
+    assert len(errors) == 1 and errors[0] == proc.stderr.strip().splitlines()[-1]
+    assert "objective adversarial" in errors[0] and "train=eps_tiny" in errors[0]
+    assert not list(tmp_path.glob("results/*/*/result.json"))
