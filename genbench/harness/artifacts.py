@@ -27,11 +27,16 @@ def config_hash(payload: dict[str, Any], length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def training_payload(cfg: dict[str, Any], dataset_identity: dict[str, Any],
-                     latent_identity: dict[str, Any], backbone_args: dict[str, Any],
-                     sampler_training_key: dict[str, Any], objective: str) -> dict[str, Any]:
-    """Everything that changes the trained weights, and nothing else."""
-    train = {k: v for k, v in cfg["train"].items() if k not in ("ckpt_every",)}
+def training_payload(cfg: dict[str, Any], train_settings: dict[str, Any],
+                     dataset_identity: dict[str, Any], latent_identity: dict[str, Any],
+                     backbone_args: dict[str, Any], sampler_training_key: dict[str, Any],
+                     objective: str) -> dict[str, Any]:
+    """Everything that changes the trained weights, and nothing else.
+
+    ``train_settings`` are the objective's settings only, so editing the eps section of a train
+    preset does not invalidate adversarially trained models and vice versa.
+    """
+    train = {k: v for k, v in train_settings.items() if k not in ("ckpt_every",)}
     return {
         "dataset": dataset_identity,
         "latent": latent_identity,

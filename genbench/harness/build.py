@@ -66,6 +66,28 @@ def build_backbone(cfg: dict[str, Any], latent_shape: tuple[int, int, int],
                         f"latent of {cfg['latent']['name']!r}: {exc}") from None
 
 
+OBJECTIVES = ("adversarial", "eps")
+
+
+def objective_settings(train_cfg: dict[str, Any], objective: str) -> dict[str, Any]:
+    """The training settings for ``objective``: the preset's common keys, then its section.
+
+    A train preset holds keys common to every objective (epochs, batch_size, ema_decay, ...)
+    and one section per objective (``adversarial:``, ``eps:``), so one preset serves every
+    sampler; the sampler decides which section applies.
+    """
+    section = train_cfg.get(objective)
+    if not isinstance(section, dict):
+        have = [o for o in OBJECTIVES if isinstance(train_cfg.get(o), dict)]
+        raise UserError(
+            f"the sampler needs {objective} training but this train preset has no "
+            f"'{objective}:' section (it has: {', '.join(have) or 'none'}); choose a train preset "
+            f"with one, e.g. train=digits_cpu"
+        )
+    common = {k: v for k, v in train_cfg.items() if k not in OBJECTIVES}
+    return {**common, **section}
+
+
 @dataclass
 class Components:
     """Everything a cell is made of, built and shape-checked."""
@@ -75,12 +97,15 @@ class Components:
     sampler: Sampler
     image_shape: tuple[int, int, int]
     latent_shape: tuple[int, int, int]
+    train: dict[str, Any]  # objective_settings() of the sampler's objective, with its options
 
 
 def build_components(cfg: dict[str, Any]) -> Components:
     dataset = build_dataset(cfg)
     latent = build_latent(cfg)
     sampler = build_sampler(cfg)
+    train = {**objective_settings(cfg["train"], sampler.objective), **sampler.objective_options}
     image_shape = (int(dataset.channels), int(dataset.resolution), int(dataset.resolution))
     latent_shape = tuple(int(s) for s in latent.latent_shape(image_shape))
-    return Components(dataset, latent, sampler, image_shape, latent_shape)  # type: ignore[arg-type]
+    return Components(dataset, latent, sampler, image_shape, latent_shape,  # type: ignore[arg-type]
+                      train)

@@ -34,15 +34,13 @@ def _train_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Modul
     from genbench.backbones.discriminator import make_discriminator
     from genbench.training.adversarial import AdversarialTrainer, train_adversarial
 
-    train_cfg = cfg["train"]
+    train_cfg = comps.train
     disc_cfg = dict(train_cfg.get("discriminator") or {"kind": "small"})
     kind = disc_cfg.pop("kind", "small")
     torch.manual_seed(cfg["seed"] + 1)  # discriminator initialisation
     D = make_discriminator(kind, in_channels=comps.latent_shape[0], **disc_cfg).to(device)
     trainer = AdversarialTrainer(G, D, comps.sampler.schedule,
-                                 _adversarial_config({**train_cfg,
-                                                      **comps.sampler.objective_options},
-                                                     cfg["seed"]), device)
+                                 _adversarial_config(train_cfg, cfg["seed"]), device)
     images = _training_images(comps)
     started = time.perf_counter()
     train_adversarial(trainer, images, comps.latent.encode, folder / "checkpoint",
@@ -62,12 +60,7 @@ def _train_eps(cfg: dict[str, Any], comps: Components, net: torch.nn.Module,
                folder: Path, device: torch.device, progress: bool) -> dict[str, Any]:
     from genbench.training.eps import EpsTrainer, eps_config, train_eps
 
-    train_cfg = cfg["train"]
-    wanted = train_cfg.get("objective", "eps")
-    if wanted != "eps":
-        raise UserError(f"sampler {comps.sampler.name} needs an eps-trained network but the train "
-                        f"preset has objective {wanted}; pick an eps preset, e.g. "
-                        f"train=eps_digits_cpu, train=eps_tiny or train=ddpm_cifar10")
+    train_cfg = comps.train
     trainer = EpsTrainer(net, comps.sampler.schedule, eps_config(train_cfg, cfg["seed"]), device)
     images = _training_images(comps)
     started = time.perf_counter()
@@ -102,8 +95,9 @@ def train_or_load(cfg: dict[str, Any], comps: Components, cache: ModelCache,
         path = Path(str(cfg["checkpoint"])).expanduser()
         load_weights(path, {"G_ema": G})
         return G.eval(), {"source": "checkpoint", "path": str(path)}
-    payload = training_payload(cfg, comps.dataset.identity(), _latent_identity(cfg, comps),
-                               cfg["backbone"], comps.sampler.training_key, objective)
+    payload = training_payload(cfg, comps.train, comps.dataset.identity(),
+                               _latent_identity(cfg, comps), cfg["backbone"],
+                               comps.sampler.training_key, objective)
     key = config_hash(payload)
     folder = cache.folder(key)
     trainers = _objective_trainers()
