@@ -27,6 +27,10 @@ def _compose(overrides: list[str]) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if getattr(args, "grid", None) is not None:
+        from genbench.harness.grid import cmd_grid
+
+        return cmd_grid(args.grid, args.overrides, overwrite=args.overwrite)
     from genbench.harness.cell import paths, run_cell
 
     cfg = _compose(args.overrides)
@@ -143,13 +147,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- report
 
 
-def _write_report(inputs: list[Path], out_html: Path) -> dict[str, Path] | None:
+def _write_report(inputs: list[Path], out_html: Path,
+                  include_paper: bool = True) -> dict[str, Path] | None:
     from genbench.report import load_records, write_report
 
     df = load_records(inputs)
     if df.empty:
         return None
-    return write_report(df, out_html)
+    return write_report(df, out_html, include_paper=include_paper)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -158,7 +163,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"no such results folder or file: {', '.join(missing)}")
     out = Path(args.output)
-    written = _write_report(inputs, out)
+    written = _write_report(inputs, out, include_paper=not args.no_paper)
     if written is None:
         raise UserError(f"no result.json records under {', '.join(map(str, inputs))}; "
                         f"run `genbench run` first")
@@ -177,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one benchmark cell (default: the embedded digits DDGAN)")
     run.add_argument("overrides", nargs="*", help="Hydra overrides: group=option, key=value")
     run.add_argument("--overwrite", action="store_true", help="recompute an existing record")
+    run.add_argument("--grid", nargs="?", const="default", metavar="NAME",
+                     help="run a grid of cells (Hydra multirun): the named grid in registry/grid/"
+                          " (default: 'default'), or the product of the comma lists given")
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="list registered components, presets and baselines")
     lst.add_argument("kind", nargs="?", help="dataset|backbone|latent|sampler|metric|baseline|...")
@@ -188,9 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--json", action="store_true", help="print one JSON object")
     prof.add_argument("--time", action="store_true", help="also time a batch (eval.time_*)")
     prof.set_defaults(func=cmd_profile)
-    rep = sub.add_parser("report", help="trade-off report (HTML + CSV) from result records")
+    rep = sub.add_parser("report", help="trade-off report (HTML + tables) from result records")
     rep.add_argument("results", nargs="*", help="results folders or result.json files")
     rep.add_argument("-o", "--output", default="report.html")
+    rep.add_argument("--no-paper", action="store_true",
+                     help="leave out the published numbers of baselines/ and records")
     rep.set_defaults(func=cmd_report)
     return parser
 

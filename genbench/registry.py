@@ -58,6 +58,12 @@ class Entry:
         """Names of the factory's keyword arguments."""
         return [p for p in inspect.signature(self.factory).parameters if p != "self"]
 
+    def accepts(self, argument: str) -> bool:
+        """Whether the factory takes ``argument`` (by name or through ``**kwargs``)."""
+        params = inspect.signature(self.factory).parameters.values()
+        return argument in self.arguments() or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
 
 _REGISTRY: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 _loaded = False

@@ -52,9 +52,10 @@ def build_backbone(cfg: dict[str, Any], latent_shape: tuple[int, int, int],
     wanted = _OUTPUT_FOR_OBJECTIVE.get(objective)
     if wanted is None:
         raise UserError(f"unknown training objective {objective!r}")
-    if "output" in args and args["output"] != wanted:
-        args["output"] = wanted  # the sampler decides the parameterization (issue: one network)
-    if objective == "eps" and "z_dim" in args:
+    entry = registry.get("backbone", name)
+    if entry.accepts("output"):
+        args["output"] = wanted  # the sampler decides the parameterization: one network, two heads
+    if objective == "eps" and entry.accepts("z_dim"):
         args["z_dim"] = 0  # eps-prediction networks take no z
     try:
         return registry.create("backbone", name, in_channels=channels, resolution=height, **args)

@@ -1,32 +1,106 @@
 """Plotly figures of the quality/cost trade-off.
 
-The LDDGAN paper's central comparison is FID against sampling time for a batch of 100 (Table 3
-and Fig. 1 of seeds/lddgan-paper.txt); genbench draws it from its records, plus FID against NFE.
+The LDDGAN paper's central comparison is FID against sampling time for a batch of 100 (Fig. 1
+and Table 3 of seeds/lddgan-paper.txt); genbench draws it from its records, together with FID
+against NFE, recall against FID and FID against GMACs per sample (Table 2's cost).
+
 FID values from different feature extractors or different datasets are not comparable, so each
-(extractor, dataset) pair gets a figure of its own: no axis ever mixes two extractors.
-Failed cells and cells without an FID are not plotted; the summary table lists them.
+(FID extractor, dataset) pair is a *panel* with figures of its own: no axis ever mixes two
+extractors (recall figures are split by the recall extractor as well). Published numbers
+(:mod:`genbench.report.paper`) appear as separate open-diamond traces named
+``<method> (reported, <source>)``, only in panels of their own extractor and dataset; a panel
+with reported points and no measured cell is still drawn. The Pareto front is that of the
+measured cells. Failed cells and cells without the plotted numbers are not drawn; the summary
+table lists them.
+
+``figure.layout.meta`` holds ``{"kind", "extractor", "dataset", "measured", "reported"}``
+(``"recall_extractor"`` too on recall figures); each trace's ``meta["role"]`` is ``"measured"``,
+``"paper"`` or ``"pareto"``.
 """
 
 from __future__ import annotations
 
 import html
 import math
+import textwrap
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from genbench.report.paper import PAPER_COLUMNS, same_dataset
 from genbench.report.tables import extractor_of, quality_column
 
 __all__ = [
+    "FIGURE_KINDS",
+    "Panel",
+    "fid_vs_gmacs_figures",
     "fid_vs_nfe_figures",
     "fid_vs_time_figures",
     "hover_text",
     "pareto_front",
+    "recall_vs_fid_figures",
     "report_figures",
+    "report_panels",
 ]
 
 FIGURE_HEIGHT = 520
+MEASURED_COLOR = "#1F3B73"
+# Published methods keep one colour on every figure of the page (D3 without its blue).
+PAPER_COLORS = ("#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F",
+                "#BCBD22", "#17BECF")
+PAPER_MARKER = {"symbol": "diamond-open", "size": 13, "line": {"width": 2}}
+UNKNOWN_DATASET = "unknown dataset"
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One kind of trade-off figure: which columns go on which axis."""
+
+    name: str
+    x: str  # column of the measured frame
+    y: str
+    paper_x: str  # column of the paper frame
+    paper_y: str
+    x_title: str
+    log_x: bool
+    y_higher_is_better: bool = False
+
+
+FIGURE_KINDS: dict[str, _Kind] = {
+    k.name: k
+    for k in (
+        _Kind("fid_vs_time", "time_per_batch_s", "fid", "time_per_batch_s", "fid",
+              "time per batch [s]", True),
+        _Kind("fid_vs_nfe", "nfe", "fid", "nfe", "fid",
+              "NFE [network evaluations per sample]", True),
+        _Kind("recall_vs_fid", "fid", "recall", "fid", "recall", "FID", False, True),
+        _Kind("fid_vs_gmacs", "gmacs_per_sample", "fid", "gmacs_per_sample", "fid",
+              "GMACs per sample (NFE x denoiser + decoder)", True),
+    )
+}  # fmt: skip
+
+
+@dataclass
+class Panel:
+    """The figures of one FID extractor on one dataset (at one resolution)."""
+
+    extractor: str
+    dataset: str
+    resolution: int | None
+    measured: int  # ok cells with an FID
+    reported: int  # paper points
+    figures: list[go.Figure]
+
+    @property
+    def title(self) -> str:
+        label = _dataset_label(self.dataset, self.resolution)
+        return f"{quality_column('fid', self.extractor)} - {label}"
+
+
+def _dataset_label(dataset: str, resolution: int | None) -> str:
+    return dataset if resolution is None else f"{dataset} ({resolution} px)"
 
 
 def hover_text(row: pd.Series) -> str:
@@ -34,6 +108,7 @@ def hover_text(row: pd.Series) -> str:
     lines = [f"<b>{html.escape(str(row['cell']))}</b>"]
     for label, column, unit in (
         ("FID", "fid", ""),
+        ("recall", "recall", ""),
         ("time/batch", "time_per_batch_s", " s"),
         ("NFE", "nfe", ""),
         ("GMACs/sample", "gmacs_per_sample", ""),
@@ -49,6 +124,29 @@ def hover_text(row: pd.Series) -> str:
     return "<br>".join(lines)
 
 
+def paper_hover_text(point: pd.Series) -> str:
+    """Method, the fact that it is reported, every published number, its source and notes."""
+    lines = [f"<b>{html.escape(point['method'])}</b> (reported, not measured by genbench)"]
+    for label, column in (("FID", "fid"), ("recall", "recall"), ("NFE", "nfe"),
+                          ("time/batch [s]", "time_per_batch_s"), ("params [M]", "params_m"),
+                          ("GFLOPs/forward", "gflops"), ("memory [GB]", "memory_gb")):
+        value = point.get(column)
+        if isinstance(value, float) and math.isfinite(value):
+            lines.append(f"{label}={value:.4g}")
+    if point.get("gmacs_derived") and math.isfinite(point.get("gmacs_per_sample", math.nan)):
+        lines.append("GMACs/sample derived here: NFE x reported GFLOPs per forward")
+    lines.append(f"FID extractor: {html.escape(point['extractor'])}; "
+                 f"recall extractor: {html.escape(point['recall_extractor'])}")
+    lines.append(f"dataset: {html.escape(point['dataset_label'])}; "
+                 f"device: {html.escape(point['device'])}")
+    lines.append(f"source: {html.escape(point['source'])}")
+    if isinstance(point.get("notes"), str):
+        wrapped = textwrap.wrap(f"notes: {point['notes']}", width=100)
+        lines.extend(html.escape(line) for line in wrapped)
+    lines.append(f"from {html.escape(point['origin'])}")
+    return "<br>".join(lines)
+
+
 def pareto_front(x: list[float], y: list[float]) -> list[int]:
     """Indices of the points not dominated (lower x and lower y are better), sorted by x."""
     order = sorted(range(len(x)), key=lambda i: (x[i], y[i]))
@@ -60,29 +158,54 @@ def pareto_front(x: list[float], y: list[float]) -> list[int]:
     return front
 
 
-def _plottable(df: pd.DataFrame, x_column: str) -> pd.DataFrame:
-    """Rows with status ok, a finite FID and a positive ``x_column``; adds ``_extractor``."""
-    if df.empty or "fid" not in df.columns or x_column not in df.columns:
-        return df.iloc[0:0].assign(_extractor=[])
-    fid = pd.to_numeric(df["fid"], errors="coerce")
-    x = pd.to_numeric(df[x_column], errors="coerce")
-    keep = (df["status"] == "ok") & fid.notna() & x.notna() & (x > 0)
-    out = df[keep].copy()
-    out["fid"], out[x_column] = fid[keep].astype(float), x[keep].astype(float)
-    out["_extractor"] = extractor_of(df, "fid")[keep]
-    out["dataset"] = out["dataset"].map(lambda d: d if isinstance(d, str) else "unknown dataset")
+def _finite(values: pd.Series, positive: bool) -> pd.Series:
+    """Boolean mask: finite numbers (and > 0 on a log axis)."""
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    keep = numbers.notna() & numbers.map(math.isfinite)
+    return keep & (numbers > 0) if positive else keep
+
+
+def _measured(df: pd.DataFrame) -> pd.DataFrame:
+    """Ok rows with a finite FID, with ``_extractor``, ``_recall_extractor`` and ``_dataset``."""
+    if df.empty or "fid" not in df.columns:
+        return df.iloc[0:0].assign(_extractor=[], _recall_extractor=[], _dataset=[],
+                                   _resolution=[])
+    out = df[(df["status"] == "ok") & _finite(df["fid"], positive=False)].copy()
+    out["_extractor"] = extractor_of(df, "fid")[out.index]
+    out["_recall_extractor"] = extractor_of(df, "recall")[out.index]
+    out["_dataset"] = out["dataset"].map(lambda d: d if isinstance(d, str) else UNKNOWN_DATASET)
+    resolution = pd.to_numeric(out["resolution"], errors="coerce")
+    out["_resolution"] = [None if pd.isna(r) else int(r) for r in resolution]
     return out
 
 
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name not in frame.columns:
+        return pd.Series([math.nan] * len(frame), index=frame.index, dtype=float)
+    return pd.to_numeric(frame[name], errors="coerce").astype(float)
+
+
+def _plottable(frame: pd.DataFrame, kind: _Kind, paper: bool) -> pd.DataFrame:
+    x, y = (kind.paper_x, kind.paper_y) if paper else (kind.x, kind.y)
+    keep = _finite(_column(frame, x), kind.log_x) & _finite(_column(frame, y), False)
+    return frame[keep]
+
+
 def _time_error_bars(group: pd.DataFrame) -> dict[str, Any] | None:
-    """Half the interquartile range either side of the median time, where it was recorded."""
-    if "time_per_batch_iqr_s" not in group.columns:
+    """Quartiles of the timing trials around the median: q25..q75 where recorded, else +-IQR/2."""
+    median = _column(group, "time_per_batch_s")
+    q25, q75 = _column(group, "timing_q25_s"), _column(group, "timing_q75_s")
+    half_iqr = _column(group, "time_per_batch_iqr_s") / 2
+    plus = (q75 - median).where(q75.notna() & q25.notna(), half_iqr)
+    minus = (median - q25).where(q75.notna() & q25.notna(), half_iqr)
+    if plus.isna().all():
         return None
-    iqr = pd.to_numeric(group["time_per_batch_iqr_s"], errors="coerce")
-    if iqr.isna().all():
-        return None
-    half = [v / 2 if math.isfinite(v) else None for v in iqr.astype(float)]
-    return {"type": "data", "array": half, "symmetric": True, "thickness": 1.2, "width": 4}
+
+    def values(series: pd.Series) -> list[float | None]:
+        return [float(v) if math.isfinite(v) else None for v in series.clip(lower=0)]
+
+    return {"type": "data", "array": values(plus), "arrayminus": values(minus),
+            "symmetric": False, "thickness": 1.2, "width": 4}
 
 
 def _axis_note(group: pd.DataFrame) -> str:
@@ -96,70 +219,201 @@ def _axis_note(group: pd.DataFrame) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
-def _trade_off_figure(
-    group: pd.DataFrame, x_column: str, x_title: str, kind: str, extractor: str, dataset: str
-) -> go.Figure:
-    """FID (one extractor, one dataset) against ``x_column`` (log axis) with its Pareto front."""
-    x, y = group[x_column].tolist(), group["fid"].tolist()
-    error_x = _time_error_bars(group) if x_column == "time_per_batch_s" else None
-    figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=x,
-            y=y,
-            mode="markers+text",
-            text=group["cell"].tolist(),
-            textposition="top center",
-            textfont={"size": 9},
-            hovertext=[hover_text(row) for _, row in group.iterrows()],
-            hoverinfo="text",
-            error_x=error_x,
-            marker={"size": 10},
-            name=f"{quality_column('fid', extractor)} ({len(x)} cells)",
-        )
+def _measured_trace(group: pd.DataFrame, kind: _Kind, extractor: str) -> go.Scatter:
+    error_x = _time_error_bars(group) if kind.x == "time_per_batch_s" else None
+    return go.Scatter(
+        x=_column(group, kind.x).tolist(),
+        y=_column(group, kind.y).tolist(),
+        mode="markers+text",
+        text=group["cell"].tolist(),
+        textposition="top center",
+        textfont={"size": 9},
+        hovertext=[hover_text(row) for _, row in group.iterrows()],
+        hoverinfo="text",
+        error_x=error_x,
+        marker={"size": 10, "color": MEASURED_COLOR},
+        name=f"{quality_column('fid', extractor)} ({len(group)} cells, measured)",
+        meta={"role": "measured"},
     )
-    front = pareto_front(x, y)
-    if len(front) > 1:
-        figure.add_trace(
+
+
+def _front_trace(group: pd.DataFrame, kind: _Kind) -> go.Scatter | None:
+    x, y = _column(group, kind.x).tolist(), _column(group, kind.y).tolist()
+    front = pareto_front(x, [-v for v in y] if kind.y_higher_is_better else y)
+    if len(front) < 2:
+        return None
+    return go.Scatter(
+        x=[x[i] for i in front],
+        y=[y[i] for i in front],
+        mode="lines",
+        line={"dash": "dash", "color": "#888888", "shape": "hv"},  # the attainable staircase
+        hoverinfo="skip",
+        name="Pareto front (measured)",
+        meta={"role": "pareto"},
+    )
+
+
+def _method_colors(paper: pd.DataFrame) -> dict[str, str]:
+    methods = sorted(set(paper["method"]))
+    return {m: PAPER_COLORS[i % len(PAPER_COLORS)] for i, m in enumerate(methods)}
+
+
+def _paper_traces(points: pd.DataFrame, kind: _Kind, colors: dict[str, str]) -> list[go.Scatter]:
+    """One open-diamond trace per published method and source."""
+    traces = []
+    for (method, source), group in points.groupby(["method", "source_short"], sort=True):
+        traces.append(
             go.Scatter(
-                x=[x[i] for i in front],
-                y=[y[i] for i in front],
-                mode="lines",
-                line={"dash": "dash", "shape": "hv"},
-                hoverinfo="skip",
-                name="Pareto front",
+                x=_column(group, kind.paper_x).tolist(),
+                y=_column(group, kind.paper_y).tolist(),
+                mode="markers+text",
+                text=[f"{method} (reported)"] * len(group),
+                textposition="bottom center",
+                textfont={"size": 9},
+                hovertext=[paper_hover_text(p) for _, p in group.iterrows()],
+                hoverinfo="text",
+                marker={**PAPER_MARKER, "color": colors.get(method)},
+                name=f"{method} (reported, {source})",
+                legendgroup="reported",
+                meta={"role": "paper", "method": method, "source": source},
             )
         )
+    return traces
+
+
+def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dict[str, Any],
+            colors: dict[str, str]) -> go.Figure:
+    extractor = meta["extractor"]
+    dataset = _dataset_label(meta["dataset"], meta["resolution"])
+    figure = go.Figure()
+    if not measured.empty:
+        figure.add_trace(_measured_trace(measured, kind, extractor))
+        front = _front_trace(measured, kind)
+        if front is not None:
+            figure.add_trace(front)
+    for trace in _paper_traces(points, kind, colors):
+        figure.add_trace(trace)
+    fid_title = f"FID ({extractor}, lower is better)"
+    if kind.name == "recall_vs_fid":
+        x_title = fid_title
+        y_title = f"recall ({meta['recall_extractor']}, higher is better)"
+        title = f"recall vs {quality_column('fid', extractor)} - {dataset}"
+    else:
+        x_title, y_title = kind.x_title, fid_title
+        title = f"{quality_column('fid', extractor)} vs {kind.x_title.split(' [')[0]} - {dataset}"
+    if kind.name == "fid_vs_time":
+        x_title += _axis_note(measured)
     figure.update_layout(
-        title=f"{quality_column('fid', extractor)} vs {x_title.split(' [')[0]} - {dataset}",
-        xaxis={"type": "log", "title": {"text": x_title + _axis_note(group)}},
-        yaxis={"title": {"text": f"FID ({extractor}, lower is better)"}},
+        title=title,
+        xaxis={"type": "log" if kind.log_x else "linear", "title": {"text": x_title}},
+        yaxis={"title": {"text": y_title}},
         height=FIGURE_HEIGHT,
-        meta={"kind": kind, "extractor": extractor, "dataset": dataset},
+        meta={**meta, "kind": kind.name, "measured": len(measured), "reported": len(points)},
         legend={"orientation": "h", "y": -0.2},
     )
     return figure
 
 
-def _figures(df: pd.DataFrame, x_column: str, x_title: str, kind: str) -> list[go.Figure]:
-    points = _plottable(df, x_column)
+def _kind_figures(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind,
+                  base: dict[str, Any], colors: dict[str, str]) -> list[go.Figure]:
+    """The figures of one kind in one panel (recall figures: one per recall extractor)."""
+    measured = _plottable(measured, kind, paper=False)
+    points = _plottable(points, kind, paper=True)
+    if kind.name != "recall_vs_fid":
+        if measured.empty and points.empty:
+            return []
+        return [_figure(measured, points, kind, base, colors)]
+    recall_extractors = sorted(set(measured["_recall_extractor"]) | set(points["recall_extractor"]))
     return [
-        _trade_off_figure(group, x_column, x_title, kind, extractor, dataset)
-        for (extractor, dataset), group in points.groupby(["_extractor", "dataset"], sort=True)
+        _figure(measured[measured["_recall_extractor"] == r],
+                points[points["recall_extractor"] == r], kind, {**base, "recall_extractor": r},
+                colors)
+        for r in recall_extractors
     ]
 
 
-def fid_vs_time_figures(df: pd.DataFrame) -> list[go.Figure]:
-    """FID against median time per batch (log x), error bars +-IQR/2; one figure per extractor
-    and dataset. ``figure.layout.meta`` holds ``{"kind", "extractor", "dataset"}``."""
-    return _figures(df, "time_per_batch_s", "time per batch [s]", "fid_vs_time")
+_Key = tuple[str, str, "int | None"]  # (FID extractor, dataset, resolution)
 
 
-def fid_vs_nfe_figures(df: pd.DataFrame) -> list[go.Figure]:
-    """FID against the number of function evaluations (log x); one figure per extractor/dataset."""
-    return _figures(df, "nfe", "NFE [network evaluations per sample]", "fid_vs_nfe")
+def _paper_resolution(point: pd.Series) -> int | None:
+    value = point["resolution"]
+    return None if pd.isna(value) else int(value)
 
 
-def report_figures(df: pd.DataFrame) -> list[go.Figure]:
-    """Every figure of the report, FID vs time first."""
-    return fid_vs_time_figures(df) + fid_vs_nfe_figures(df)
+def _panel_keys(measured: pd.DataFrame, paper: pd.DataFrame) -> list[tuple[_Key, int]]:
+    """Panel keys with their measured counts: most measured first, paper-only panels last."""
+    counts: dict[_Key, int] = {}
+    for key in zip(measured["_extractor"], measured["_dataset"], measured["_resolution"]):
+        counts[key] = counts.get(key, 0) + 1
+    for _, point in paper.iterrows():
+        dataset, resolution = point["dataset"], _paper_resolution(point)
+        if not any(e == point["extractor"] and same_dataset(dataset, resolution, d, r)
+                   for e, d, r in counts):
+            counts[(point["extractor"], dataset, resolution)] = 0
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0][:2], item[0][2] or 0))
+
+
+def _empty_paper() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(PAPER_COLUMNS))
+
+
+def report_panels(df: pd.DataFrame, paper: pd.DataFrame | None = None,
+                  kinds: tuple[str, ...] = tuple(FIGURE_KINDS)) -> list[Panel]:
+    """One :class:`Panel` per (FID extractor, dataset) with measured cells or paper points.
+
+    ``paper`` is :func:`~genbench.report.paper.paper_points`' frame (None: no paper points).
+    Panels with the most measured cells come first; the first figure of the first panel is the
+    report's main figure (FID vs time when the panel has timings).
+    """
+    measured = _measured(df)
+    paper = _empty_paper() if paper is None else paper
+    colors = _method_colors(paper)
+    panels = []
+    for (extractor, dataset, resolution), count in _panel_keys(measured, paper):
+        same_resolution = [r == resolution for r in measured["_resolution"]]
+        cells = measured[(measured["_extractor"] == extractor)
+                         & (measured["_dataset"] == dataset)
+                         & pd.Series(same_resolution, index=measured.index, dtype=bool)]
+        belongs = [
+            p["extractor"] == extractor
+            and same_dataset(p["dataset"], _paper_resolution(p), dataset, resolution)
+            for _, p in paper.iterrows()
+        ]
+        points = paper[pd.Series(belongs, index=paper.index, dtype=bool)]
+        base = {"extractor": extractor, "dataset": dataset, "resolution": resolution}
+        figures = [f for name in kinds
+                   for f in _kind_figures(cells, points, FIGURE_KINDS[name], base, colors)]
+        if figures:
+            panels.append(Panel(extractor, dataset, resolution, count, len(points), figures))
+    return panels
+
+
+def _figures_of(df: pd.DataFrame, paper: pd.DataFrame | None, kind: str) -> list[go.Figure]:
+    return [f for panel in report_panels(df, paper, (kind,)) for f in panel.figures]
+
+
+def fid_vs_time_figures(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> list[go.Figure]:
+    """FID against median time per batch (log x), error bars from the timing quartiles."""
+    return _figures_of(df, paper, "fid_vs_time")
+
+
+def fid_vs_nfe_figures(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> list[go.Figure]:
+    """FID against the number of function evaluations (log x)."""
+    return _figures_of(df, paper, "fid_vs_nfe")
+
+
+def recall_vs_fid_figures(df: pd.DataFrame, paper: pd.DataFrame | None = None
+                          ) -> list[go.Figure]:
+    """Recall against FID; one figure per FID extractor, recall extractor and dataset."""
+    return _figures_of(df, paper, "recall_vs_fid")
+
+
+def fid_vs_gmacs_figures(df: pd.DataFrame, paper: pd.DataFrame | None = None
+                         ) -> list[go.Figure]:
+    """FID against GMACs per sample (NFE x denoiser + decoder; log x)."""
+    return _figures_of(df, paper, "fid_vs_gmacs")
+
+
+def report_figures(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> list[go.Figure]:
+    """Every figure of the report, panel by panel; the main figure first."""
+    return [f for panel in report_panels(df, paper) for f in panel.figures]

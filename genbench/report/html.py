@@ -1,8 +1,14 @@
-"""One self-contained HTML report: trade-off figures, the summary table and sample grids.
+"""One self-contained HTML report: trade-off figures, the paper-style tables and sample grids.
 
 The page inlines plotly.js once and embeds every sample grid as a base64 data URI, so it opens
-offline and can be mailed as a single file. The summary table is also written as CSV beside it.
-Both files are written atomically (temporary file, then ``os.replace``), as records are.
+offline and can be mailed as a single file. Beside it go the summary table (CSV) and the LDDGAN
+paper's Table 2 (cost) and Table 3 (quality, speed) as CSV, Markdown and LaTeX
+(seeds/lddgan-paper.txt; :mod:`genbench.report.paper_tables`). Every file is written atomically
+(temporary file, then ``os.replace``), as records are.
+
+Published numbers come from ``baselines/*.yaml`` and from records' ``config.paper`` blocks
+(:mod:`genbench.report.paper`); they are drawn as "reported" points only on figures of their own
+feature extractor and dataset, and listed in separate "reported" table sections.
 """
 
 from __future__ import annotations
@@ -10,19 +16,21 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 
-from genbench.report.figures import FIGURE_HEIGHT, report_figures
+from genbench.report.export import atomic_write, display_value, sections, write_table
+from genbench.report.figures import FIGURE_HEIGHT, Panel, report_panels
+from genbench.report.paper import paper_points
+from genbench.report.paper_tables import TABLE2_NOTE, TABLE3_NOTE, table2, table3
 from genbench.report.tables import load_records, summary_table
 
-__all__ = ["make_report", "write_report"]
+__all__ = ["MAIN_FIGURE_ID", "make_report", "write_report"]
 
+MAIN_FIGURE_ID = "genbench-figure-0"
 _IMAGE_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -31,31 +39,23 @@ _IMAGE_TYPES = {
 }
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table.summary { border-collapse: collapse; font-size: 0.85em; }
-table.summary th, table.summary td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
+table.summary { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1em; }
+table.summary th, table.summary td { border: 1px solid #ccc; padding: 3px 6px; }
 table.summary th { background: #f3f3f3; }
+table.summary td.num { text-align: right; white-space: nowrap; }
+table.summary td.text { text-align: left; }
+table.summary td.notes { min-width: 30em; font-size: 0.9em; }
 .grids { display: flex; flex-wrap: wrap; gap: 1.5em; }
 .grids figure { margin: 0; max-width: 300px; }
 .grids img { width: 256px; image-rendering: pixelated; border: 1px solid #ccc; }
 .grids figcaption { font-size: 0.8em; word-break: break-all; }
 .note { color: #a33; }
+.remark { max-width: 60em; font-size: 0.9em; color: #444; }
 """
-
-
-def _atomic_write(path: Path, data: str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+TABLES = {
+    "table2": ("Table 2: cost per sample", TABLE2_NOTE),
+    "table3": ("Table 3: quality and speed", TABLE3_NOTE),
+}
 
 
 def _data_uri(path: Path) -> str | None:
@@ -66,34 +66,68 @@ def _data_uri(path: Path) -> str | None:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-def _figures_html(df: pd.DataFrame) -> str:
-    figures = report_figures(df)
-    if not figures:
-        return "<p>No cell has both an FID and a timing yet; nothing to plot.</p>"
-    parts = [
-        figure.to_html(
-            full_html=False,
-            include_plotlyjs=(i == 0),  # inlined once, no CDN: the page works offline
-            div_id=f"genbench-figure-{i}",  # fixed ids keep the page reproducible
-            default_height=f"{FIGURE_HEIGHT}px",
-        )
-        for i, figure in enumerate(figures)
-    ]
+def _figure_html(figure: go.Figure, index: int) -> str:
+    return figure.to_html(
+        full_html=False,
+        include_plotlyjs=(index == 0),  # inlined once, no CDN: the page works offline
+        div_id=f"genbench-figure-{index}",  # fixed ids keep the page reproducible
+        default_height=f"{FIGURE_HEIGHT}px",
+    )
+
+
+def _panels_html(panels: list[Panel]) -> str:
+    if not panels:
+        return "<p>No cell has an FID yet and no published numbers apply; nothing to plot.</p>"
+    parts, index = [], 0
+    measured = [p for p in panels if p.measured]
+    reported_only = [p for p in panels if not p.measured]
+    for heading, group in (("Trade-off", measured), ("Published trade-offs", reported_only)):
+        if not group:
+            continue
+        parts.append(f"<h2>{heading}</h2>")
+        if heading == "Published trade-offs":
+            parts.append("<p class='remark'>No measured cell uses these feature extractors and "
+                         "datasets; the points are the papers' reported numbers only.</p>")
+        for panel in group:
+            counts = f"{panel.measured} measured cells, {panel.reported} reported points"
+            parts.append(f"<h3>{html.escape(panel.title)} ({counts})</h3>")
+            for figure in panel.figures:
+                parts.append(_figure_html(figure, index))
+                index += 1
     return "\n".join(parts)
 
 
-def _display(value: object) -> str:
-    """Table cell text: blank for missing, 4 significant digits for floats."""
-    if value is None or value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def _table_html(table: pd.DataFrame) -> str:
+    """An HTML table: numbers right-aligned (class ``num``), text left-aligned, notes wrapped."""
     if table.empty:
         return "<p>No records.</p>"
-    shown = table.astype(object).map(_display)
-    return shown.to_html(index=False, classes="summary", border=0)
+    classes = [
+        "num" if pd.api.types.is_numeric_dtype(table[c]) else ("text notes" if c == "note"
+                                                                 else "text")
+        for c in table.columns
+    ]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    rows = [
+        "<tr>" + "".join(f"<td class='{k}'>{html.escape(display_value(v))}</td>"
+                         for k, v in zip(classes, row)) + "</tr>"
+        for row in table.astype(object).itertuples(index=False)
+    ]
+    return (f"<table class='summary'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _paper_table_html(key: str, table: pd.DataFrame, files: dict[str, Path]) -> str:
+    title, note = TABLES[key]
+    links = ", ".join(
+        f"<a href='{html.escape(p.name)}'>{suffix}</a>" for suffix, p in sorted(files.items())
+    )
+    parts = [f"<h2>{html.escape(title)}</h2>", f"<p class='remark'>Also written as {links}.</p>"]
+    for heading, part in sections(table):
+        parts += [f"<h3>{html.escape(heading)}</h3>", _table_html(part)]
+    if len(parts) == 2:
+        parts.append("<p>No rows.</p>")
+    parts.append(f"<p class='remark'>{html.escape(note)}</p>")
+    return "\n".join(parts)
 
 
 def _recipes_html(df: pd.DataFrame) -> str:
@@ -143,47 +177,76 @@ def _grids_html(df: pd.DataFrame) -> str:
     return f"<h2>Samples</h2><div class='grids'>{''.join(figures)}</div>" if figures else ""
 
 
-def _page(df: pd.DataFrame, table: pd.DataFrame, title: str) -> str:
+def _page(df: pd.DataFrame, body: list[str], title: str, has_paper: bool) -> str:
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no records"
-    body = [
+    paper_note = (
+        " Open diamonds are published numbers (reported by their papers, not measured by "
+        "genbench), drawn only with the feature extractor and dataset they were measured with."
+        if has_paper else ""
+    )
+    head = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{len(df)} records ({html.escape(status)}). Quality numbers from different feature "
-        "extractors are in separate columns and figures; they are not comparable.</p>",
-        "<h2>Trade-off</h2>",
-        _figures_html(df),
-        "<h2>Summary</h2>",
-        _table_html(table),
-        _not_plotted_html(df),
-        _recipes_html(df),
-        _grids_html(df),
+        f"extractors are in separate columns and figures; they are not comparable.{paper_note}</p>",
     ]
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
-        + "\n".join(part for part in body if part)
+        + "\n".join(part for part in head + body if part)
         + "\n</body></html>\n"
     )
 
 
 def write_report(
-    df: pd.DataFrame, out_html: Path, title: str = "genbench report"
+    df: pd.DataFrame,
+    out_html: Path,
+    title: str = "genbench report",
+    *,
+    include_paper: bool = True,
+    baselines_dir: Path | None = None,
 ) -> dict[str, Path]:
-    """Write the report page ``out_html`` and its summary table ``out_html.with_suffix('.csv')``.
+    """Write the report page ``out_html`` and its tables beside it.
 
-    ``df`` is :func:`~genbench.report.tables.load_records`' frame. Returns
-    ``{"html": path, "csv": path}``.
+    ``df`` is :func:`~genbench.report.tables.load_records`' frame. Published numbers come from
+    ``baselines_dir`` (default: genbench's ``baselines/``) and from the records' own
+    ``config.paper`` blocks, unless ``include_paper`` is False. Returns the paths by kind:
+    ``html``, ``csv`` (the summary table, ``<out>.csv``) and ``table2_csv``, ``table2_md``,
+    ``table2_tex``, ``table3_csv``, ``table3_md``, ``table3_tex`` (``<out>.table2.csv`` ...).
     """
     out_html = Path(out_html)
-    table = summary_table(df)
-    out_csv = out_html.with_suffix(".csv")
-    _atomic_write(out_csv, table.to_csv(index=False))
-    _atomic_write(out_html, _page(df, table, title))
-    return {"html": out_html, "csv": out_csv}
+    paper = paper_points(df, baselines_dir) if include_paper else None
+    written: dict[str, Path] = {"html": out_html, "csv": out_html.with_suffix(".csv")}
+    summary = summary_table(df)
+    atomic_write(written["csv"], summary.to_csv(index=False))
+    tables_html = []
+    for key, table in (("table2", table2(df, paper)), ("table3", table3(df, paper))):
+        title_, note = TABLES[key]
+        files = write_table(table, out_html.with_suffix(f".{key}"), title_, note)
+        written |= {f"{key}_{suffix}": path for suffix, path in files.items()}
+        tables_html.append(_paper_table_html(key, table, files))
+    body = [
+        _panels_html(report_panels(df, paper)),
+        *tables_html,
+        "<h2>Summary of all records</h2>",
+        _table_html(summary),
+        _not_plotted_html(df),
+        _recipes_html(df),
+        _grids_html(df),
+    ]
+    has_paper = paper is not None and not paper.empty
+    atomic_write(out_html, _page(df, body, title, has_paper))
+    return written
 
 
 def make_report(
-    paths: Iterable[str | Path], out_html: Path, title: str = "genbench report"
+    paths: Iterable[str | Path],
+    out_html: Path,
+    title: str = "genbench report",
+    *,
+    include_paper: bool = True,
+    baselines_dir: Path | None = None,
 ) -> dict[str, Path]:
     """:func:`load_records` then :func:`write_report`."""
-    return write_report(load_records(paths), Path(out_html), title=title)
+    return write_report(load_records(paths), Path(out_html), title=title,
+                        include_paper=include_paper, baselines_dir=baselines_dir)

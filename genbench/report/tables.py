@@ -145,6 +145,10 @@ def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     for name, recipe in recipes.items():
         if isinstance(recipe, Mapping):
             row[f"{name}_extractor"] = recipe.get("extractor")
+    memory = record.get("memory")
+    if isinstance(memory, Mapping):
+        row["memory_method"] = memory.get("method")
+        row["memory_batch_size"] = memory.get("batch_size")
     timing = record.get("timing") or {}
     for name, value in timing.items():
         row[f"timing_{name}"] = value

@@ -1,0 +1,229 @@
+"""The LDDGAN paper's tables, built from genbench records and from published numbers.
+
+Table 2 of seeds/lddgan-paper.txt reports cost per sample (parameters, FLOPs, memory for one
+sample on one GPU) and Table 3 reports quality and speed on CIFAR-10 (FID, recall, NFE, time for a
+batch of 100). genbench builds both for its measured cells and, in rows marked ``reported: ...``,
+for the published numbers of :func:`~genbench.report.paper.paper_points`. Reported rows are never
+merged into measured ones: the ``source`` column says which is which.
+
+Cost follows REFERENCE.md A: the paper's "FLOPs" are multiply-adds (fvcore convention), so genbench
+reports GMACs. The generator (per forward) and the decoder are separate columns, because LDDGAN's
+1.72 GFLOPs "including the decoder" cannot be reproduced: the official decoder alone costs 3.61
+GMACs. Quality columns carry their feature extractor (``FID [inception-v3-compat]``), so a
+published FID shares a column only with measurements from the same extractor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from genbench.report.tables import QUALITY_METRICS, extractor_of, quality_column
+
+__all__ = [
+    "MEASURED",
+    "TABLE2_NOTE",
+    "TABLE3_NOTE",
+    "reported_label",
+    "table2",
+    "table3",
+]
+
+MEASURED = "measured"
+MIB_PER_GIB = 1024.0
+TABLE2_NOTE = (
+    "GMACs count one multiply-add once (the fvcore convention the paper's 'FLOPs' use). genbench "
+    "reports the generator per forward and the decoder separately; GMACs/sample = NFE x "
+    "generator + decoder. LDDGAN's paper reports 1.72 GFLOPs 'including the decoder', but the "
+    "official LDDGAN CIFAR-10 decoder alone costs 3.61 GMACs per image (REFERENCE.md A), so that "
+    "reported number cannot include it. Measured memory is the peak at batch 1 on the timing "
+    "device (method in its column); reported memory is one sample on one GPU."
+)
+TABLE3_NOTE = (
+    "FID and recall are only comparable within one feature extractor (the column name says "
+    "which). Reported times are the paper's, for a batch of 100 on the authors' GPU; measured "
+    "times are medians over timing trials on the device named, with their interquartile range."
+)
+
+
+def reported_label(source_short: str) -> str:
+    """The ``source`` cell of a published row: ``reported: <source>``."""
+    return f"reported: {source_short}"
+
+
+def _num(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "ok"] if not df.empty else df
+
+
+def _sum(*values: float) -> float:
+    """Sum of the known values; NaN when none is known."""
+    known = [v for v in values if not math.isnan(v)]
+    return sum(known) if known else math.nan
+
+
+def _identity(row: pd.Series, multi_experiment: bool) -> dict[str, Any]:
+    identity: dict[str, Any] = {"source": MEASURED}
+    if multi_experiment:
+        identity["experiment"] = row["experiment"]
+    identity |= {"name": row["cell"], "dataset": row["dataset"]}
+    return identity
+
+
+def _measured_cost(row: pd.Series, multi_experiment: bool) -> dict[str, Any]:
+    denoiser, decoder = _num(row.get("params_denoiser")), _num(row.get("params_decoder"))
+    total = _num(row.get("params"))
+    method = row.get("memory_method")
+    batch = row.get("memory_batch_size")
+    return _identity(row, multi_experiment) | {
+        "backbone": row.get("backbone"),
+        "latent": row.get("latent"),
+        "sampler": row.get("sampler"),
+        "NFE": _num(row.get("nfe")),
+        "params [M]": (total if not math.isnan(total) else _sum(denoiser, decoder)) / 1e6,
+        "params denoiser [M]": denoiser / 1e6,
+        "params decoder [M]": decoder / 1e6,
+        "GMACs/forward": _num(row.get("gmacs_denoiser")),
+        "GMACs decoder": _num(row.get("gmacs_decoder")),
+        "GMACs/sample": _num(row.get("gmacs_per_sample")),
+        "memory [GB]": _num(row.get("peak_memory_mb")) / MIB_PER_GIB,
+        "memory method": (f"{method}, batch {batch}" if isinstance(method, str) and batch
+                          else method),
+        "note": None,
+    }
+
+
+def _reported_cost(point: pd.Series, multi_experiment: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {"source": reported_label(point["source_short"])}
+    if multi_experiment:
+        row["experiment"] = None
+    return row | {
+        "name": point["method"],
+        "dataset": point["dataset"],
+        "NFE": point["nfe"],
+        "params [M]": point["params_m"],
+        "GMACs/forward": point["gflops"],  # the paper's FLOPs are multiply-adds
+        "memory [GB]": point["memory_gb"],
+        "memory method": "reported (one sample, one GPU)",
+        "note": point["notes"],
+    }
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=columns)
+    if "NFE" in frame.columns:
+        frame["NFE"] = pd.to_numeric(frame["NFE"], errors="coerce").round().astype("Int64")
+    if "batch" in frame.columns:
+        frame["batch"] = pd.to_numeric(frame["batch"], errors="coerce").round().astype("Int64")
+    return frame
+
+
+def _leading_columns(df: pd.DataFrame) -> tuple[bool, list[str]]:
+    multi = not df.empty and df["experiment"].nunique(dropna=True) > 1
+    return multi, ["source", *(["experiment"] if multi else []), "name", "dataset"]
+
+
+def _paper_rows(paper: pd.DataFrame | None) -> list[pd.Series]:
+    if paper is None or paper.empty:
+        return []
+    return [point for _, point in paper.iterrows()]
+
+
+def table2(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Cost, LDDGAN paper Table 2 style: measured ok cells, then the reported rows.
+
+    Columns: source, [experiment], name, dataset, backbone, latent, sampler, NFE, params [M]
+    (denoiser + decoder), params denoiser [M], params decoder [M], GMACs/forward (the denoiser;
+    for reported rows the paper's FLOPs), GMACs decoder, GMACs/sample, memory [GB], memory method,
+    note.
+    """
+    multi, lead = _leading_columns(df)
+    columns = [*lead, "backbone", "latent", "sampler", "NFE", "params [M]", "params denoiser [M]",
+               "params decoder [M]", "GMACs/forward", "GMACs decoder", "GMACs/sample",
+               "memory [GB]", "memory method", "note"]
+    measured = _ok(df).sort_values(["dataset", "cell"], kind="stable", na_position="last")
+    rows = [_measured_cost(row, multi) for _, row in measured.iterrows()]
+    rows += [_reported_cost(point, multi) for point in _paper_rows(paper)]
+    return _frame(rows, columns)
+
+
+def _quality_names(measured: pd.DataFrame, paper: pd.DataFrame | None) -> list[tuple[str, str]]:
+    """(metric, extractor) pairs with at least one value, FID first, then recall."""
+    pairs: set[tuple[str, str]] = set()
+    for metric in ("fid", "recall"):
+        if metric in measured.columns:
+            values = pd.to_numeric(measured[metric], errors="coerce")
+            pairs |= {(metric, e) for e in extractor_of(measured, metric)[values.notna()]}
+        for point in _paper_rows(paper):
+            if not math.isnan(point[metric]):
+                extractor = point["extractor" if metric == "fid" else "recall_extractor"]
+                pairs.add((metric, extractor))
+    order = list(QUALITY_METRICS)
+    return sorted(pairs, key=lambda pair: (order.index(pair[0]), pair[1]))
+
+
+def _measured_quality(row: pd.Series, extractors: dict[str, str], quality: list[tuple[str, str]],
+                      multi: bool) -> dict[str, Any]:
+    out = _identity(row, multi) | {"NFE": _num(row.get("nfe"))}
+    for metric, extractor in quality:
+        same = extractors.get(metric) == extractor
+        out[quality_column(metric, extractor)] = _num(row.get(metric)) if same else math.nan
+    batch = row.get("timing_batch_size")
+    return out | {
+        "time/batch [s]": _num(row.get("time_per_batch_s")),
+        "time IQR [s]": _num(row.get("time_per_batch_iqr_s")),
+        "batch": batch,
+        "device": row.get("timing_device"),
+        "note": None,
+    }
+
+
+def _reported_quality(point: pd.Series, quality: list[tuple[str, str]], multi: bool
+                      ) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": reported_label(point["source_short"])}
+    if multi:
+        out["experiment"] = None
+    out |= {"name": point["method"], "dataset": point["dataset"], "NFE": point["nfe"]}
+    own = {"fid": point["extractor"], "recall": point["recall_extractor"]}
+    for metric, extractor in quality:
+        out[quality_column(metric, extractor)] = (
+            point[metric] if own[metric] == extractor else math.nan
+        )
+    return out | {
+        "time/batch [s]": point["time_per_batch_s"],
+        "batch": point["time_batch_size"],
+        "device": point["device"],
+        "note": point["notes"],
+    }
+
+
+def table3(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Quality and speed, LDDGAN paper Table 3 style: measured ok cells, then reported rows.
+
+    Columns: source, [experiment], name, dataset, NFE, ``FID [<extractor>]`` and
+    ``recall [<extractor>]`` per extractor with a value, time/batch [s], time IQR [s], batch,
+    device, note.
+    """
+    multi, lead = _leading_columns(df)
+    measured = _ok(df).sort_values(["dataset", "cell"], kind="stable", na_position="last")
+    quality = _quality_names(measured, paper)
+    columns = [*lead, "NFE", *(quality_column(m, e) for m, e in quality), "time/batch [s]",
+               "time IQR [s]", "batch", "device", "note"]
+    extractors = {
+        metric: extractor_of(measured, metric) for metric in ("fid", "recall")
+    }
+    rows = [
+        _measured_quality(row, {m: extractors[m][i] for m in extractors}, quality, multi)
+        for i, row in measured.iterrows()
+    ]
+    rows += [_reported_quality(point, quality, multi) for point in _paper_rows(paper)]
+    return _frame(rows, columns)
