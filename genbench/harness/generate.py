@@ -41,8 +41,13 @@ def generate(net: torch.nn.Module, latent, sampler: Sampler,
     return torch.cat(out)
 
 
-def sample_grid_png(images: torch.Tensor, grid_size: int) -> bytes:
-    """A grid_size x grid_size PNG of the first images (lossless)."""
+def sample_grid_png(images: torch.Tensor, grid_size: int, *, min_tile: int = 32,
+                    pad: int = 2) -> bytes:
+    """A lossless PNG of the first grid_size x grid_size images, tiles separated by ``pad``.
+
+    Small images (the 8x8 digits) are enlarged by an integer factor with nearest-neighbour
+    repetition, so pixels stay pixels and tiles are readable.
+    """
     import io
 
     from PIL import Image
@@ -50,15 +55,17 @@ def sample_grid_png(images: torch.Tensor, grid_size: int) -> bytes:
     n = min(grid_size * grid_size, images.shape[0])
     rows = max(1, (n + grid_size - 1) // grid_size)
     c, h, w = images.shape[1:]
-    canvas = torch.zeros(c, rows * h, grid_size * w, dtype=torch.uint8)
+    scale = max(1, min_tile // max(h, w))
+    tiles = images[:n].repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+    th, tw = h * scale, w * scale
+    canvas = torch.full((c, rows * (th + pad) + pad, grid_size * (tw + pad) + pad), 96,
+                        dtype=torch.uint8)
     for i in range(n):
         r, col = divmod(i, grid_size)
-        canvas[:, r * h:(r + 1) * h, col * w:(col + 1) * w] = images[i]
-    array = canvas.permute(1, 2, 0).numpy()
-    image = Image.fromarray(array[..., 0] if c == 1 else array)
-    if max(image.size) < 256:  # small digits: upscale with nearest so pixels stay pixels
-        scale = max(1, 256 // max(image.size))
-        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+        top, left = pad + r * (th + pad), pad + col * (tw + pad)
+        canvas[:, top:top + th, left:left + tw] = tiles[i]
+    # PIL reads the buffer as laid out in memory: hand it a contiguous H x W (x C) array.
+    array = (canvas[0] if c == 1 else canvas.permute(1, 2, 0)).contiguous().numpy()
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
