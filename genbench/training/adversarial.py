@@ -195,6 +195,7 @@ def train_adversarial(
     *,
     progress: bool = True,
     stop_after: int | None = None,
+    desc: str = "train adversarial",
 ) -> bool:
     """Train to the configured number of epochs, resuming from ``ckpt_dir`` if it holds one.
 
@@ -211,7 +212,7 @@ def train_adversarial(
     if found is not None:
         trainer.load_state(load_checkpoint(found, trainer.modules()))
     total = cfg.epochs * steps_per_epoch
-    bar = tqdm(total=total, initial=trainer.step, desc="train ddgan", disable=not progress,
+    bar = tqdm(total=total, initial=trainer.step, desc=desc, disable=not progress,
                unit="step", dynamic_ncols=True)
     try:
         while trainer.step < total:

@@ -161,4 +161,4 @@ def train_eps(
     shared one of :func:`genbench.training.adversarial.train_adversarial`.
     """
     return train_adversarial(trainer, images, encode, ckpt_dir,  # type: ignore[arg-type]
-                             progress=progress, stop_after=stop_after)
+                             progress=progress, stop_after=stop_after, desc="train eps")
