@@ -101,12 +101,29 @@ class Components:
     train: dict[str, Any]  # objective_settings() of the sampler's objective, with its options
 
 
-def build_components(cfg: dict[str, Any]) -> Components:
-    dataset = build_dataset(cfg)
+def _declared_image_shape(cfg: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(C, H, W) from the dataset config alone, when it says so (built-in datasets do)."""
+    data = cfg["dataset"]
+    if "resolution" not in data:
+        return None
+    default_channels = 1 if data.get("name") == "digits" else 3
+    resolution = int(data["resolution"])
+    return int(data.get("channels", default_channels)), resolution, resolution
+
+
+def build_components(cfg: dict[str, Any], *, load_data: bool = True) -> Components:
+    """Build and shape-check a cell's components.
+
+    ``load_data=False`` (``genbench profile``) takes the image shape from the dataset config
+    and opens no files, so costs can be profiled on a machine without the data.
+    """
+    shape = None if load_data else _declared_image_shape(cfg)
+    dataset = build_dataset(cfg) if shape is None else None
     latent = build_latent(cfg)
     sampler = build_sampler(cfg)
     train = {**objective_settings(cfg["train"], sampler.objective), **sampler.objective_options}
-    image_shape = (int(dataset.channels), int(dataset.resolution), int(dataset.resolution))
+    image_shape = shape or (int(dataset.channels), int(dataset.resolution),
+                            int(dataset.resolution))
     latent_shape = tuple(int(s) for s in latent.latent_shape(image_shape))
     return Components(dataset, latent, sampler, image_shape, latent_shape,  # type: ignore[arg-type]
                       train)

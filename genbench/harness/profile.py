@@ -22,7 +22,7 @@ def profile(cfg: dict[str, Any], *, time_it: bool = False) -> dict[str, Any]:
     from genbench.metrics import cost
 
     device = resolve_device(str(cfg.get("device", "auto")))
-    comps = build_components(cfg)
+    comps = build_components(cfg, load_data=False)
     torch.manual_seed(int(cfg.get("seed", 0)))
     net = build_backbone(cfg, comps.latent_shape, comps.sampler.objective).to(device).eval()
     counter = cost.NFECounter(net)

@@ -127,7 +127,8 @@ def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "status": record["status"],
         "error": record.get("error"),
         "created": record.get("created"),
-        "dataset": _component(config, "dataset"),
+        # the preset name (cifar10, celebahq256) tells image_folder datasets apart
+        "dataset": (config.get("presets") or {}).get("dataset") or _component(config, "dataset"),
         "resolution": dataset.get("resolution"),
         "backbone": _component(config, "backbone"),
         "latent": _component(config, "latent"),
