@@ -115,9 +115,12 @@ def test_baseline_composes(name, data_roots):
         assert cfg["train"]["adversarial"]["discriminator"]["kind"] in ("small", "large")
 
 
-def test_256px_baselines_need_a_dataset_root():
-    with pytest.raises(UserError, match="dataset.root"):
-        _compose(["baseline=lddgan_celebahq256"])
+def test_256px_baselines_name_a_missing_dataset_root(tmp_path):
+    from genbench.harness.build import build_dataset
+
+    cfg = _compose(["baseline=lddgan_celebahq256", f"dataset.root={tmp_path / 'nope'}"])
+    with pytest.raises(UserError, match="nope"):
+        build_dataset(cfg)
 
 
 def test_reconstruction_terms_follow_the_papers(data_roots):
