@@ -50,7 +50,7 @@ BUILT = {
     "lddgan_lsun256": ((4, 32, 32), 48_416_772, KL_F8_DECODE),
     "ddpm_cifar10": ((3, 32, 32), 35_218_947, 0),
     "ddim_cifar10": ((3, 32, 32), 35_218_947, 0),
-    "lddgan_uvit_tiny_cifar10": ((4, 16, 16), 25_623_076, KL_F2_DECODE),
+    "lddgan_uvit_tiny_cifar10": ((4, 16, 16), 18_490_468, KL_F2_DECODE),
     "lddgan_uvit_mid_cifar10": ((4, 16, 16), 51_253_156, KL_F2_DECODE),
     "lddgan_uvit_large_cifar10": ((4, 16, 16), 59_128_228, KL_F2_DECODE),
 }

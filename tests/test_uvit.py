@@ -23,7 +23,7 @@ GENERATOR = dict(in_channels=4, resolution=16, z_dim=50, output="x0")  # LDDGAN 
 # Measured here (see registry/backbone/uvit_*.yaml): generator params, eps 3x32x32 params, and
 # batch-1 MACs of each (FlopCounterMode total / 2, attention included).
 SIZES = {
-    "uvit_tiny": (25_623_076, 21_092_064, 1_402_141_440, 5_941_688_064),
+    "uvit_tiny": (18_490_468, 14_668_576, 979_472_768, 4_204_023_424),
     "uvit_mid": (51_253_156, 44_255_328, 2_927_040_000, 12_200_808_448),
     "uvit_large": (59_128_228, 51_081_824, 3_379_764_736, 14_087_723_008),
 }

@@ -277,7 +277,7 @@ def uvit(*, in_channels: int, resolution: int, patch_size: int = 2, embed_dim: i
 
 # Layouts of the named sizes (see registry/backbone/uvit_*.yaml for their parameter counts).
 SIZES: dict[str, dict[str, int]] = {
-    "tiny": dict(embed_dim=384, depth=10, num_heads=6),
+    "tiny": dict(embed_dim=320, depth=10, num_heads=5),
     "mid": dict(embed_dim=512, depth=12, num_heads=8),  # official U-ViT-S/2 (CIFAR-10)
     "large": dict(embed_dim=512, depth=14, num_heads=8),
 }
@@ -295,7 +295,7 @@ def _sized(size: str, in_channels: int, resolution: int, overrides: dict[str, An
 
 @register("backbone", "uvit_tiny", paper=PAPER, tags=("vit", "uvit"))
 def uvit_tiny(*, in_channels: int, resolution: int, **overrides: Any) -> UViT:
-    """U-ViT Tiny: D 384, depth 10 (+ mid), 6 heads; below LDDGAN Table 11's Tiny (28.01M)."""
+    """U-ViT Tiny: D 320, depth 10 (+ mid), 5 heads; below LDDGAN Table 11's Tiny (28.01M)."""
     return _sized("tiny", in_channels, resolution, overrides)
 
 
