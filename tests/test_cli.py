@@ -143,3 +143,18 @@ def test_plugin_registers_backbone_through_entry_point(run_cli, tmp_path):
     conv, out, z = 1 * 16 * 9 + 16, 16 * 1 * 9 + 1, 4 * 16 + 16
     assert result["params_denoiser"] == conv + out + z
     assert result["nfe"] == 4
+
+
+def test_lddgan_on_vq_latents_end_to_end(run_cli, tmp_path):
+    """LDDGAN through the CLI: fit a VQ autoencoder, train with weighted learning, decode."""
+    proc = run_cli("run", *TINY, "dataset=digits16", "latent=vq_tiny", "sampler=lddgan",
+                   "experiment=ldd")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = (tmp_path / "results" / "ldd").glob("*/result.json")
+    record = json.loads(path.read_text())
+    assert record["sampler"]["name"] == "lddgan" and record["sampler"]["rec_loss"] == "weighted"
+    assert "g_rec" in record["training"]["final_losses"]
+    assert record["shapes"]["latent"] == [4, 8, 8]
+    assert record["metrics"]["params_decoder"] > 0 and record["metrics"]["gmacs_decoder"] > 0
+    assert record["metrics"]["rfid"] is not None and record["latent"]["fit"]["scale_factor"] > 0
+    assert record["metric_recipes"]["rfid"]["split"] == "test"

@@ -65,3 +65,71 @@ def test_backbone_with_sampler(backbone_name, sampler_name):
     a, b = draw(1), draw(1)
     assert a.shape == (3, *SHAPE) and torch.isfinite(a).all()
     assert torch.equal(a, b)
+
+
+LATENTS = ["pixel", "wavelet", "kl_tiny", "vq_tiny"]
+
+
+@pytest.fixture(scope="module")
+def fitted_latents(tmp_path_factory):
+    """Each latent preset built from its YAML and fitted once on the 16x16 digits."""
+    from genbench.cli import _compose
+    from genbench.data.base import all_images
+    from genbench.harness.build import build_latent
+
+    cache = tmp_path_factory.mktemp("latent-cache")
+    images = None
+    spaces = {}
+    for preset in LATENTS:
+        cfg = _compose([f"latent={preset}", "dataset=digits16"])
+        space = build_latent(cfg)
+        if space.needs_fit:
+            if images is None:
+                images, _ = all_images(registry.create("dataset", "digits", resolution=16))
+            space.fit(images[:256], cache_dir=cache, progress=False)
+        spaces[preset] = space
+    real = all_images(registry.create("dataset", "digits", resolution=16))[0][:4]
+    return spaces, real
+
+
+@pytest.mark.parametrize("sampler_name", registry.names("sampler"))
+@pytest.mark.parametrize("backbone_name", ["ncsnpp", "uvit"])
+@pytest.mark.parametrize("latent_name", LATENTS)
+def test_latent_backbone_sampler_end_to_end(fitted_latents, latent_name, backbone_name,
+                                            sampler_name):
+    """Encode real images, one training loss, sample, decode: every latent x backbone x sampler."""
+    from genbench.data.base import to_model_range, to_uint8
+
+    spaces, real = fitted_latents
+    latent = spaces[latent_name]
+    shape = tuple(latent.latent_shape((1, 16, 16)))
+    sampler = registry.create("sampler", sampler_name, **SAMPLER_ARGS.get(sampler_name, {}))
+    cfg = {"backbone": _backbone_cfg(backbone_name), "latent": {"name": latent_name}}
+    torch.manual_seed(0)
+    net = build_backbone(cfg, shape, sampler.objective)
+    with torch.no_grad():
+        z0 = latent.encode(to_model_range(real))
+    assert z0.shape == (4, *shape) and float(z0.abs().max()) <= 1.0 + 1e-5
+    gen = torch.Generator().manual_seed(0)
+    if sampler.objective == "adversarial":
+        D = make_discriminator("small", in_channels=shape[0], ngf=4, t_emb_dim=8, num_layers=3)
+        loss = sum(_losses_g(net, D, sampler.schedule, z0, 1.0, gen).values())
+    else:
+        loss = eps_loss(net, sampler.schedule, z0, gen)
+    loss.backward()
+    assert torch.isfinite(loss)
+    rng = PerSampleRNG.for_range(0, 0, 2)
+    with torch.no_grad():
+        images = to_uint8(latent.decode(sampler.sample(net.eval(), rng.randn(*shape), rng)))
+    assert images.shape == (2, 1, 16, 16)
+
+
+def test_backbone_that_cannot_take_the_latent_is_a_clear_error():
+    from genbench.errors import UserError
+
+    cfg = {"backbone": {"name": "uvit", "patch_size": 3}, "latent": {"name": "wavelet"}}
+    with pytest.raises(UserError, match=r"cannot take the 12x8x8 latent of 'wavelet'.*patch"):
+        build_backbone(cfg, (12, 8, 8), "adversarial")
+    cfg = {"backbone": {"name": "ncsnpp", "ch_mult": [1, 2, 2, 2]}, "latent": {"name": "kl"}}
+    with pytest.raises(UserError, match="cannot take the 4x4x4 latent"):
+        build_backbone(cfg, (4, 4, 4), "adversarial")
