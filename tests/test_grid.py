@@ -1,0 +1,221 @@
+"""Grids (`genbench run --grid`): every cell recorded once, resumable after a kill, failures
+recorded, any Hydra launcher (basic, joblib, submitit's local executor).
+
+The cells are tiny DDIM cells on the 360 test digits: they all share one eps model (only the
+sampling steps differ), which the module-wide cache trains once.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TINY, genbench_command
+
+from genbench.errors import UserError
+from genbench.harness import grid
+from genbench.harness import record as rec
+
+TINY_GRID = [*TINY, "dataset.split=test", "sampler=ddim"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    """One cache for the module: the eps model, classifier and reference statistics, once."""
+    return tmp_path_factory.mktemp("grid-cache")
+
+
+def _grid_args(results: Path, cache: Path, *sweeps: str) -> list[str]:
+    return ["run", "--grid", *TINY_GRID, *sweeps, f"results_dir={results}", f"cache_dir={cache}"]
+
+
+def _records(experiment: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in experiment.glob("*/result.json")}
+
+
+def _leftovers(experiment: Path) -> list[str]:
+    """Half-written cell folders (the hidden .hydra sweep folder is Hydra's, not a cell)."""
+    return [p.name for p in experiment.iterdir() if p.suffix in (".tmp", ".old")]
+
+
+# --------------------------------------------------------------------------- choosing the grid
+
+
+def test_grid_alone_is_the_default_grid_and_comma_lists_are_their_own_grid():
+    assert grid.select_grid("default", []) == ("default", ["+grid=default"])
+    assert grid.select_grid("default", ["seed=1"]) == ("default", ["+grid=default", "seed=1"])
+    # argparse hands `--grid a=1,2` over as the name
+    assert grid.select_grid("sampler.steps=1,2", ["seed=3"]) == (None, ["sampler.steps=1,2",
+                                                                        "seed=3"])
+    assert grid.select_grid("default", ["latent=pixel,wavelet"]) == (None, ["latent=pixel,wavelet"])
+    assert grid.select_grid(None, ["+grid=default", "seed=0,1"]) == (None, ["+grid=default",
+                                                                           "seed=0,1"])
+    with pytest.raises(UserError, match="unknown grid 'defualt'; did you mean default"):
+        grid.select_grid("defualt", [])
+
+
+def test_default_grid_shows_the_trade_off_on_the_digits():
+    _, overrides = grid.select_grid("default", [])
+    master = grid._MasterConfig(grid._with_hydra_settings(overrides))
+    cells = [grid.GridCell(i + 1, job) for i, job in enumerate(master.job_overrides())]
+    assert grid.plan(cells, master.task_settings(), say=lambda line: None) == cells
+    configs = [c.config for c in cells]
+    assert len(cells) >= 4 and all(c.status == "pending" for c in cells)
+    assert len({c.cell_dir for c in cells}) == len(cells)
+    assert {cfg["dataset"]["name"] for cfg in configs} == {"digits"}
+    assert len({cfg["latent"]["name"] for cfg in configs}) >= 2
+    assert len({cfg["sampler"]["name"] for cfg in configs}) >= 2
+    assert len({cfg["sampler"]["steps"] for cfg in configs}) >= 3
+    assert master.launcher_name() == "basic"
+
+
+def test_unknown_grid_is_a_user_error(run_cli):
+    result = run_cli("run", "--grid", "no_such_grid")
+    assert result.returncode == 2, result.stderr
+    assert "unknown grid 'no_such_grid'" in result.stderr
+
+
+# --------------------------------------------------------------------------- running
+
+
+def test_grid_records_every_cell_and_a_rerun_records_nothing(run_cli, tmp_path, cache_dir):
+    results = tmp_path / "results"
+    first = run_cli(*_grid_args(results, cache_dir, "sampler.steps=2,3"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "[grid] cell 1/2" in first.stderr and "[grid] cell 2/2" in first.stderr
+    assert "2 cells: 2 ran, 0 skipped" in first.stdout
+    experiment = results / "default"
+    records = _records(experiment)
+    assert sorted(r["sampler"]["steps"] for r in records.values()) == [2, 3]
+    assert all(r["status"] == "ok" for r in records.values())
+    assert (experiment / "report.html").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in experiment.glob("*/result.json")}
+    models = sorted((cache_dir / "models").iterdir())
+
+    again = run_cli(*_grid_args(results, cache_dir, "sampler.steps=2,3"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 cells: 0 ran, 2 skipped" in again.stdout
+    assert again.stderr.count("already recorded") == 2
+    assert {p: p.stat().st_mtime_ns for p in experiment.glob("*/result.json")} == stamps
+    assert sorted((cache_dir / "models").iterdir()) == models  # nothing trained again
+
+
+def test_killed_grid_finishes_only_what_is_missing(tmp_path, cache_dir, run_cli):
+    results = tmp_path / "results"
+    experiment = results / "default"
+    args = _grid_args(results, cache_dir, "sampler.steps=2,3,4,5")
+    proc = subprocess.Popen([*genbench_command(), *args], cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not list(experiment.glob("*/result.json")) and proc.poll() is None:
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    recorded = len(_records(experiment))
+    assert 1 <= recorded < 4, "the grid was not killed midway"
+
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"4 cells: {4 - recorded} ran, {recorded} skipped" in rerun.stdout
+    records = _records(experiment)
+    assert sorted(r["sampler"]["steps"] for r in records.values()) == [2, 3, 4, 5]
+    assert all(r["status"] == "ok" for r in records.values())
+    assert _leftovers(experiment) == []
+
+
+def test_failed_cells_are_recorded_and_the_grid_goes_on(run_cli, tmp_path, cache_dir):
+    results = tmp_path / "results"
+    result = run_cli(*_grid_args(results, cache_dir, "sampler.steps=0,2",
+                                 "backbone=ncsnpp_tiny,no_such_net"))
+    assert result.returncode == 1, result.stderr[-3000:]  # 1: some cells failed
+    assert "4 cells: 1 ran, 0 skipped (already recorded), 3 failed" in result.stdout
+    records = list(_records(results / "default").values())
+    assert sorted(r["status"] for r in records) == ["failed", "failed", "failed", "ok"]
+    errors = " ".join(r["error"] for r in records if r["status"] == "failed")
+    assert "sampler.steps=0" in errors and "unknown backbone 'no_such_net'" in errors
+    assert (results / "default" / "report.html").is_file()
+
+
+def test_joblib_launcher_runs_the_cells_in_worker_processes(run_cli, tmp_path, cache_dir):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    results = tmp_path / "results"
+    result = run_cli(*_grid_args(results, cache_dir, "sampler.steps=6,7"),
+                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "launcher joblib" in result.stderr
+    records = _records(results / "default")
+    assert sorted(r["sampler"]["steps"] for r in records.values()) == [6, 7]
+    assert all(r["status"] == "ok" for r in records.values())
+    # both cells need the same eps model: trained at most once (the cache lock), here or by an
+    # earlier grid of this module, which shares the cache
+    assert [r["training"]["source"] for r in records.values()].count("trained") <= 1
+    assert len(list((cache_dir / "models").glob("*/meta.json"))) == 1
+
+
+def test_submitit_launcher_with_its_local_executor(run_cli, tmp_path, cache_dir):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="pip install 'genbench[slurm]' (hydra-submitit-launcher)")
+    results = tmp_path / "results"
+    result = run_cli(*_grid_args(results, cache_dir, "sampler.steps=8,9"),
+                     "hydra/launcher=submitit_local")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "launcher submitit_local" in result.stderr
+    records = _records(results / "default")
+    assert sorted(r["sampler"]["steps"] for r in records.values()) == [8, 9]
+    logs = list((results / "default" / ".hydra").glob("*/.submitit/*/*_log.err"))
+    assert logs and any("[grid] cell" in p.read_text() for p in logs)
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _write_many(cell_dir: str, writer: int, times: int, start) -> list[str]:
+    start.wait()
+    errors = []
+    for k in range(times):
+        record = {"cell": Path(cell_dir).name, "status": "ok", "writer": writer, "k": k}
+        try:
+            rec.write_cell(Path(cell_dir), record, {"samples.png": os.urandom(4096)})
+        except Exception as exc:  # noqa: BLE001 - collected and asserted on
+            errors.append(repr(exc))
+    return errors
+
+
+@pytest.mark.parametrize("same_cell", [True, False], ids=["same-cell", "different-cells"])
+def test_cells_finishing_at_once_lose_nothing(tmp_path, same_cell):
+    writers, times = 6, 25
+    experiment = tmp_path / "exp"
+    cells = [experiment / ("cell" if same_cell else f"cell{i}") for i in range(writers)]
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with ctx.Manager() as manager:
+        start = manager.Barrier(writers)
+        with ctx.Pool(writers) as pool:
+            errors = pool.starmap(_write_many,
+                                  [(str(cells[i]), i, times, start) for i in range(writers)])
+    assert errors == [[]] * writers
+    assert _leftovers(experiment) == []
+    assert sorted(p.name for p in experiment.iterdir()) == sorted({c.name for c in cells})
+    for cell in set(cells):
+        record = rec.read_record(cell)  # complete JSON
+        assert record["status"] == "ok" and record["cell"] == cell.name
+        assert sorted(p.name for p in cell.iterdir()) == ["result.json", "samples.png"]
+        if same_cell:
+            assert record["k"] == 0  # the first finisher won; later writes changed nothing
+
+
+def test_stale_half_written_folders_are_removed(tmp_path):
+    stale, fresh = tmp_path / ".cell.abc.tmp", tmp_path / ".cell.def.tmp"
+    for folder in (stale, fresh, tmp_path / "cell"):
+        folder.mkdir()
+    old = time.time() - 2 * grid.STALE_TMP_SECONDS
+    os.utime(stale, (old, old))
+    assert grid.remove_stale_tmp(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cell.def.tmp", "cell"]
