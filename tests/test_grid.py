@@ -37,7 +37,9 @@ def _grid_args(results: Path, cache: Path, *sweeps: str) -> list[str]:
 
 
 def _records(experiment: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in experiment.glob("*/result.json")}
+    """The complete records (pathlib's glob also sees a writer's hidden temporary folder)."""
+    paths = [p for p in experiment.glob("*/result.json") if not p.parent.name.startswith(".")]
+    return {p.parent.name: json.loads(p.read_text()) for p in paths}
 
 
 def _leftovers(experiment: Path) -> list[str]:
