@@ -24,7 +24,7 @@ def _record(folder):
 @pytest.mark.slow
 def test_default_run_trains_evaluates_and_beats_untrained(run_cli, tmp_path):
     started = time.perf_counter()
-    proc = run_cli("run", timeout=1200)
+    proc = run_cli("run", timeout=3600)  # minutes on an idle 2-core machine; slack for a busy one
     elapsed = time.perf_counter() - started
     assert proc.returncode == 0, proc.stderr[-3000:]
     print(f"default run: {elapsed:.0f} s")  # README: about 5 minutes on 2 cores
