@@ -78,7 +78,7 @@ def _summary(records: list[dict[str, Any]]) -> str:
 
 def _first_comment(path: Path) -> str:
     for line in path.read_text().splitlines():
-        if line.startswith("#"):
+        if line.startswith("#") and not line.startswith("# @package"):
             return line.lstrip("# ").strip()
     return ""
 
@@ -88,7 +88,7 @@ def _list_rows(kind: str | None) -> list[tuple[str, str, str, str]]:
     from genbench.config import GROUPS, baselines_root, config_root, group_options
 
     rows: list[tuple[str, str, str, str]] = []
-    for k in [kind] if kind else [*registry.KINDS, "train", "eval", "baseline"]:
+    for k in [kind] if kind else [*registry.KINDS, "train", "eval", "baseline", "grid"]:
         if k in registry.KINDS:
             rows += [(k, e.name, e.source.split(".")[0], e.description or e.paper)
                      for e in registry.entries(k)]
@@ -98,6 +98,9 @@ def _list_rows(kind: str | None) -> list[tuple[str, str, str, str]]:
         if k == "baseline":
             rows += [("baseline", o, "baselines/", _first_comment(baselines_root() / f"{o}.yaml"))
                      for o in group_options("baseline")]
+        if k == "grid":  # named grids: genbench run --grid NAME
+            rows += [("grid", o, "registry/grid/", _first_comment(config_root() / k / f"{o}.yaml"))
+                     for o in group_options("grid")]
     return rows
 
 
@@ -106,7 +109,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from genbench.config import GROUPS
 
     kind, pattern = args.kind, args.pattern
-    known = (*registry.KINDS, *GROUPS, "baseline")
+    known = (*registry.KINDS, *GROUPS, "baseline", "grid")
     if kind and kind not in known:
         if pattern is None and any(ch in kind for ch in "*?["):
             kind, pattern = None, kind  # `genbench list 'uvit*'`

@@ -93,6 +93,14 @@ def test_default_grid_runs_in_tiny_form(run_cli, tmp_path, cache_dir):
     assert (results / "grid" / "report.html").is_file()
 
 
+def test_named_grids_are_listed(run_cli):
+    listed = run_cli("list", "grid")
+    assert listed.returncode == 0, listed.stderr
+    (line,) = listed.stdout.splitlines()
+    assert line.split()[:3] == ["grid", "default", "registry/grid/"]
+    assert "trade-off" in line and "@package" not in line
+
+
 def test_unknown_grid_is_a_user_error(run_cli):
     result = run_cli("run", "--grid", "no_such_grid")
     assert result.returncode == 2, result.stderr
