@@ -246,3 +246,20 @@ def test_stale_half_written_folders_are_removed(tmp_path):
     os.utime(stale, (old, old))
     assert grid.remove_stale_tmp(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".cell.def.tmp", "cell"]
+
+
+def test_a_cell_is_named_by_what_it_measures_not_where_it_is_written():
+    from genbench.config import compose, to_plain
+    from genbench.harness.cell import cell_name
+
+    def name(*overrides: str) -> str:
+        return cell_name(to_plain(compose(["sampler=ddim", *overrides])))
+
+    base = name()
+    assert base.startswith("digits-pixel-ncsnpp_digits-ddim-s")
+    # where and how it is written: the same cell, so a grid finds it recorded
+    assert name("results_dir=/elsewhere", "cache_dir=/cache", "experiment=other",
+                "progress=false", "report=false") == base
+    # what it measures: another cell
+    assert len({base, name("sampler.steps=7"), name("seed=1"), name("eval.num_samples=10"),
+                name("device=cpu")}) == 5

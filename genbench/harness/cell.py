@@ -32,6 +32,11 @@ from genbench.harness.latent import fit_latent, reconstruction_quality
 from genbench.harness.system import hardware, package_versions, resolve_device
 from genbench.harness.train import train_or_load
 
+# Settings that say where a cell is written or how it talks, not what it measures: the same
+# cell under another results folder, cache or experiment keeps its name (and is found as done).
+NOT_IN_CELL_IDENTITY = ("progress", "report", "presets", "results_dir", "cache_dir", "experiment",
+                        "cell")
+
 
 def cell_name(cfg: dict[str, Any]) -> str:
     """``<dataset>-<latent>-<backbone preset>-<sampler>-s<steps>-<hash>`` unless ``cell`` is set."""
@@ -45,7 +50,7 @@ def cell_name(cfg: dict[str, Any]) -> str:
         cfg["sampler"]["name"],
         f"s{cfg['sampler'].get('steps', 'x')}",
     ]
-    hashed = {k: v for k, v in cfg.items() if k not in ("progress", "report", "presets")}
+    hashed = {k: v for k, v in cfg.items() if k not in NOT_IN_CELL_IDENTITY}
     return "-".join(str(p) for p in parts) + "-" + config_hash(hashed, 8)
 
 
