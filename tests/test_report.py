@@ -195,7 +195,24 @@ def test_figures_one_per_extractor_one_point_per_ok_record(results: Path) -> Non
     assert "sampler.steps=4" in hover and "backbone.name=ncsnpp" in hover
     # one point per ok record with an FID, across all figures: the failed cell is not plotted
     assert sum(len(f.data[0].y) for f in figures) == 3
-    assert all("uvit-pixel-ddpm-1000" not in f.data[0].text for f in figures)
+    plotted = [h for f in figures for h in f.data[0].hovertext]
+    assert len(plotted) == 3 and not any("uvit-pixel-ddpm-1000" in h for h in plotted)
+    assert any("ncsnpp" in h for h in plotted)  # the hover names each plotted cell
+
+
+def test_point_labels_name_only_what_tells_the_cells_apart() -> None:
+    from genbench.report.figures import point_labels
+
+    df = pd.DataFrame({
+        "cell": ["a-11111111", "b-22222222", "c-33333333", "d-44444444"],
+        "experiment": ["grid"] * 4, "backbone": ["ncsnpp"] * 4,
+        "latent": ["pixel", "wavelet", "pixel", "pixel"],
+        "sampler": ["ddgan", "ddgan", "ddim", "ddim"], "steps": [4, 4, 10, 10],
+    })
+    assert point_labels(df) == ["pixel ddgan s4", "wavelet ddgan s4", "pixel ddim s10 33333333",
+                                "pixel ddim s10 44444444"]
+    assert point_labels(df.iloc[:1]) == ["ddgan s4"]
+    assert point_labels(df.iloc[:0]) == []
 
 
 def test_ok_record_without_fid_is_listed_not_plotted(results: Path, tmp_path: Path) -> None:

@@ -219,13 +219,43 @@ def _axis_note(group: pd.DataFrame) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+LABEL_FIELDS = ("experiment", "latent", "backbone", "sampler", "steps")
+
+
+def point_labels(group: pd.DataFrame) -> list[str]:
+    """Short labels for a panel's points: only the fields that tell its cells apart.
+
+    ``experiment``, ``latent``, ``backbone``, ``sampler`` and ``steps`` (as ``s4``), keeping
+    those that differ between the points; sampler and steps always stay. Labels that would still
+    collide (cells that differ elsewhere: seed, training) get the cell's hash; the whole cell name
+    and configuration are in the hover text.
+    """
+    if group.empty:
+        return []
+
+    def field(row: pd.Series, name: str) -> str:
+        value = row.get(name)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        return f"s{int(value)}" if name == "steps" else str(value)
+
+    values = {name: [field(row, name) for _, row in group.iterrows()] for name in LABEL_FIELDS
+              if name in group.columns}
+    keep = [n for n, v in values.items() if len(set(v)) > 1 or n in ("sampler", "steps")]
+    labels = [" ".join(p for p in parts if p) for parts in zip(*(values[n] for n in keep))]
+    cells = group["cell"].astype(str).tolist()
+    counts = {label: labels.count(label) for label in labels}
+    return [label if label and counts[label] == 1 else f"{label} {cell.rsplit('-', 1)[-1]}".strip()
+            for label, cell in zip(labels, cells)]
+
+
 def _measured_trace(group: pd.DataFrame, kind: _Kind, extractor: str) -> go.Scatter:
     error_x = _time_error_bars(group) if kind.x == "time_per_batch_s" else None
     return go.Scatter(
         x=_column(group, kind.x).tolist(),
         y=_column(group, kind.y).tolist(),
         mode="markers+text",
-        text=group["cell"].tolist(),
+        text=point_labels(group),
         textposition="top center",
         textfont={"size": 9},
         hovertext=[hover_text(row) for _, row in group.iterrows()],
