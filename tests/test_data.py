@@ -115,6 +115,15 @@ def test_digits_shapes_range_and_counts() -> None:
     assert isinstance(train, ImageDataset)
 
 
+def test_dataset_contract_must_be_implemented() -> None:
+    class NoItems(ImageDataset):
+        def __len__(self) -> int:
+            return 0
+
+    with pytest.raises(TypeError, match="__getitem__"):
+        NoItems()
+
+
 def test_digits_split_is_deterministic_disjoint_and_stratified() -> None:
     a, b = all_images(digits(split="train"))[0], all_images(digits(split="train"))[0]
     assert torch.equal(a, b)

@@ -9,6 +9,7 @@ section 8: FID changes when samples are saved as JPEG, pytorch-fid issue #63).
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -30,7 +31,7 @@ __all__ = [
 _RESIZE_CHUNK = 4096  # images resized per chunk, to bound the float32 copy
 
 
-class ImageDataset(Dataset):
+class ImageDataset(Dataset, abc.ABC):
     """The contract: ``dataset[i] -> (uint8 tensor [C, H, W], int label or -1)``.
 
     Attributes every dataset sets: ``name`` (registry name), ``split``, ``channels``,
@@ -45,11 +46,13 @@ class ImageDataset(Dataset):
     resolution: int
     num_classes: int | None
 
+    @abc.abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """How many images the split holds."""
 
+    @abc.abstractmethod
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        raise NotImplementedError
+        """Image ``index`` as uint8 [C, H, W] and its label (-1 when unlabelled)."""
 
     def identity(self) -> dict[str, Any]:
         """Name, split, resolution, channels and size; subclasses add their source."""

@@ -7,7 +7,7 @@ DDGAN, WDDGAN and LDDGAN share these coefficients (official ``Diffusion_Coeffici
 * VP schedule (default): alpha_bar(t) = exp(-1/2 t^2 (beta_max - beta_min) - t beta_min), the
   marginal of the VP-SDE (Song et al. 2021, Eq. 33) with beta_min = 0.1, beta_max = 20;
   geometric option: 1 - alpha_bar(t) = beta_min (beta_max / beta_min)^t (must stay below 1);
-* beta_i = 1 - alpha_bar(t_i) / alpha_bar(t_{i-1}) for i = 1..T, with beta_0 = 1e-8 as placeholder;
+* beta_i = 1 - alpha_bar(t_i) / alpha_bar(t_{i-1}) for i = 1..T, and beta_0 = 1e-8 (official);
 * forward: x_k = sqrt(abar_k) x0 + sqrt(1 - abar_k) eps, x_{k+1} = sqrt(1 - beta_{k+1}) x_k +
   sqrt(beta_{k+1}) eps' (``q_sample_pairs``);
 * posterior q(x_k | x_{k+1}, x0) (DDPM, Ho et al. 2020, Eq. 6-7) with index k mapping
@@ -25,7 +25,7 @@ import torch
 from genbench.errors import UserError
 
 EPS_T = 1e-3  # smallest time of the grid (official ``eps_small``)
-BETA_PLACEHOLDER = 1e-8  # official beta_0, never used as a real step
+BETA_0 = 1e-8  # the official code's fixed beta_0: the k = 0 entry, not a diffusion step
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,9 @@ def ddgan_schedule(
             )
     else:
         raise UserError(f"unknown ddgan schedule {kind!r}; use 'vp' or 'geometric'")
-    betas = torch.cat([torch.tensor([BETA_PLACEHOLDER], dtype=torch.float64),
+    betas = torch.cat([torch.tensor([BETA_0], dtype=torch.float64),
                        1.0 - abar[1:] / abar[:-1]])
-    # The official code rebuilds abar as cumprod(1 - beta) including the placeholder at k = 0.
+    # The official code rebuilds abar as cumprod(1 - beta), beta_0 = 1e-8 included.
     alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
     return _with_posterior(num_steps, betas, alphas_cumprod)
 
@@ -152,7 +152,7 @@ def posterior_sample(
     """Sample x_k ~ q(x_k | x_{k+1}, x0_pred) with the given standard-normal ``noise``.
 
     No noise is added where k = 0, so the last step returns the posterior mean, which equals
-    x0_pred there (the k = 0 coefficients are 1 and 0 up to the 1e-8 placeholder).
+    x0_pred there (the k = 0 coefficients are 1 and 0 up to beta_0 = 1e-8).
     """
     mean = _at(schedule.posterior_mean_coef_x0, k, x_next) * x0_pred + _at(
         schedule.posterior_mean_coef_xt, k, x_next) * x_next
