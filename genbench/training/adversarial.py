@@ -204,10 +204,7 @@ def train_adversarial(
     (tests). Returns True when training is complete. KeyboardInterrupt saves a checkpoint first.
     """
     cfg = trainer.cfg
-    steps_per_epoch = images.shape[0] // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise UserError(f"train.batch_size={cfg.batch_size} exceeds the {images.shape[0]} "
-                        f"training images; lower it")
+    steps_per_epoch = batches_per_epoch(images.shape[0], cfg.batch_size, "train.batch_size")
     found = find_checkpoint(ckpt_dir)
     if found is not None:
         trainer.load_state(load_checkpoint(found, trainer.modules()))
@@ -227,7 +224,7 @@ def train_adversarial(
             with torch.no_grad():
                 x0 = encode(batch.to(trainer.device))
             losses = trainer.train_step(x0, epoch)
-            _check_finite(losses, trainer.step)
+            check_finite(losses, trainer.step)
             trainer.history.append({"step": trainer.step, **losses})
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k != "r1"})
@@ -244,7 +241,16 @@ def train_adversarial(
     return True
 
 
-def _check_finite(losses: dict[str, float], step: int) -> None:
+def batches_per_epoch(num_items: int, batch_size: int, setting: str) -> int:
+    """Full batches per epoch (the last partial batch is dropped); a one-line error if none."""
+    if num_items // batch_size < 1:
+        raise UserError(f"{setting}={batch_size} exceeds the {num_items} training images; "
+                        f"lower it")
+    return num_items // batch_size
+
+
+def check_finite(losses: dict[str, float], step: int, what: str = "training") -> None:
+    """Stop a run whose losses are no longer finite, naming them and the step."""
     bad = [k for k, v in losses.items() if not math.isfinite(v)]
     if bad:
-        raise RuntimeError(f"training diverged at step {step}: non-finite {', '.join(bad)}")
+        raise RuntimeError(f"{what} diverged at step {step}: non-finite {', '.join(bad)}")

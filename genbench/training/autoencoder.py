@@ -420,13 +420,10 @@ def train_autoencoder(trainer: AutoencoderTrainer, images: torch.Tensor, ckpt_di
     ``images``: the training set, uint8 or float in [-1, 1], on the CPU. ``stop_after``: leave
     after that many total steps, as an interruption would (tests). Returns True when complete.
     """
-    from genbench.training.adversarial import epoch_order
+    from genbench.training.adversarial import batches_per_epoch, check_finite, epoch_order
 
     cfg = trainer.cfg
-    steps_per_epoch = images.shape[0] // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise UserError(f"latent.batch_size={cfg.batch_size} exceeds the {images.shape[0]} "
-                        f"training images; lower it")
+    steps_per_epoch = batches_per_epoch(images.shape[0], cfg.batch_size, "latent.batch_size")
     found = find_checkpoint(ckpt_dir)
     if found is not None:
         trainer.load_state(load_checkpoint(found, trainer.modules()))
@@ -442,10 +439,7 @@ def train_autoencoder(trainer: AutoencoderTrainer, images: torch.Tensor, ckpt_di
             order = epoch_order(images.shape[0], trainer.seed, epoch)
             x = _batch(images, order, index, cfg, trainer.seed, trainer.step, trainer.device)
             losses = trainer.train_step(x)
-            bad = [k for k, v in losses.items() if not math.isfinite(v)]
-            if bad:
-                raise RuntimeError(f"autoencoder training diverged at step {trainer.step}: "
-                                   f"non-finite {', '.join(bad)}")
+            check_finite(losses, trainer.step, "autoencoder training")
             if trainer.step % log_every == 0 or trainer.step == cfg.steps:
                 trainer.history.append({"step": trainer.step, **losses})
             bar.update(1)
