@@ -91,13 +91,13 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
     _, cell_dir, cache_dir = paths(cfg)
     if rec.is_done(cell_dir) and not overwrite:
         return {**rec.read_record(cell_dir), "_skipped": True}
+    if cfg.get("checkpoint") and not Path(str(cfg["checkpoint"])).expanduser().is_file():
+        raise UserError(f"checkpoint file not found: {cfg['checkpoint']}; pass checkpoint=PATH to "
+                        f"a generator .safetensors file, or leave it unset to train")
     device = resolve_device(str(cfg.get("device", "auto")))
     progress = bool(cfg.get("progress", True))
     comps = build_components(cfg)
     extractors = choose_extractors(cfg["eval"], comps, cache_dir, device, progress)
-    if cfg.get("checkpoint") and not Path(str(cfg["checkpoint"])).expanduser().is_file():
-        raise UserError(f"checkpoint file not found: {cfg['checkpoint']}; pass checkpoint=PATH to "
-                        f"a generator .safetensors file, or leave it unset to train")
     if announce is not None:
         announce(f"cell {cell_dir.name} -> {cell_dir} ({device})")
     started = time.perf_counter()
