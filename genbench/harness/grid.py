@@ -386,6 +386,8 @@ def run_grid(name: str | None, overrides: list[str], *, overwrite: bool = False,
     overrides = _with_hydra_settings(overrides)
     master = _MasterConfig(overrides)
     if SWEEP_DIR not in _given(overrides):
+        # composed again with the folder as an override (not set on master.cfg): launchers
+        # recompose every job from the hydra overrides, and a job must see the same folder
         where = sweep_dir(master.task_settings())
         master = _MasterConfig([*overrides, f"{SWEEP_DIR}={_quoted(str(where))}"])
     jobs = master.job_overrides()
