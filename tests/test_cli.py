@@ -158,3 +158,12 @@ def test_lddgan_on_vq_latents_end_to_end(run_cli, tmp_path):
     assert record["metrics"]["params_decoder"] > 0 and record["metrics"]["gmacs_decoder"] > 0
     assert record["metrics"]["rfid"] is not None and record["latent"]["fit"]["scale_factor"] > 0
     assert record["metric_recipes"]["rfid"]["split"] == "test"
+    # a second cell on the same autoencoder reuses it, its model and its measured rFID
+    again = run_cli("run", *TINY, "dataset=digits16", "latent=vq_tiny", "sampler=lddgan",
+                    "experiment=ldd", "eval.num_samples=100")
+    assert again.returncode == 0, again.stderr[-3000:]
+    paths = (tmp_path / "results" / "ldd").glob("*/result.json")
+    records = [json.loads(p.read_text()) for p in paths]
+    assert len(records) == 2
+    assert len({r["metrics"]["rfid"] for r in records}) == 1
+    assert len(list((tmp_path / "results" / ".cache" / "rfid").glob("*.json"))) == 1

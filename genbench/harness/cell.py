@@ -112,7 +112,7 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
     measure_quality(samples, comps, eval_cfg, cache_dir, extractors, m)
     measure_cost(net, comps, eval_cfg, device, m)
     if latent_info is not None:
-        rq = reconstruction_quality(cfg, comps, extractors[0]["fid"], device)
+        rq = reconstruction_quality(cfg, comps, extractors[0]["fid"], device, cache_dir)
         m.metrics["rfid"] = rq["rfid"]
         m.recipes["rfid"] = {**rq["recipe"], "extractor": rq["extractor"],
                              "num_real": rq["num_images"], "split": rq["split"],

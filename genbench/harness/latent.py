@@ -51,11 +51,32 @@ def held_out_images(cfg: dict[str, Any], comps: Components) -> tuple[torch.Tenso
 
 
 def reconstruction_quality(cfg: dict[str, Any], comps: Components, extractor: Any,
-                           device: torch.device) -> dict[str, Any]:
-    """rFID of a learned latent space on held-out images (None for lossless spaces)."""
+                           device: torch.device, cache_dir: Path | None = None) -> dict[str, Any]:
+    """rFID of a learned latent space on held-out images.
+
+    With ``cache_dir`` the result is kept in ``<cache>/rfid/<key>.json``, keyed by the fitted
+    autoencoder, the held-out images (their bytes) and the extractor's recipe, so the cells
+    that share an autoencoder measure it once.
+    """
+    import hashlib
+    import json
+
+    from genbench.harness.artifacts import config_hash
     from genbench.latents.base import reconstruction_fid
+    from genbench.training.checkpoint import atomic_write_bytes
 
     images, split = held_out_images(cfg, comps)
+    path = None
+    if cache_dir is not None:
+        recipe = {k: v for k, v in extractor.recipe.items() if k != "train_seconds"}  # timing
+        key = config_hash({"latent": comps.latent.identity(), "recipe": recipe,
+                           "images": hashlib.sha256(images.numpy().tobytes()).hexdigest()})
+        path = Path(cache_dir) / "rfid" / f"{key}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
     batch = int(cfg["eval"].get("batch_size", 100))
     result = reconstruction_fid(comps.latent, images, extractor, batch_size=batch, device=device)
-    return {**result, "split": split}
+    result = {**result, "split": split}
+    if path is not None:
+        atomic_write_bytes(path, json.dumps(result, default=str).encode())
+    return result
