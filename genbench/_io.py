@@ -13,8 +13,8 @@ at any point leaves either the previous file (or folder) or the new one, never h
   are the only hashes of configurations, files and tensors;
 * :func:`file_lock` is the only inter-process lock (``fcntl.flock`` on a lock file).
 
-Temporary names are hidden (``.<name>.<uuid>.tmp`` and ``.<name>.<uuid>.old``); readers that list
-folders skip them with :func:`is_temporary`, and :func:`remove_stale_temporaries` deletes what a
+Temporary names are hidden (``.<name>.<uuid>.tmp[.suffix]``, ``.<name>.<uuid>.old``); readers that
+list folders skip them with :func:`is_temporary`; :func:`remove_stale_temporaries` deletes what a
 killed writer left.
 """
 
@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -37,6 +38,7 @@ import numpy as np
 TMP_SUFFIX = ".tmp"
 OLD_SUFFIX = ".old"
 _CHUNK = 1 << 20
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{32}\.(tmp|old)(\.[A-Za-z0-9]+)?$")
 
 
 # --------------------------------------------------------------------------- hashing
@@ -103,7 +105,7 @@ def atomic_write_with(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _hidden_sibling(path, TMP_SUFFIX)
+    tmp = _hidden_sibling(path, TMP_SUFFIX + path.suffix)  # writers that add a suffix see it
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
@@ -190,9 +192,7 @@ def previous_version(target: str | Path) -> list[Path]:
 
 def is_temporary(path: str | Path) -> bool:
     """A hidden ``.tmp``/``.old`` file or folder of an atomic write (never a result)."""
-    name = Path(path).name
-    return name.startswith(".") and (name.endswith(TMP_SUFFIX) or name.endswith(OLD_SUFFIX)
-                                     or name.endswith(TMP_SUFFIX + ".npz"))
+    return _TEMPORARY.match(Path(path).name) is not None
 
 
 def remove_stale_temporaries(folder: str | Path, *, older_than_s: float = 0.0) -> list[Path]:

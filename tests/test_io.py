@@ -75,17 +75,19 @@ def test_swap_dir_replaces_and_keeps_old_on_failure(tmp_path, monkeypatch):
 
 
 def test_temporaries_are_recognised_and_removed(tmp_path):
-    (tmp_path / ".cell.abc.tmp").mkdir()
-    (tmp_path / ".cell.abc.old").mkdir()
-    (tmp_path / ".stats.abc.tmp").write_bytes(b"")
+    uid = "0123456789abcdef0123456789abcdef"
+    (tmp_path / f".cell.{uid}.tmp").mkdir()
+    (tmp_path / f".cell.{uid}.old").mkdir()
+    (tmp_path / f".stats.npz.{uid}.tmp.npz").write_bytes(b"")
+    (tmp_path / ".cell.abc.tmp").mkdir()  # not a name genbench writes: left alone
     (tmp_path / "cell").mkdir()
     (tmp_path / ".hidden").mkdir()
-    assert _io.is_temporary(tmp_path / ".cell.abc.tmp")
+    assert _io.is_temporary(tmp_path / f".cell.{uid}.tmp")
     assert not _io.is_temporary(tmp_path / "cell") and not _io.is_temporary(tmp_path / ".hidden")
     assert _io.remove_stale_temporaries(tmp_path, older_than_s=3600) == []
     removed = _io.remove_stale_temporaries(tmp_path)
     assert len(removed) == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "cell"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cell.abc.tmp", ".hidden", "cell"]
 
 
 def test_file_lock_is_exclusive_between_processes(tmp_path):
