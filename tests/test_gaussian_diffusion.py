@@ -2,11 +2,13 @@
 
 import math
 
+import diffusers
 import numpy as np
 import pytest
 import torch
 
 from genbench import registry
+from genbench.backbones.denoiser import Denoiser
 from genbench.backbones.ncsnpp import ncsnpp
 from genbench.diffusion.gaussian import (
     SPACINGS,
@@ -15,6 +17,7 @@ from genbench.diffusion.gaussian import (
     linear_schedule,
     q_sample,
     respaced_betas,
+    reverse_steps,
     sampling_timesteps,
 )
 from genbench.errors import UserError
@@ -133,15 +136,15 @@ def test_quadratic_repeats_are_identity_steps_as_in_the_official_code():
     ts = sampling_timesteps(T, 50, "quadratic")
     assert ts[-2:] == [0, 0] and len(ts) == 50  # int(linspace(0, sqrt(800), 50)^2) = 0, 0, 1, ..
     counter, x_T = NFECounter(FakeEps()), _x_T()
-    out = sample_ddim(counter, x_T, linear_schedule(), ts, BatchRNG(3, 0))
+    out = sample_ddim(counter, x_T, reverse_steps(linear_schedule(), ts), BatchRNG(3, 0))
     assert counter.calls == 50
-    deduplicated = sample_ddim(FakeEps(), x_T, linear_schedule(), ts[:-1], BatchRNG(3, 0))
+    deduplicated = sample_ddim(FakeEps(), x_T, reverse_steps(linear_schedule(), ts[:-1]),
+                               BatchRNG(3, 0))
     torch.testing.assert_close(out, deduplicated, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
 def test_timesteps_match_diffusers(spacing):
-    diffusers = pytest.importorskip("diffusers")
     ref = diffusers.DDIMScheduler(num_train_timesteps=T, timestep_spacing=spacing)
     checked = 0
     for steps in list(range(1, 101)) + [125, 200, 333, 500, 999, 1000]:
@@ -182,7 +185,7 @@ def _reference_ddpm(net, x, sched, rng):
 def test_respaced_ddpm_with_all_steps_equals_full_ddpm(spacing):
     sched, net = linear_schedule(), FakeEps()
     ts = sampling_timesteps(T, T, spacing)
-    ours = sample_ddpm(net, _x_T(), sched, ts, BatchRNG(3, 5), clip_x0=False)
+    ours = sample_ddpm(net, _x_T(), reverse_steps(sched, ts), BatchRNG(3, 5), clip_x0=False)
     reference = _reference_ddpm(net, _x_T(), sched, BatchRNG(3, 5))
     torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)
 
@@ -204,6 +207,35 @@ def test_nfe_is_steps(name, steps):
     rng = PerSampleRNG.for_range(0, 0, 2)
     sampler.sample(counter, rng.randn(2, 4, 4), rng)
     assert counter.calls == steps == sampler.steps
+
+
+@pytest.mark.parametrize("name,options", [
+    ("ddpm", {"steps": 7, "spacing": "trailing"}), ("ddpm", {"steps": 5, "clip_x0": False}),
+    ("ddim", {"steps": 6, "eta": 0.5}), ("ddim", {"steps": 30, "spacing": "quadratic"})])
+def test_callback_sees_every_step_with_its_input_and_prediction(name, options):
+    """One callback per denoiser call, in order; x is the call's input, x0 its prediction."""
+    sampler, seen, calls = registry.create("sampler", name, **options), [], []
+
+    class Recording(FakeEps):
+        def forward(self, x, t, z=None):
+            calls.append((x.clone(), int(t[0])))
+            return super().forward(x, t, z)
+
+    rng = PerSampleRNG.for_range(0, 0, 2)
+    x_T = rng.randn(2, 4, 4)
+    out = sampler.sample(Recording(), x_T, rng, callback=seen.append)
+    assert len(seen) == len(calls) == sampler.steps
+    assert [info["step"] for info in seen] == list(range(sampler.steps))
+    assert [info["t"] for info in seen] == sampler.options["timesteps"] == [t for _, t in calls]
+    assert torch.equal(seen[0]["x"], x_T)
+    for info, (x, _) in zip(seen, calls):
+        assert torch.equal(info["x"], x) and info["x0"].shape == x.shape
+    abar = linear_schedule().alphas_cumprod[seen[-1]["t"]].item()
+    eps = FakeEps()(seen[-1]["x"], torch.full((2,), seen[-1]["t"]))
+    x0 = (seen[-1]["x"] - math.sqrt(1 - abar) * eps) / math.sqrt(abar)  # DDIM Eq. 9
+    x0 = x0.clamp(-1, 1) if options.get("clip_x0", True) else x0  # both default to clipping
+    torch.testing.assert_close(seen[-1]["x0"], x0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, seen[-1]["x0"], rtol=1e-5, atol=1e-6)  # last step: x0'
 
 
 @pytest.mark.parametrize("factory", [ddpm, ddim])
@@ -233,8 +265,9 @@ def test_training_key_is_the_schedule_and_shared_by_ddpm_and_ddim():
 
 def test_ncsnpp_eps_backbone_runs_under_both_samplers():
     torch.manual_seed(0)
-    net = ncsnpp(in_channels=1, resolution=8, nf=8, ch_mult=[1, 2], num_res_blocks=1,
-                 attn_resolutions=[], z_dim=0, output="eps").eval()
+    backbone = ncsnpp(in_channels=1, resolution=8, nf=8, ch_mult=[1, 2], num_res_blocks=1,
+                      attn_resolutions=[], z_dim=0)
+    net = Denoiser(backbone, output="eps", z_dim=0).eval()
     for sampler in (ddim(steps=3), ddpm(steps=3)):
         rng = PerSampleRNG.for_range(0, 0, 2)
         out = sampler.sample(net, rng.randn(1, 8, 8), rng)
@@ -255,7 +288,6 @@ def _diffusers_loop(scheduler, net, x, generator, **step_kwargs):
     (1000, "leading", "small"), (50, "leading", "small"), (37, "linspace", "small"),
     (20, "trailing", "small"), (50, "leading", "large"), (20, "leading", "small")])
 def test_ddpm_matches_diffusers_ddpm_scheduler(steps, spacing, variance):
-    diffusers = pytest.importorskip("diffusers")
     net, sched = FakeEps(), linear_schedule()
     ref = diffusers.DDPMScheduler(num_train_timesteps=T, trained_betas=sched.betas.numpy(),
                                   clip_sample=True, timestep_spacing=spacing,
@@ -264,7 +296,7 @@ def test_ddpm_matches_diffusers_ddpm_scheduler(steps, spacing, variance):
     expected = _diffusers_loop(ref, net, _x_T(), torch.Generator().manual_seed(4))
     ts = sampling_timesteps(T, steps, spacing)
     assert ts == ref.timesteps.tolist()
-    ours = sample_ddpm(net, _x_T(), sched, ts, BatchRNG(3, 4), variance=variance)
+    ours = sample_ddpm(net, _x_T(), reverse_steps(sched, ts), BatchRNG(3, 4), variance=variance)
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -272,7 +304,6 @@ def test_ddpm_matches_diffusers_ddpm_scheduler(steps, spacing, variance):
     (50, "leading", 0.0, False), (10, "trailing", 0.0, False), (50, "leading", 0.5, False),
     (20, "leading", 1.0, True), (100, "trailing", 0.3, True)])
 def test_ddim_matches_diffusers_ddim_scheduler(steps, spacing, eta, clip):
-    diffusers = pytest.importorskip("diffusers")
     net, sched = FakeEps(), linear_schedule()
     ref = diffusers.DDIMScheduler(num_train_timesteps=T, trained_betas=sched.betas.numpy(),
                                   clip_sample=clip, timestep_spacing=spacing,
@@ -282,5 +313,6 @@ def test_ddim_matches_diffusers_ddim_scheduler(steps, spacing, eta, clip):
                                use_clipped_model_output=clip)
     ts = sampling_timesteps(T, steps, spacing)
     assert ts == ref.timesteps.tolist()
-    ours = sample_ddim(net, _x_T(), sched, ts, BatchRNG(3, 4), eta=eta, clip_x0=clip)
+    ours = sample_ddim(net, _x_T(), reverse_steps(sched, ts), BatchRNG(3, 4), eta=eta,
+                       clip_x0=clip)
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)

@@ -5,14 +5,15 @@ Trilemma with Denoising Diffusion GANs"), used unchanged by WDDGAN (Phung et al.
 ``score_sde/models/ncsnpp_generator_adagn.py`` and yang-song/score_sde_pytorch
 ``models/ncsnpp.py``; no code was copied.
 
-One network, called ``net(x, t, z=None)``:
+One plain network, called ``net(x, t, z=None)``, whose head is linear:
 
 * ``z_dim > 0`` is the DDGAN generator: z -> PixelNorm -> dense -> SiLU -> n_mlp x (dense, SiLU)
   gives a z embedding that drives an AdaptiveGroupNorm in every residual block; attention blocks
-  and the output head keep plain GroupNorm. With ``output="x0"`` the head ends in tanh: the
-  generator predicts x0 from (x_{k+1}, k, z) (official ``ncsnpp_generator_adagn.py::NCSNpp``).
-* ``z_dim == 0`` is score_sde's NCSN++ (plain GroupNorm, no z); ``output="eps"`` leaves the head
-  linear, for DDPM/DDIM noise prediction.
+  and the output head keep plain GroupNorm (official ``ncsnpp_generator_adagn.py::NCSNpp``).
+* ``z_dim == 0`` is score_sde's NCSN++ (plain GroupNorm, no z).
+
+What the output means (the DDGAN generator's tanh x0 head, or DDPM's eps) is decided by
+:class:`genbench.backbones.denoiser.Denoiser`, which wraps this network.
 
 The time input is embedded as given: the raw integer step index k for DDGAN (official code), or a
 continuous time. The official Fourier embedding takes log(sigma) of its input; here the caller
@@ -20,8 +21,10 @@ passes whatever it conditions on (log sigma for score_sde's VE setup), so that k
 
 Modules are kept in one flat ``all_modules`` list in the official construction order and with the
 official parameter names, so a released ``netG_*.pth`` (after stripping ``module.``) loads with
-``strict=True``. Counted against the official constructors (REFERENCE.md B.1): DDGAN CIFAR-10
-48,432,515 parameters, WDDGAN 33,370,124, LDDGAN 33,329,668. The ``ddpm`` block type with
+``strict=True``. Counted against the official constructors (NVlabs/denoising-diffusion-gan README
+CIFAR-10 command; VinAIResearch/WaveDiff and thanhluantrinh/LDDGAN ``run.sh``): DDGAN CIFAR-10
+48,432,515 parameters (Xiao et al. 2022 and Trinh and Hamagami 2024, Table 2: 48.43M), WDDGAN
+33,370,124, LDDGAN 33,329,668. The ``ddpm`` block type with
 resampling layers and ``progressive="residual"`` crash in the official torch port (its fused
 upsample-conv and nearest upsampling never ran); here they follow the StyleGAN2/DDPM originals.
 """
@@ -62,7 +65,6 @@ PROGRESSIVE = ("none", "output_skip", "residual")
 PROGRESSIVE_INPUT = ("none", "input_skip", "residual")
 COMBINE_METHODS = ("sum", "cat")
 EMBEDDING_TYPES = ("positional", "fourier")
-OUTPUTS = ("x0", "eps")
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,6 @@ class NCSNppConfig:
     progressive_combine: str = "sum"  # how input_skip merges: sum or cat
     embedding_type: str = "positional"  # time embedding: positional (sinusoidal) or fourier
     fourier_scale: float = 16.0
-    output: str = "x0"  # "x0": tanh head (DDGAN); "eps": linear head
     init_scale: float = 0.0  # scale of the last conv of each residual branch and of the head
 
     def __post_init__(self) -> None:
@@ -139,7 +140,6 @@ def _validate(cfg: NCSNppConfig) -> None:
     _check_choice("progressive_input", cfg.progressive_input, PROGRESSIVE_INPUT)
     _check_choice("progressive_combine", cfg.progressive_combine, COMBINE_METHODS)
     _check_choice("embedding_type", cfg.embedding_type, EMBEDDING_TYPES)
-    _check_choice("output", cfg.output, OUTPUTS)
 
 
 def _norm(channels: int, zemb_dim: int) -> nn.Module:
@@ -248,7 +248,6 @@ class NCSNpp(nn.Module):
         self.in_channels = config.in_channels
         self.resolution = config.resolution
         self.z_dim = config.z_dim
-        self.output = config.output
         self._attn_levels = [r in config.attn_resolutions for r in config.resolutions]
         modules: list[nn.Module] = []
         self._build_embedding(modules)
@@ -370,7 +369,7 @@ class NCSNpp(nn.Module):
         h = next(blocks)(h, temb, zemb)
         h = self._up(blocks, h, skips, temb, zemb)
         assert next(blocks, None) is None, "module list and forward are out of step"
-        return torch.tanh(h) if self.output == "x0" else h
+        return h
 
     def _check_inputs(self, x: torch.Tensor, t: torch.Tensor,
                       z: torch.Tensor | None) -> torch.Tensor:
@@ -451,7 +450,7 @@ def ncsnpp(*, in_channels: int, resolution: int, nf: int = 128,
            fir_kernel: Sequence[float] = (1, 3, 3, 1), skip_rescale: bool = True,
            resblock_type: str = "biggan", resamp_with_conv: bool = True, progressive: str = "none",
            progressive_input: str = "residual", progressive_combine: str = "sum",
-           embedding_type: str = "positional", fourier_scale: float = 16.0, output: str = "x0",
+           embedding_type: str = "positional", fourier_scale: float = 16.0,
            init_scale: float = 0.0) -> NCSNpp:
     """NCSN++ / DDGAN generator; defaults are DDGAN's CIFAR-10 generator (48.43M parameters)."""
     args = dict(locals())

@@ -1,11 +1,13 @@
 """U-ViT (Bao et al., CVPR 2023, "All are Worth Words: A ViT Backbone for Diffusion Models") and
-its z-conditioned generator form from the LDDGAN paper (Trinh & Hy, appendix C, Tables 11-12).
+its z-conditioned generator form from the LDDGAN paper (Trinh and Hamagami 2024, appendix C,
+Tables 11-12).
 
 Facts were read from the official baofff/U-ViT ``libs/uvit.py`` and
-``configs/cifar10_uvit_small.py`` (REFERENCE.md B.6); no code was copied. The transformer parts
+``configs/cifar10_uvit_small.py``; no code was copied. The transformer parts
 are timm's layers (``Attention`` with fused SDPA, ``Mlp``, ``DropPath``, ``trunc_normal_``).
 
-One network, called ``net(x, t, z=None)``:
+One plain network, called ``net(x, t, z=None)``, with a linear head (x0 or eps is decided by
+:class:`genbench.backbones.denoiser.Denoiser`):
 
 * Everything is a token: the time step is one token, the image is cut into ``patch_size`` patches
   embedded by a strided convolution, and a learned position embedding is added to all of them
@@ -48,8 +50,8 @@ from genbench.backbones.ncsnpp import mapping_network
 from genbench.errors import UserError
 from genbench.registry import register
 
-OUTPUTS = ("x0", "eps")
-PAPER = "Bao et al. 2023 (U-ViT); Trinh & Hy (LDDGAN appendix C, z-conditioned ViT generator)"
+PAPER = ("Bao et al. 2023 (U-ViT); Trinh and Hamagami 2024 (LDDGAN appendix C, z-conditioned "
+         "ViT generator)")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,6 @@ class UViTConfig:
     z_dim: int = 0  # latent z width; 0 = no z, plain LayerNorm (eps networks)
     z_emb_dim: int = 256  # width of the z embedding driving the adaptive LayerNorms
     n_mlp: int = 4  # dense layers of the z mapping after the first
-    output: str = "eps"  # "x0": tanh head (adversarial samplers); "eps": linear head
     conv_out: bool = True  # final 3x3 convolution after unpatchify
     skip: bool = True  # long skip connections from in-blocks to out-blocks
 
@@ -108,9 +109,6 @@ def _validate(cfg: UViTConfig) -> None:
                         f"backbone.drop_path={cfg.drop_path} in [0, 1)")
     if cfg.z_dim < 0 or cfg.n_mlp < 0 or (cfg.z_dim > 0 and cfg.z_emb_dim < 1):
         raise UserError("backbone.z_dim and n_mlp must be >= 0 and z_emb_dim >= 1 when z_dim > 0")
-    if cfg.output not in OUTPUTS:
-        raise UserError(f"backbone.output={cfg.output!r} is not supported; "
-                        f"use one of {', '.join(OUTPUTS)}")
 
 
 class AdaptiveLayerNorm(nn.Module):
@@ -200,7 +198,7 @@ class UViT(nn.Module):
         super().__init__()
         c = self.config = config
         self.in_channels, self.resolution = c.in_channels, c.resolution
-        self.z_dim, self.output, self.patch_size = c.z_dim, c.output, c.patch_size
+        self.z_dim, self.patch_size = c.z_dim, c.patch_size
         self.embed_dim = d = c.embed_dim
         self.patch_embed = PatchEmbed(c.patch_size, c.in_channels, d)
         self.time_embed = (nn.Sequential(nn.Linear(d, 4 * d), nn.SiLU(), nn.Linear(4 * d, d))
@@ -235,10 +233,6 @@ class UViT(nn.Module):
             if isinstance(module, AdaptiveLayerNorm):
                 module.reset_modulation()
 
-    def no_weight_decay(self) -> set[str]:
-        """Parameters the official optimiser exempts from weight decay."""
-        return {"pos_embed"}
-
     def forward(self, x: torch.Tensor, t: torch.Tensor,
                 z: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, C, H, W], t [B] integer step index, z [B, z_dim] or None -> [B, C, H, W]."""
@@ -255,8 +249,7 @@ class UViT(nn.Module):
         for block in self.out_blocks:
             h = block(h, skips.pop(), zemb=zemb)
         h = self.decoder_pred(self.norm(h))[:, 1:, :]  # drop the time token
-        out = self.final_layer(unpatchify(h, self.in_channels, self.patch_size))
-        return torch.tanh(out) if self.output == "x0" else out
+        return self.final_layer(unpatchify(h, self.in_channels, self.patch_size))
 
     def _check_inputs(self, x: torch.Tensor, t: torch.Tensor,
                       z: torch.Tensor | None) -> torch.Tensor:
@@ -269,13 +262,13 @@ class UViT(nn.Module):
 def uvit(*, in_channels: int, resolution: int, patch_size: int = 2, embed_dim: int = 512,
          depth: int = 12, num_heads: int = 8, mlp_ratio: float = 4.0, qkv_bias: bool = False,
          mlp_time_embed: bool = False, drop_path: float = 0.0, z_dim: int = 0,
-         z_emb_dim: int = 256, n_mlp: int = 4, output: str = "eps", conv_out: bool = True,
-         skip: bool = True) -> UViT:
+         z_emb_dim: int = 256, n_mlp: int = 4, conv_out: bool = True, skip: bool = True) -> UViT:
     """U-ViT of any layout; defaults are the official CIFAR-10 U-ViT-S/2 (44.26M parameters)."""
     return UViT(UViTConfig(**locals()))
 
 
-# Layouts of the named sizes (see registry/backbone/uvit_*.yaml for their parameter counts).
+# Layouts of the named sizes, defined here only (registry/backbone/uvit_*.yaml name the size and
+# list its parameter counts).
 SIZES: dict[str, dict[str, int]] = {
     "tiny": dict(embed_dim=320, depth=10, num_heads=5),
     "mid": dict(embed_dim=512, depth=12, num_heads=8),  # official U-ViT-S/2 (CIFAR-10)

@@ -7,12 +7,12 @@ backbone, and incompatible choices fail here with one clear line.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from genbench import registry
+from genbench.backbones.denoiser import Denoiser
 from genbench.errors import UserError
 from genbench.samplers.base import Sampler
 
@@ -43,8 +43,13 @@ def build_sampler(cfg: dict[str, Any]) -> Sampler:
 
 
 def build_backbone(cfg: dict[str, Any], latent_shape: tuple[int, int, int],
-                   objective: str) -> torch.nn.Module:
-    """The denoiser for a latent of ``latent_shape`` (C, H, W), checked against the objective."""
+                   objective: str) -> Denoiser:
+    """The denoiser for a latent of ``latent_shape`` (C, H, W), checked against the objective.
+
+    The registered backbone is a plain ``net(x, t, z)``; the sampler's objective decides what its
+    output means (x0 through tanh for ``adversarial``, eps for ``eps``), which
+    :class:`~genbench.backbones.denoiser.Denoiser` applies around it.
+    """
     name, args = _args(cfg["backbone"])
     channels, height, width = latent_shape
     if height != width:
@@ -52,19 +57,32 @@ def build_backbone(cfg: dict[str, Any], latent_shape: tuple[int, int, int],
     wanted = _OUTPUT_FOR_OBJECTIVE.get(objective)
     if wanted is None:
         raise UserError(f"unknown training objective {objective!r}")
+    if args.pop("output", wanted) != wanted:
+        raise UserError(f"backbone.output={cfg['backbone']['output']!r}, but the {objective} "
+                        f"objective needs {wanted!r}; the sampler decides the output: drop it")
     entry = registry.get("backbone", name)
-    if entry.accepts("output"):
-        args["output"] = wanted  # the sampler decides the parameterization: one network, two heads
     if objective == "eps" and entry.accepts("z_dim"):
         args["z_dim"] = 0  # eps-prediction networks take no z
     try:
-        return registry.create("backbone", name, in_channels=channels, resolution=height, **args)
+        backbone = registry.create("backbone", name, in_channels=channels, resolution=height,
+                                   **args)
     except UserError as exc:
         raise UserError(f"backbone {name!r} cannot take the {channels}x{height}x{width} "
                         f"latent of {cfg['latent']['name']!r}: {exc}") from None
     except (ValueError, RuntimeError) as exc:
         raise UserError(f"backbone {name!r} cannot be built for the {channels}x{height}x{width} "
                         f"latent of {cfg['latent']['name']!r}: {exc}") from None
+    return Denoiser(backbone, output=wanted, z_dim=_z_dim(entry, args))
+
+
+def _z_dim(entry: registry.Entry, args: dict[str, Any]) -> int:
+    """The z width the backbone was built with: its argument, else the factory's default, else 0."""
+    if "z_dim" in args:
+        return int(args["z_dim"])
+    default = inspect.signature(entry.factory).parameters.get("z_dim")
+    if default is None or default.default is inspect.Parameter.empty:
+        return 0
+    return int(default.default)
 
 
 OBJECTIVES = ("adversarial", "eps")

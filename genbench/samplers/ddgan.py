@@ -1,9 +1,10 @@
 """The DDGAN sampler: Algorithm 1 of Xiao et al., ICLR 2022 (also LDDGAN's Algorithm 1).
 
 x_T ~ N(0, I); for k = T-1 .. 0: z ~ N(0, I) fresh, x0' = G(x_{k+1}, k, z),
-x_k ~ q(x_k | x_{k+1}, x0') (the posterior of the forward process, DDPM Eq. 6-7).
-NFE = T. The raw integer index k is fed to the generator, as in the official
-``sample_from_model`` (REFERENCE.md B.2).
+x_k ~ q(x_k | x_{k+1}, x0') (the posterior of the forward process, Ho et al. 2020, Eq. 6-7;
+Xiao et al. 2022, Sec. 3.3, parameterise p(x_k | x_{k+1}) by it). NFE = T. The raw integer index
+k is fed to the generator, as in the official ``sample_from_model`` (NVlabs/denoising-diffusion-gan
+``test_ddgan.py``).
 """
 
 from __future__ import annotations
@@ -13,26 +14,27 @@ import torch
 from genbench.diffusion.ddgan import DDGANSchedule, ddgan_schedule, posterior_sample
 from genbench.errors import UserError
 from genbench.registry import register
-from genbench.samplers.base import Sampler
+from genbench.samplers.base import Callback, Sampler, bind, report_step
 from genbench.samplers.noise import PerSampleRNG
 
 
 @torch.no_grad()
 def sample_ddgan(
-    generator_net: torch.nn.Module,
+    denoiser: torch.nn.Module,
     x_T: torch.Tensor,
     schedule: DDGANSchedule,
     rng: PerSampleRNG,
     *,
-    z_dim: int,
+    callback: Callback | None = None,
 ) -> torch.Tensor:
-    """Run the T-step DDGAN reverse process from ``x_T``; returns x_0."""
+    """Run the T-step DDGAN reverse process from ``x_T`` with an x0 denoiser; returns x_0."""
     x = x_T
     batch = x.shape[0]
-    for k in reversed(range(schedule.num_steps)):
+    for step, k in enumerate(reversed(range(schedule.num_steps))):
         t = torch.full((batch,), k, dtype=torch.long, device=x.device)
-        z = rng.randn(z_dim).to(x.device) if z_dim > 0 else None
-        x0_pred = generator_net(x, t, z)  # x0' = G(x_{k+1}, k, z)
+        z = rng.randn(denoiser.z_dim).to(x.device) if denoiser.z_dim > 0 else None  # z ~ N(0, I)
+        x0_pred = denoiser(x, t, z)  # x0' = G(x_{k+1}, k, z)
+        report_step(callback, step, k, x, x0_pred)
         noise = rng.randn(*x.shape[1:]).to(x.device)
         x = posterior_sample(schedule, x0_pred, x, t, noise)  # x_k ~ q(x_k | x_{k+1}, x0')
     return x
@@ -46,17 +48,13 @@ def ddgan_sampler(
     name: str = "ddgan",
     objective_options: dict | None = None,
 ) -> Sampler:
-    """Bind the DDGAN schedule; the generator's ``z_dim`` attribute says how wide z is."""
+    """Bind the DDGAN schedule; the denoiser's ``z_dim`` says how wide z is."""
     sched = ddgan_schedule(steps, beta_min=beta_min, beta_max=beta_max, kind=schedule)
-
-    def sample(net: torch.nn.Module, x_T: torch.Tensor, rng: PerSampleRNG) -> torch.Tensor:
-        z_dim = int(getattr(net, "z_dim", 0))
-        return sample_ddgan(net, x_T, sched, rng, z_dim=z_dim)
-
     key = {"steps": steps, "beta_min": beta_min, "beta_max": beta_max, "schedule": schedule}
     extra = dict(objective_options or {})
-    return Sampler(name=name, objective="adversarial", steps=steps, sample=sample,
-                   schedule=sched, training_key={**key, **extra}, options={**key, **extra},
+    return Sampler(name=name, objective="adversarial", steps=steps,
+                   sample=bind(sample_ddgan, sched), schedule=sched,
+                   training_key={**key, **extra}, options={**key, **extra},
                    objective_options=extra)
 
 
@@ -68,7 +66,7 @@ def ddgan(steps: int = 4, beta_min: float = 0.1, beta_max: float = 20.0,
 
 
 @register("sampler", "lddgan", objective="adversarial",
-          paper="Trinh & Hoang 2024 (LDDGAN), Algorithm 1 and Eq. 9 (weighted learning)")
+          paper="Trinh and Hamagami 2024 (LDDGAN), Algorithm 1 and Eq. 9 (weighted learning)")
 def lddgan(steps: int = 4, beta_min: float = 0.1, beta_max: float = 20.0, schedule: str = "vp",
            rec_loss: str = "weighted", wl_delta: float = 6.0) -> Sampler:
     """Latent DDGAN: DDGAN's sampler in a latent space, trained with weighted learning.

@@ -16,38 +16,39 @@ deal (diffusers issue 7401); each step goes to the *next visited index*, not to 
 
 from __future__ import annotations
 
-import functools
 import math
+from collections.abc import Sequence
 
 import torch
 
-from genbench.diffusion.gaussian import GaussianSchedule, predict_eps_and_x0, reverse_steps
+from genbench.diffusion.gaussian import Step, predict_eps_and_x0
 from genbench.errors import UserError
 from genbench.registry import register
-from genbench.samplers.base import Sampler
+from genbench.samplers.base import Callback, Sampler, report_step
 from genbench.samplers.ddpm import eps_sampler
 from genbench.samplers.noise import PerSampleRNG
 
 
 @torch.no_grad()
 def sample_ddim(
-    eps_net: torch.nn.Module,
+    denoiser: torch.nn.Module,
     x_T: torch.Tensor,
-    schedule: GaussianSchedule,
-    timesteps: list[int],
+    chain: Sequence[Step],
     rng: PerSampleRNG,
     *,
+    callback: Callback | None = None,
     eta: float = 0.0,
     clip_x0: bool = False,
 ) -> torch.Tensor:
-    """DDIM over ``timesteps`` (descending training indices); returns x_0.
+    """DDIM along ``chain`` (:func:`reverse_steps` of the visited indices); returns x_0.
 
     ``clip_x0`` clamps x0' to [-1, 1] and re-derives eps from it, as Nichol & Dhariwal's
     ``ddim_sample`` does (diffusers: ``use_clipped_model_output=True``); the DDIM code does not.
     """
     x = x_T
-    for step in reverse_steps(schedule, timesteps):
-        eps, x0 = predict_eps_and_x0(eps_net, x, step, clip_x0=clip_x0)  # eps_theta, x0' (Eq. 9)
+    for i, step in enumerate(chain):
+        eps, x0 = predict_eps_and_x0(denoiser, x, step, clip_x0=clip_x0)  # eps_theta, x0' (Eq. 9)
+        report_step(callback, i, step.t, x, x0)
         if clip_x0:
             eps = (x - math.sqrt(step.abar) * x0) / math.sqrt(1.0 - step.abar)  # eps from x0'
         sigma = eta * math.sqrt(step.posterior_variance)  # Eq. 16
@@ -81,6 +82,5 @@ def ddim(
     """
     if not 0.0 <= eta <= 1.0:
         raise UserError(f"sampler.eta={eta} must be in [0, 1] (0: DDIM, 1: DDPM variance)")
-    run = functools.partial(sample_ddim, eta=eta, clip_x0=clip_x0)
-    return eps_sampler("ddim", run, steps, schedule, num_train_steps, beta_start, beta_end,
+    return eps_sampler("ddim", sample_ddim, steps, schedule, num_train_steps, beta_start, beta_end,
                        spacing, eta=eta, clip_x0=clip_x0)

@@ -14,15 +14,14 @@ on them. NFE = number of visited steps.
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from genbench.diffusion.gaussian import (
-    GaussianSchedule,
+    Step,
     gaussian_schedule,
     predict_eps_and_x0,
     reverse_steps,
@@ -30,7 +29,7 @@ from genbench.diffusion.gaussian import (
 )
 from genbench.errors import UserError
 from genbench.registry import register
-from genbench.samplers.base import Sampler
+from genbench.samplers.base import Callback, Sampler, bind, report_step
 from genbench.samplers.noise import PerSampleRNG
 
 VARIANCES = ("small", "large")
@@ -38,27 +37,28 @@ VARIANCES = ("small", "large")
 
 @torch.no_grad()
 def sample_ddpm(
-    eps_net: torch.nn.Module,
+    denoiser: torch.nn.Module,
     x_T: torch.Tensor,
-    schedule: GaussianSchedule,
-    timesteps: list[int],
+    chain: Sequence[Step],
     rng: PerSampleRNG,
     *,
+    callback: Callback | None = None,
     clip_x0: bool = True,
     variance: str = "small",
 ) -> torch.Tensor:
-    """Ancestral sampling over ``timesteps`` (descending training indices); returns x_0."""
+    """Ancestral sampling along ``chain`` (:func:`reverse_steps` of the visited indices)."""
     if variance not in VARIANCES:
         raise UserError(f"unknown ddpm variance {variance!r}; use small or large")
     x = x_T
-    for step in reverse_steps(schedule, timesteps):
-        _, x0 = predict_eps_and_x0(eps_net, x, step, clip_x0=clip_x0)  # x0' = f(x_t, eps_theta)
+    for i, step in enumerate(chain):
+        _, x0 = predict_eps_and_x0(denoiser, x, step, clip_x0=clip_x0)  # x0' (Eq. 4 inverted)
+        report_step(callback, i, step.t, x, x0)
         beta, abar, abar_prev = step.beta, step.abar, step.abar_prev  # respaced beta_t (N&D S4)
         coef_x0 = math.sqrt(abar_prev) * beta / (1.0 - abar)  # Eq. 7, weight of x0
         coef_xt = math.sqrt(1.0 - beta) * (1.0 - abar_prev) / (1.0 - abar)  # Eq. 7, weight of x_t
         x = coef_x0 * x0 + coef_xt * x  # mu~_t(x_t, x0'), Eq. 7
         if step.prev < 0:
-            break  # Algorithm 2: z = 0 on the last step
+            break  # Algorithm 2 line 3: z = 0 on the last step
         var = step.posterior_variance if variance == "small" else beta  # sigma_t^2, Sec. 3.2
         x = x + math.sqrt(var) * rng.randn(*x.shape[1:]).to(x.device, x.dtype)  # + sigma_t z
     return x
@@ -82,27 +82,25 @@ def ddpm(
     """
     if variance not in VARIANCES:
         raise UserError(f"unknown sampler.variance {variance!r}; use small or large")
-    run = functools.partial(sample_ddpm, clip_x0=clip_x0, variance=variance)
-    return eps_sampler("ddpm", run, steps, schedule, num_train_steps, beta_start, beta_end,
+    return eps_sampler("ddpm", sample_ddpm, steps, schedule, num_train_steps, beta_start, beta_end,
                        spacing, variance=variance, clip_x0=clip_x0)
 
 
-def eps_sampler(name: str, run: Callable[..., torch.Tensor], steps: int, schedule: str,
+def eps_sampler(name: str, algorithm: Callable[..., torch.Tensor], steps: int, schedule: str,
                 num_train_steps: int, beta_start: float, beta_end: float, spacing: str,
                 **options: Any) -> Sampler:
-    """Bind a sampling function ``run(net, x_T, schedule, timesteps, rng)`` of an eps network.
+    """Bind ``algorithm(net, x_T, chain, rng, *, callback, **options)`` of an eps network.
 
-    The training key is the schedule's settings only (kind, T, betas): every eps sampler on the
-    same schedule - ddpm or ddim, any steps, eta or spacing - shares one trained model.
+    The chain is the schedule's visited steps (:func:`reverse_steps`). The training key is the
+    schedule's settings only (kind, T, betas): every eps sampler on the same schedule - ddpm or
+    ddim, any steps, eta or spacing - shares one trained model.
     """
     sched = gaussian_schedule(schedule, num_train_steps, beta_start=beta_start,
                               beta_end=beta_end)
     timesteps = sampling_timesteps(num_train_steps, steps, spacing)
-
-    def sample(net: torch.nn.Module, x_T: torch.Tensor, rng: PerSampleRNG) -> torch.Tensor:
-        return run(net, x_T, sched, timesteps, rng)
-
+    chain = reverse_steps(sched, timesteps)
     recorded = {**sched.settings, "steps": steps, "spacing": spacing, **options,
                 "timesteps": timesteps}
-    return Sampler(name=name, objective="eps", steps=steps, sample=sample, schedule=sched,
+    return Sampler(name=name, objective="eps", steps=steps,
+                   sample=bind(algorithm, chain, **options), schedule=sched,
                    training_key=dict(sched.settings), options=recorded)
