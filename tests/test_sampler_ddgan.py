@@ -1,9 +1,14 @@
-"""The DDGAN sampler: NFE = T by count, determinism, independence from the batch size."""
+"""The DDGAN sampler: NFE = T by count, the posterior chain step by step, determinism,
+independence from the batch size."""
 
+import math
+
+import pytest
 import torch
 
+from genbench.backbones.denoiser import Denoiser
 from genbench.backbones.ncsnpp import ncsnpp
-from genbench.diffusion.ddgan import ddgan_schedule
+from genbench.diffusion.ddgan import ddgan_schedule, time_grid, vp_alpha_bar
 from genbench.metrics.cost import NFECounter
 from genbench.samplers.ddgan import ddgan, sample_ddgan
 from genbench.samplers.noise import BatchRNG, PerSampleRNG
@@ -11,8 +16,9 @@ from genbench.samplers.noise import BatchRNG, PerSampleRNG
 
 def _net():
     torch.manual_seed(0)
-    return ncsnpp(in_channels=1, resolution=8, nf=8, ch_mult=[1, 2], num_res_blocks=1,
-                  attn_resolutions=[], z_dim=4, z_emb_dim=16, n_mlp=1).eval()
+    backbone = ncsnpp(in_channels=1, resolution=8, nf=8, ch_mult=[1, 2], num_res_blocks=1,
+                      attn_resolutions=[], z_dim=4, z_emb_dim=16, n_mlp=1)
+    return Denoiser(backbone, output="x0", z_dim=4).eval()
 
 
 def _draw(sampler, net, seed, start, count):
@@ -42,17 +48,54 @@ def test_samples_do_not_depend_on_batch_size():
     torch.testing.assert_close(whole, parts, atol=1e-5, rtol=0)
 
 
-def test_algorithm_follows_posterior_chain():
-    """With a constant x0-predictor the chain is the posterior mean/variance recursion."""
-    sched = ddgan_schedule(2)
+class Predictor(torch.nn.Module):
+    """A cheap x0-predictor that depends on x, the step index k and z."""
 
-    class Const(torch.nn.Module):
-        z_dim = 2
+    z_dim = 2
 
-        def forward(self, x, t, z):
-            return torch.full_like(x, 0.5)
+    def forward(self, x, t, z):
+        k = t.to(x.dtype).view(-1, 1, 1, 1)
+        return torch.tanh(0.7 * x * (1 + k) + 0.3 * z[:, :1, None, None] - 0.1 * k)
 
-    rng = BatchRNG(1, seed=0)
-    x_T = torch.zeros(1, 1, 1, 1)
-    out = sample_ddgan(Const(), x_T, sched, rng, z_dim=2)
-    torch.testing.assert_close(out, torch.full_like(out, 0.5), atol=1e-4, rtol=0)  # k=0: x0'
+
+def _posterior_by_hand(steps, k, x0, x_next, noise):
+    """DDPM Eq. 6-7 with DDGAN's coefficients (Xiao et al. 2022, Sec. 3.3; official
+    ``Posterior_Coefficients``), from the VP alpha-bars, in float64: the hand-written step."""
+    t = time_grid(steps).tolist()
+    abar = [1.0 - 1e-8]  # beta_0 = 1e-8, the official placeholder
+    for i in range(1, steps + 1):
+        beta_i = 1 - vp_alpha_bar(torch.tensor(t[i]), 0.1, 20.0).item() / vp_alpha_bar(
+            torch.tensor(t[i - 1]), 0.1, 20.0).item()
+        abar.append(abar[-1] * (1 - beta_i))
+    beta = 1 - abar[k + 1] / abar[k]  # beta_{k+1}
+    mean_x0 = beta * math.sqrt(abar[k]) / (1 - abar[k + 1])
+    mean_xt = (1 - abar[k]) * math.sqrt(1 - beta) / (1 - abar[k + 1])
+    var = beta * (1 - abar[k]) / (1 - abar[k + 1])
+    std = math.sqrt(var) if k > 0 else 0.0  # no noise on the last step
+    return mean_x0 * x0 + mean_xt * x_next + std * noise
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_every_step_is_the_posterior_of_the_prediction(steps):
+    """Each step k = T-1..0 draws x_k ~ q(x_k | x_{k+1}, x0') around the predictor's x0'."""
+    sched, net, seen = ddgan_schedule(steps), Predictor(), []
+    x_T = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+    out = sample_ddgan(net, x_T, sched, BatchRNG(3, seed=9), callback=seen.append)
+    assert [info["step"] for info in seen] == list(range(steps))
+    assert [info["t"] for info in seen] == list(reversed(range(steps)))
+    replay, x = BatchRNG(3, seed=9), x_T  # the same stream: z, then the noise, per step
+    for info, k in zip(seen, reversed(range(steps))):
+        z = replay.randn(2)
+        x0 = net(x, torch.full((3,), k), z)
+        torch.testing.assert_close(info["x"], x, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(info["x0"], x0, rtol=1e-5, atol=1e-5)
+        x = _posterior_by_hand(steps, k, x0, x, replay.randn(2, 4, 4))
+    torch.testing.assert_close(out, x, rtol=1e-4, atol=1e-5)
+
+
+def test_last_step_returns_the_prediction_and_earlier_steps_mix_in_x():
+    sched, net, seen = ddgan_schedule(4), Predictor(), []
+    x_T = torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(2))
+    out = sample_ddgan(net, x_T, sched, BatchRNG(2, seed=0), callback=seen.append)
+    torch.testing.assert_close(out, seen[-1]["x0"], rtol=1e-6, atol=1e-6)  # k = 0: x_0 = x0'
+    assert float(sched.posterior_mean_coef_xt[1:].min()) > 0.05  # k > 0: x_{k+1} matters
