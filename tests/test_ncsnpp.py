@@ -1,6 +1,8 @@
 """NCSN++ / DDGAN generator, FIR resampling and DDGAN discriminators.
 
-Golden values: parameter counts and MACs of the official constructors (REFERENCE.md A and B.1),
+Golden values: parameter counts and MACs of the official constructors
+(NVlabs/denoising-diffusion-gan, VinAIResearch/WaveDiff and thanhluantrinh/LDDGAN ``run.sh``
+settings; Trinh and Hamagami 2024, Table 2),
 the FIR against a direct loop implementation of upfirdn2d, and tiny-config behaviour checks.
 """
 
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from genbench import registry
+from genbench.backbones.denoiser import Denoiser
 from genbench.backbones.discriminator import (
     DiscriminatorLarge,
     DiscriminatorSmall,
@@ -32,7 +35,8 @@ from genbench.backbones.layers import (
 from genbench.backbones.ncsnpp import NCSNpp, ncsnpp
 from genbench.errors import UserError
 
-# REFERENCE.md B.1 / A (official run.sh commands), counted and measured from the official code.
+# Official run.sh / README commands, counted and measured by running the official constructors;
+# Trinh and Hamagami 2024, Table 2 prints 48.43M / 7.05 G (DDGAN), 33.37M / 1.67 G (WDDGAN).
 PRESETS = {
     "ddgan": (dict(in_channels=3, resolution=32), 48_432_515, 7.052e9),
     "wddgan": (dict(in_channels=12, resolution=16, ch_mult=(1, 2, 2), attn_resolutions=(32,)),
@@ -50,7 +54,7 @@ def n_params(module: torch.nn.Module) -> int:
 
 
 def macs(fn, *args) -> float:
-    """Multiply-accumulates of one call: FlopCounterMode total / 2 (REFERENCE.md convention)."""
+    """Multiply-accumulates of one call: FlopCounterMode total / 2 (fvcore's convention)."""
     with FlopCounterMode(display=False) as counter:
         fn(*args)
     return counter.get_total_flops() / 2
@@ -171,18 +175,18 @@ def test_preset_parameters_and_macs_match_official(name):
 
 
 def test_score_sde_ncsnpp_cifar10_parameter_count():
-    # score_sde configs/vp/cifar10_ncsnpp_continuous.py (REFERENCE.md B.1 "NCSN++ in score_sde":
-    # about 62.8M); 62,693,251 counted by running the official score_sde_pytorch constructor.
+    # yang-song/score_sde_pytorch configs/vp/cifar10_ncsnpp_continuous.py; 62,693,251 counted
+    # by running the official score_sde_pytorch constructor.
     with torch.device("meta"):
-        net = ncsnpp(in_channels=3, resolution=32, num_res_blocks=4, dropout=0.1, z_dim=0,
-                     output="eps")
+        net = ncsnpp(in_channels=3, resolution=32, num_res_blocks=4, dropout=0.1, z_dim=0)
     assert n_params(net) == 62_693_251
 
 
 def test_official_checkpoint_names():
     net = tiny()
     keys = net.state_dict().keys()
-    # REFERENCE.md B.7: netG keys look like all_modules.N.GroupNorm_0.style.weight, z_transform.*
+    # Released netG_*.pth keys (NVlabs/denoising-diffusion-gan, after stripping ``module.``)
+    # look like all_modules.N.GroupNorm_0.style.weight, z_transform.*
     assert "all_modules.3.GroupNorm_0.style.weight" in keys
     assert "z_transform.1.weight" in keys and "z_transform.3.bias" in keys
     assert not any("fir_filter" in k for k in keys)
@@ -194,20 +198,22 @@ def test_official_checkpoint_names():
 
 
 def test_x0_generator_shape_range_and_finiteness():
-    net = tiny(init_scale=1.0)  # non-zero output conv, so tanh saturation is exercised
-    x, t, z = tiny_inputs(net, batch=3)
+    backbone = tiny(init_scale=1.0)  # non-zero output conv, so tanh saturation is exercised
+    net = Denoiser(backbone, output="x0", z_dim=8)
+    x, t, z = tiny_inputs(backbone, batch=3)
     out = net(x, t, z)
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert out.abs().max() <= 1.0
-    assert (net.in_channels, net.resolution, net.z_dim, net.output) == (3, 8, 8, "x0")
+    assert (backbone.in_channels, backbone.resolution, net.z_dim, net.output) == (3, 8, 8, "x0")
 
 
-def test_eps_output_is_the_pre_tanh_x0_output():
-    x, t, z = tiny_inputs(tiny())
-    eps_out = tiny(output="eps", init_scale=1.0)(x, t, z)
-    x0_out = tiny(output="x0", init_scale=1.0)(x, t, z)
-    torch.testing.assert_close(torch.tanh(eps_out), x0_out)
-    assert eps_out.abs().max() > 1.0  # the eps head is linear
+def test_the_backbone_head_is_linear_and_the_x0_head_is_its_tanh():
+    backbone = tiny(init_scale=1.0)
+    x, t, z = tiny_inputs(backbone)
+    raw = backbone(x, t, z)
+    assert raw.abs().max() > 1.0  # the plain network's head is linear
+    torch.testing.assert_close(Denoiser(backbone, output="eps", z_dim=8)(x, t, z), raw)
+    torch.testing.assert_close(Denoiser(backbone, output="x0", z_dim=8)(x, t, z), raw.tanh())
 
 
 def test_backward_reaches_every_trainable_parameter():
@@ -251,7 +257,7 @@ def test_input_errors():
 
 
 def test_eps_network_without_z():
-    net = tiny(z_dim=0, output="eps")
+    net = tiny(z_dim=0)
     assert not hasattr(net, "z_transform") and net.z_dim == 0
     assert not any(isinstance(m, AdaptiveGroupNorm) for m in net.modules())
     x, t, _ = tiny_inputs(net)
@@ -274,7 +280,7 @@ def test_architecture_variants_run(resblock_type, fir, progressive, progressive_
 
 
 def test_fourier_embedding_takes_continuous_time():
-    net = tiny(embedding_type="fourier", z_dim=0, output="eps")
+    net = tiny(embedding_type="fourier", z_dim=0)
     x, _, _ = tiny_inputs(net)
     out = net(x, torch.tensor([0.0, 0.5]))
     assert torch.isfinite(out).all()
@@ -293,7 +299,6 @@ def test_adaptive_group_norm_starts_as_plain_group_norm():
     (dict(resolution=12, ch_mult=(1, 2, 2, 2)), "not divisible"),
     (dict(in_channels=0), "in_channels"),
     (dict(resblock_type="resnet"), "resblock_type"),
-    (dict(output="v"), "output"),
     (dict(ch_mult="122"), "ch_mult"),
     (dict(nf=6), "group norm"),
     (dict(fir_kernel=(1,)), "fir_kernel"),
@@ -301,6 +306,11 @@ def test_adaptive_group_norm_starts_as_plain_group_norm():
 def test_invalid_arguments_raise_user_errors(bad, match):
     with pytest.raises(UserError, match=match):
         ncsnpp(**{**TINY, **bad})
+
+
+def test_the_backbone_takes_no_output_argument():
+    with pytest.raises(UserError, match="takes no argument.*output"):  # the Denoiser decides
+        registry.create("backbone", "ncsnpp", **TINY, output="eps")
 
 
 def test_unreached_attention_resolution_means_no_attention():

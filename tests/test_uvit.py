@@ -1,8 +1,9 @@
 """U-ViT backbones (Bao et al. 2023) and their LDDGAN z-conditioned generator form.
 
-Golden values: the official CIFAR-10 U-ViT-S/2 parameter count (REFERENCE.md B.6, 44.26M, here
-exact), LDDGAN Table 11's ViT sizes (bracketed, not matched: the paper gives no layouts), and
-tiny-config behaviour checks. Large builds run on the meta device, so no weights are allocated.
+Golden values: the official CIFAR-10 U-ViT-S/2 parameter count (baofff/U-ViT
+``configs/cifar10_uvit_small.py``, 44.26M in Bao et al. 2023, here exact), LDDGAN Table 11's ViT
+sizes (bracketed, not matched: the paper gives no layouts), and tiny-config behaviour checks.
+Large builds run on the meta device, so no weights are allocated.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from genbench import registry
+from genbench.backbones.denoiser import Denoiser
+from genbench.backbones.uvit import SIZES as SIZE_LAYOUTS
 from genbench.backbones.uvit import AdaptiveLayerNorm, UViT, divisors, unpatchify, uvit
 from genbench.config import compose, to_plain
 from genbench.errors import UserError
 from genbench.harness.build import build_backbone
 
-OFFICIAL_S2_PARAMS = 44_255_328  # counted from the official constructor; REFERENCE.md: 44.26M
+OFFICIAL_S2_PARAMS = 44_255_328  # counted from the official constructor; Bao et al.: 44.26M
 TABLE11 = {"uvit_tiny": 28.01e6, "uvit_mid": 43.32e6, "uvit_large": 56.17e6}
-GENERATOR = dict(in_channels=4, resolution=16, z_dim=50, output="x0")  # LDDGAN CIFAR latent
+GENERATOR = dict(in_channels=4, resolution=16, z_dim=50)  # LDDGAN CIFAR latent
 # Measured here (see registry/backbone/uvit_*.yaml): generator params, eps 3x32x32 params, and
 # batch-1 MACs of each (FlopCounterMode total / 2, attention included).
 SIZES = {
@@ -36,7 +39,7 @@ def n_params(module: torch.nn.Module) -> int:
 
 
 def macs(net: UViT) -> int:
-    """Batch-1 multiply-accumulates: FlopCounterMode total / 2 (REFERENCE.md convention)."""
+    """Batch-1 multiply-accumulates: FlopCounterMode total / 2 (fvcore's convention)."""
     device = next(net.parameters()).device
     x = torch.zeros(1, net.in_channels, net.resolution, net.resolution, device=device)
     z = torch.zeros(1, net.z_dim, device=device) if net.z_dim else None
@@ -121,9 +124,9 @@ def test_macs_positive_and_dominated_by_linear_layers():
 
 @pytest.mark.parametrize("overrides", [
     dict(),
-    dict(z_dim=6, output="x0"),
+    dict(z_dim=6),
     dict(skip=False, conv_out=False, mlp_time_embed=True, qkv_bias=True),
-    dict(z_dim=6, output="x0", patch_size=4, depth=4, drop_path=0.2),
+    dict(z_dim=6, patch_size=4, depth=4, drop_path=0.2),
     dict(patch_size=1, depth=0),
 ])
 def test_shapes_finite_and_backward(overrides):
@@ -138,8 +141,8 @@ def test_shapes_finite_and_backward(overrides):
 
 
 def test_attributes_and_registry_names():
-    net = tiny(z_dim=6, output="x0")
-    assert (net.in_channels, net.resolution, net.z_dim, net.output) == (3, 8, 6, "x0")
+    net = tiny(z_dim=6)
+    assert (net.in_channels, net.resolution, net.z_dim) == (3, 8, 6)
     assert registry.names("backbone", "uvit*") == ["uvit", "uvit_large", "uvit_mid", "uvit_tiny"]
 
 
@@ -153,12 +156,13 @@ def test_deterministic_under_manual_seed():
 
 
 def test_x0_output_is_tanh_of_the_eps_head():
-    eps, x0 = tiny(z_dim=6, output="eps"), tiny(z_dim=6, output="x0")
-    with torch.no_grad():
-        for net in (eps, x0):  # make the head large, so tanh has to saturate
-            net.final_layer.weight.mul_(50.0)
-    x, t, z = tiny_inputs(eps)
+    backbone = tiny(z_dim=6)
+    eps, x0 = (Denoiser(backbone, output=o, z_dim=6) for o in ("eps", "x0"))
+    with torch.no_grad():  # make the head large, so tanh has to saturate
+        backbone.final_layer.weight.mul_(50.0)
+    x, t, z = tiny_inputs(backbone)
     linear, bounded = eps(x, t, z), x0(x, t, z)
+    torch.testing.assert_close(linear, backbone(x, t, z))  # eps is the plain, linear head
     assert linear.abs().max() > 1.0
     assert bounded.abs().max() <= 1.0
     torch.testing.assert_close(bounded, torch.tanh(linear))
@@ -234,7 +238,6 @@ def test_patch_size_must_divide_resolution():
 @pytest.mark.parametrize("overrides,match", [
     (dict(embed_dim=30, num_heads=4), "not divisible by num_heads 4"),
     (dict(depth=3), "must be an even number"),
-    (dict(output="v"), "use one of x0, eps"),
     (dict(drop_path=1.0), "drop_path"),
     (dict(z_dim=-1), "z_dim"),
 ])
@@ -246,6 +249,18 @@ def test_bad_layouts_are_user_errors(overrides, match):
 def test_size_factory_rejects_unknown_arguments():
     with pytest.raises(UserError, match="uvit_tiny takes no argument"):
         registry.create("backbone", "uvit_tiny", in_channels=3, resolution=8, width=3)
+    with pytest.raises(UserError, match="uvit_tiny takes no argument.*output"):
+        registry.create("backbone", "uvit_tiny", in_channels=3, resolution=8, output="x0")
+
+
+def test_the_sizes_are_defined_once():
+    """registry/backbone/uvit_*.yaml name a size; its layout lives only in uvit.SIZES."""
+    for size, layout in SIZE_LAYOUTS.items():
+        cfg = to_plain(compose([f"backbone=uvit_{size}"]))["backbone"]
+        assert not set(layout) & set(cfg), size
+        with torch.device("meta"):
+            net = registry.create("backbone", f"uvit_{size}", in_channels=3, resolution=32)
+        assert {k: getattr(net.config, k) for k in layout} == layout
 
 
 # ---------------------------------------------------------------------------------------------
