@@ -1,8 +1,9 @@
 """The component registry: small named factories, as in timm's ``@register_model``.
 
-Each kind of component (``dataset``, ``backbone``, ``latent``, ``sampler``, ``metric``) has a
-namespace of factories. A factory is a plain function taking typed keyword arguments and returning
-the component; its metadata (paper, description, tags) is kept apart from its arguments.
+Each kind of component (``dataset``, ``backbone``, ``latent``, ``sampler``, ``metric``,
+``discriminator``) has a namespace of factories. A factory is a plain function taking typed
+keyword arguments and returning the component; its metadata (paper, description, tags) is kept
+apart from its arguments.
 Presets (sizes, published configurations) are YAML data under ``registry/`` and ``baselines/``,
 never subclasses.
 
@@ -28,7 +29,9 @@ from typing import Any
 
 from genbench.errors import UnknownComponentError, UserError
 
-KINDS: tuple[str, ...] = ("dataset", "backbone", "latent", "sampler", "metric")
+KINDS: tuple[str, ...] = (
+    "dataset", "backbone", "latent", "sampler", "metric", "discriminator",
+)
 PLUGIN_GROUP = "genbench.plugins"
 
 # Modules whose import registers the built-in components of each kind.

@@ -9,7 +9,8 @@ discriminator weights load unchanged.
 The pair (x_k, x_{k+1}) is concatenated on channels, so a discriminator built for C image
 channels reads 2C. The step index k is embedded sinusoidally and passed through a two-layer MLP;
 each down block adds a projection of it after its first conv. Counted against the official
-constructors (REFERENCE.md B.1): DDGAN CIFAR-10 ``small`` (C=3) 12,741,633 parameters; the
+constructors (NVlabs/denoising-diffusion-gan README and WaveDiff/LDDGAN ``run.sh`` settings): DDGAN
+CIFAR-10 ``small`` (C=3) 12,741,633 parameters; the
 3-layer WDDGAN (C=12) and LDDGAN (C=4) variants 7,630,593 and 7,628,545.
 """
 
@@ -28,6 +29,7 @@ from genbench.backbones.layers import (
     timestep_embedding,
 )
 from genbench.errors import UserError
+from genbench.registry import register
 
 # The official discriminator initialises with dense_layer.py, whose "fan_avg" is in fact fan_out.
 _FAN = "fan_out"
@@ -169,3 +171,19 @@ def make_discriminator(kind: str, in_channels: int, **kwargs: int) -> nn.Module:
         return DISCRIMINATORS[kind](in_channels, **kwargs)
     except TypeError as exc:
         raise UserError(f"discriminator {kind!r}: {exc}") from exc
+
+
+@register("discriminator", "small", tags=("ddgan",),
+          paper="Xiao et al. 2022 (Discriminator_small); Trinh and Hamagami 2024, Table 9")
+def small(*, in_channels: int, ngf: int = 64, t_emb_dim: int = 256,
+          num_layers: int = 4) -> DiscriminatorSmall:
+    """DDGAN's 32 px discriminator D(x_k, k, x_{k+1}); num_layers 3 for WDDGAN/LDDGAN."""
+    return DiscriminatorSmall(in_channels, ngf=ngf, t_emb_dim=t_emb_dim, num_layers=num_layers)
+
+
+@register("discriminator", "large", tags=("ddgan",),
+          paper="Xiao et al. 2022 (Discriminator_large, 256 px)")
+def large(*, in_channels: int, ngf: int = 64, t_emb_dim: int = 256,
+          num_layers: int = 6) -> DiscriminatorLarge:
+    """DDGAN's 256 px discriminator D(x_k, k, x_{k+1}): 6 down blocks (3 to 6 kept)."""
+    return DiscriminatorLarge(in_channels, ngf=ngf, t_emb_dim=t_emb_dim, num_layers=num_layers)

@@ -57,9 +57,7 @@ def build_backbone(cfg: dict[str, Any], latent_shape: tuple[int, int, int],
     wanted = _OUTPUT_FOR_OBJECTIVE.get(objective)
     if wanted is None:
         raise UserError(f"unknown training objective {objective!r}")
-    if args.pop("output", wanted) != wanted:
-        raise UserError(f"backbone.output={cfg['backbone']['output']!r}, but the {objective} "
-                        f"objective needs {wanted!r}; the sampler decides the output: drop it")
+    args.pop("output", None)  # the sampler decides; a plugin factory's default does not
     entry = registry.get("backbone", name)
     if objective == "eps" and entry.accepts("z_dim"):
         args["z_dim"] = 0  # eps-prediction networks take no z

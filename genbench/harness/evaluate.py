@@ -136,28 +136,38 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
 def _probe_inputs(net: torch.nn.Module, latent_shape, batch: int, device: torch.device):
     x = torch.zeros(batch, *latent_shape, device=device)
     t = torch.zeros(batch, dtype=torch.long, device=device)
-    z_dim = int(getattr(net, "z_dim", 0))
-    z = torch.zeros(batch, z_dim, device=device) if z_dim > 0 else None
+    z = torch.zeros(batch, net.z_dim, device=device) if net.z_dim > 0 else None
     return x, t, z
+
+
+def probe_sampling(net: torch.nn.Module, comps: Components, seed: int,
+                   device: torch.device) -> dict[str, Any]:
+    """NFE and peak memory of drawing one sample, noise to decoded uint8 image.
+
+    NFE is counted by a wrapper around the denoiser (:class:`~genbench.metrics.cost.NFECounter`)
+    during one run; peak memory is measured around a second run of the bare denoiser, so the
+    counter's bookkeeping is not in it. Keys: ``nfe``, ``peak_memory_mb``, ``peak_memory_method``.
+    """
+    from genbench.metrics import cost
+
+    def one_sample(denoiser: torch.nn.Module) -> None:
+        generate_batch(denoiser, comps.latent, comps.sampler, comps.latent_shape, seed, 0, 1,
+                       device)
+
+    counter = cost.NFECounter(net)
+    with torch.no_grad():
+        one_sample(counter)
+    mem_mb, method = cost.peak_memory(lambda: one_sample(net), device)
+    return {"nfe": counter.calls, "peak_memory_mb": mem_mb, "peak_memory_method": method}
 
 
 def measure_cost(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, Any],
                  device: torch.device, out: Measurements) -> None:
     """NFE, parameters, MACs, peak memory and time per batch of this cell's generator."""
-    from genbench.metrics import cost
-
-    seed = int(eval_cfg.get("seed", 0))
-    counter = cost.NFECounter(net)
-    with torch.no_grad():
-        generate_batch(counter, comps.latent, comps.sampler, comps.latent_shape, seed, 0, 1,
-                       device)
-    nfe = counter.calls
-    out.metrics.update(profile_costs(net, comps, device, nfe))
-    mem_mb, mem_method = cost.peak_memory(
-        lambda: generate_batch(net, comps.latent, comps.sampler, comps.latent_shape, seed, 0, 1,
-                               device), device)
-    out.metrics["peak_memory_mb"] = mem_mb
-    out.memory = {"method": mem_method, "batch_size": 1}
+    probe = probe_sampling(net, comps, int(eval_cfg.get("seed", 0)), device)
+    out.metrics.update(profile_costs(net, comps, device, probe["nfe"]))
+    out.metrics["peak_memory_mb"] = probe["peak_memory_mb"]
+    out.memory = {"method": probe["peak_memory_method"], "batch_size": 1}
     out.timing = time_sampling(net, comps, eval_cfg, device)
     out.metrics["time_per_batch_s"] = out.timing["median_s"]
     out.metrics["time_per_batch_iqr_s"] = out.timing.get("iqr_s")

@@ -12,24 +12,17 @@ from typing import Any
 import torch
 
 from genbench.harness.build import build_backbone, build_components
-from genbench.harness.evaluate import profile_costs, time_sampling
-from genbench.harness.generate import generate_batch
+from genbench.harness.evaluate import probe_sampling, profile_costs, time_sampling
 from genbench.harness.system import resolve_device
 
 
 def profile(cfg: dict[str, Any], *, time_it: bool = False) -> dict[str, Any]:
     """Cost figures for ``cfg`` as one flat dict (the keys of ``genbench profile --json``)."""
-    from genbench.metrics import cost
-
     device = resolve_device(str(cfg.get("device", "auto")))
     comps = build_components(cfg, load_data=False)
     torch.manual_seed(int(cfg.get("seed", 0)))
     net = build_backbone(cfg, comps.latent_shape, comps.sampler.objective).to(device).eval()
-    counter = cost.NFECounter(net)
-    seed = int(cfg["eval"].get("seed", 0))
-    with torch.no_grad():
-        generate_batch(counter, comps.latent, comps.sampler, comps.latent_shape, seed, 0, 1,
-                       device)
+    probe = probe_sampling(net, comps, int(cfg["eval"].get("seed", 0)), device)
     result: dict[str, Any] = {
         "backbone": cfg["presets"].get("backbone", cfg["backbone"]["name"])
         if cfg.get("presets") else cfg["backbone"]["name"],
@@ -38,12 +31,10 @@ def profile(cfg: dict[str, Any], *, time_it: bool = False) -> dict[str, Any]:
         "objective": comps.sampler.objective,
         "image_shape": list(comps.image_shape),
         "latent_shape": list(comps.latent_shape),
-        **profile_costs(net, comps, device, counter.calls),
+        **profile_costs(net, comps, device, probe["nfe"]),
     }
-    mem_mb, method = cost.peak_memory(
-        lambda: generate_batch(net, comps.latent, comps.sampler, comps.latent_shape, seed, 0, 1,
-                               device), device)
-    result.update(peak_memory_mb=mem_mb, peak_memory_method=method, device=str(device))
+    result.update(peak_memory_mb=probe["peak_memory_mb"],
+                  peak_memory_method=probe["peak_memory_method"], device=str(device))
     if time_it:
         timing = time_sampling(net, comps, cfg["eval"], device)
         result.update(time_per_batch_s=timing["median_s"], time_per_batch_iqr_s=timing["iqr_s"],
