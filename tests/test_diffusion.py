@@ -1,4 +1,5 @@
-"""DDGAN coefficients against REFERENCE.md B.2 (from the official code) and closed forms."""
+"""DDGAN coefficients against values computed with the official code (NVlabs/denoising-diffusion-gan
+``train_ddgan.py`` ``Diffusion_Coefficients`` / ``Posterior_Coefficients``) and closed forms."""
 
 import math
 
@@ -14,7 +15,8 @@ from genbench.diffusion.ddgan import (
 )
 from genbench.errors import UserError
 
-# REFERENCE.md B.2: beta_1..T, sqrt(abar_1..T), posterior variance k = 0..T-1
+# Official coefficients, beta_min 0.1, beta_max 20: beta_1..T, sqrt(abar_1..T), posterior
+# variance k = 0..T-1
 # (beta_min 0.1, beta_max 20)
 TABLE = {
     2: ([0.92132, 0.99945], [0.28049, 0.00657], [0.0, 0.9209]),

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from genbench import registry
-from genbench.backbones.discriminator import make_discriminator
 from genbench.harness.build import build_backbone
 from genbench.samplers.noise import PerSampleRNG
 from genbench.training.adversarial import _losses_g
@@ -47,7 +46,8 @@ def test_backbone_with_sampler(backbone_name, sampler_name):
     gen = torch.Generator().manual_seed(0)
     if sampler.objective == "adversarial":
         assert net.z_dim > 0 and net.output == "x0"
-        D = make_discriminator("small", in_channels=1, ngf=4, t_emb_dim=8, num_layers=3)
+        D = registry.create("discriminator", "small", in_channels=1, ngf=4, t_emb_dim=8,
+                               num_layers=3)
         loss = sum(_losses_g(net, D, sampler.schedule, x0, 1.0, gen).values())
     else:
         assert net.z_dim == 0 and net.output == "eps"
@@ -112,7 +112,8 @@ def test_latent_backbone_sampler_end_to_end(fitted_latents, latent_name, backbon
     assert z0.shape == (4, *shape) and float(z0.abs().max()) <= 1.0 + 1e-5
     gen = torch.Generator().manual_seed(0)
     if sampler.objective == "adversarial":
-        D = make_discriminator("small", in_channels=shape[0], ngf=4, t_emb_dim=8, num_layers=3)
+        D = registry.create("discriminator", "small", in_channels=shape[0], ngf=4, t_emb_dim=8,
+                               num_layers=3)
         loss = sum(_losses_g(net, D, sampler.schedule, z0, 1.0, gen).values())
     else:
         loss = eps_loss(net, sampler.schedule, z0, gen)

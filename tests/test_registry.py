@@ -15,6 +15,17 @@ def test_builtin_components_are_registered():
     assert "pixel" in registry.names("latent")
     assert registry.names("backbone", "ncsn*") == ["ncsnpp"]
     assert "backbone/ncsnpp" in registry.names()
+    assert {"small", "large"} <= set(registry.names("discriminator"))
+    assert "discriminator/small" in registry.names()
+
+
+def test_discriminators_are_built_through_the_registry():
+    D = registry.create("discriminator", "small", in_channels=4, num_layers=3)
+    assert sum(p.numel() for p in D.parameters()) == 7_628_545  # LDDGAN CIFAR-10 (official)
+    with pytest.raises(UserError, match="num_layers=5; use 3 or 4"):
+        registry.create("discriminator", "small", in_channels=3, num_layers=5)
+    with pytest.raises(UserError, match="takes no argument"):
+        registry.create("discriminator", "large", in_channels=3, width=8)
 
 
 def test_unknown_name_suggests_closest():

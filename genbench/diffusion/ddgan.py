@@ -1,7 +1,8 @@
 """Few-step diffusion coefficients of the Denoising Diffusion GAN (Xiao et al., ICLR 2022).
 
 DDGAN, WDDGAN and LDDGAN share these coefficients (official ``Diffusion_Coefficients`` and
-``Posterior_Coefficients``; ../shared/REFERENCE.md B.2):
+``Posterior_Coefficients`` of NVlabs/denoising-diffusion-gan ``train_ddgan.py``, repeated in
+VinAIResearch/WaveDiff and thanhluantrinh/LDDGAN ``diffusion.py``):
 
 * time grid t_i = (i / T)(1 - eps) + eps, i = 0..T, eps = 1e-3;
 * VP schedule (default): alpha_bar(t) = exp(-1/2 t^2 (beta_max - beta_min) - t beta_min), the
@@ -76,7 +77,7 @@ def ddgan_schedule(
     beta_max: float = 20.0,
     kind: str = "vp",
 ) -> DDGANSchedule:
-    """Coefficients for a T-step DDGAN (REFERENCE.md B.2; T = 4 on CIFAR-10, 2 on CelebA-HQ)."""
+    """Coefficients for a T-step DDGAN (Xiao et al. 2022: T = 4 on CIFAR-10, 2 on CelebA-HQ)."""
     if num_steps < 1:
         raise UserError(f"sampler.steps must be >= 1 for ddgan, got {num_steps}")
     if not 0 < beta_min < beta_max:
@@ -165,8 +166,8 @@ def weighted_learning_weights(num_epochs: int, delta: float = 6.0) -> torch.Tens
     """LDDGAN weighted learning (paper Eq. 9 as implemented in ``train_ldgan.py``).
 
     lambda[e] = 1 - sigmoid(phi[e]) with phi = linspace(-delta, delta, num_epochs + 1): the
-    reconstruction weight falls from ~1 to 0.5 at mid-training to ~0 (REFERENCE.md A; the
-    paper's printed formula would stop at 0.5, its text and the official code go to ~0).
+    reconstruction weight falls from ~1 to 0.5 at mid-training to ~0 (Trinh and Hamagami 2024:
+    the printed Eq. 9 would stop at 0.5; the text and the official code go to ~0).
     """
     phi = torch.linspace(-delta, delta, num_epochs + 1, dtype=torch.float64)
     return 1.0 - torch.sigmoid(phi)

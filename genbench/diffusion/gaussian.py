@@ -1,7 +1,8 @@
 """Discrete Gaussian diffusion of DDPM (Ho et al., NeurIPS 2020) and DDIM (Song et al., ICLR 2021).
 
 One module holds the noise schedule and the coefficients that training (eps objective) and the
-samplers (ddpm, ddim) share (STYLE.md 2):
+samplers (ddpm, ddim) share, apart from the solvers (as k-diffusion keeps ``get_sigmas_*`` apart
+from its samplers):
 
 * forward process q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I), abar_t = prod_{s<=t} (1 -
   beta_s) (Ho et al. Eq. 4), drawn by :func:`q_sample`;
