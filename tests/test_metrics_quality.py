@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from genbench import registry
+from genbench._io import sha256_file
 from genbench.errors import MissingWeightsError, UserError
 from genbench.metrics import quality
 from genbench.metrics.features import (
@@ -21,7 +22,6 @@ from genbench.metrics.features import (
     accuracy,
     classifier_extractor,
     inception_extractor,
-    random_weights_file,
     vgg16_extractor,
 )
 from genbench.metrics.quality import (
@@ -40,8 +40,8 @@ from genbench.metrics.weights import (
     INCEPTION_V3,
     hash_prefix_from_filename,
     resolve_weights,
-    sha256_of,
 )
+from weights_files import random_weights_file
 
 INCEPTION_FILE = INCEPTION_V3.filename
 
@@ -93,7 +93,7 @@ def test_lookup_order_configured_hub_env(
     empty_hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     content = b"some weights"
-    sha = sha256_of(_write(tmp_path / "x.bin", content))
+    sha = sha256_file(_write(tmp_path / "x.bin", content))
     env_file = _write(tmp_path / "env" / "w.pth", content)
     monkeypatch.setenv("GENBENCH_WEIGHTS", str(env_file.parent))
     assert resolve_weights("W", "w.pth", sha256=sha) == env_file
@@ -122,7 +122,7 @@ def test_download_only_when_allowed(empty_hub: Path, monkeypatch: pytest.MonkeyP
         Path(dst).write_bytes(content)
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    sha = sha256_of(_write(empty_hub.parent / "ref.bin", content))
+    sha = sha256_file(_write(empty_hub.parent / "ref.bin", content))
     with pytest.raises(MissingWeightsError):
         resolve_weights("W", "w.pth", sha256=sha, url="https://example.invalid/w.pth")
     assert calls == []
@@ -149,11 +149,11 @@ def test_download_failure_offline_is_missing_weights(
 
 def test_inception_loads_from_configured_path(inception_file: Path, empty_hub: Path) -> None:
     extractor = inception_extractor(
-        str(inception_file), sha256=sha256_of(inception_file), batch_size=3, progress=False
+        str(inception_file), sha256=sha256_file(inception_file), batch_size=3, progress=False
     )
     assert extractor.name == INCEPTION_NAME == "inception-v3-compat"
     assert extractor.recipe["dims"] == 2048 and extractor.recipe["is_inception"]
-    assert extractor.recipe["sha256"] == sha256_of(inception_file)
+    assert extractor.recipe["sha256"] == sha256_file(inception_file)
     gray = _images(3, channels=1)
     features = extractor(gray)  # two batches, of 2 and 1
     assert features.dtype == torch.float64 and features.shape == (3, 2048)
@@ -166,7 +166,7 @@ def test_inception_loads_from_configured_path(inception_file: Path, empty_hub: P
 def test_inception_rejects_tampered_and_unverified_files(
     inception_file: Path, tmp_path: Path, empty_hub: Path
 ) -> None:
-    good = sha256_of(inception_file)
+    good = sha256_file(inception_file)
     tampered = tmp_path / INCEPTION_FILE
     shutil.copy(inception_file, tampered)
     with open(tampered, "r+b") as handle:
@@ -175,7 +175,7 @@ def test_inception_rejects_tampered_and_unverified_files(
     with pytest.raises(UserError) as info:
         inception_extractor(str(tampered), sha256=good, progress=False)
     assert str(tampered) in str(info.value) and good in str(info.value)
-    assert sha256_of(tampered) in str(info.value)
+    assert sha256_file(tampered) in str(info.value)
     # Without an explicit hash the torch-hub prefix of the genuine file is required.
     with pytest.raises(UserError, match="6726825d"):
         inception_extractor(str(inception_file), progress=False)
@@ -197,7 +197,7 @@ def test_staged_metrics_match_torch_fidelity_end_to_end(inception_file: Path) ->
     flat = torch.tensor([[0], [80], [160]], dtype=torch.uint8).view(3, 1, 1, 1)
     fake = torch.cat([real[:2], flat.expand(3, 3, 16, 16)])  # precision strictly inside (0, 1)
     extractor = inception_extractor(
-        str(inception_file), sha256=sha256_of(inception_file), progress=False
+        str(inception_file), sha256=sha256_file(inception_file), progress=False
     )
     ours_fid = quality.fid(extractor(real), extractor(fake))
     ours_prc = precision_recall(extractor(real), extractor(fake), k=3)
@@ -234,7 +234,7 @@ class _TensorDataset(torch.utils.data.Dataset):
 @pytest.mark.slow
 def test_vgg16_loads_from_configured_path(tmp_path: Path, empty_hub: Path) -> None:
     path = random_weights_file("vgg16", tmp_path / "vgg16-397923af.pth")  # 553 MB
-    extractor = vgg16_extractor(str(path), sha256=sha256_of(path), progress=False)
+    extractor = vgg16_extractor(str(path), sha256=sha256_file(path), progress=False)
     features = extractor(_images(2, channels=1))
     assert extractor.name == "vgg16" and features.shape == (2, 4096)
     assert torch.isfinite(features).all() and (features >= 0).all()  # fc2 after ReLU

@@ -19,11 +19,8 @@ below, and declares in its registry metadata which feature extractor it wants by
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -33,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from genbench import registry
+from genbench import _io, registry
 from genbench.errors import UserError
 from genbench.registry import register
 
@@ -48,7 +45,7 @@ PRECISION = "precision"
 RECALL = "recall"
 F_SCORE = "f_score"
 
-# Feature extractors the metrics want by default (names used by features.pretrained_extractor).
+# Feature extractors the metrics want by default (keys of features.EXTRACTORS).
 INCEPTION = "inception"
 VGG16 = "vgg16"
 
@@ -204,22 +201,9 @@ class ReferenceKey:
     num_samples: int  # -1: all images of the split
     source: str = ""  # hash of anything else that identifies the data (files, checksums)
 
-    @classmethod
-    def for_extractor(
-        cls,
-        dataset: str,
-        split: str,
-        resolution: int,
-        extractor: FeatureExtractor,
-        num_samples: int,
-    ) -> ReferenceKey:
-        """The key for reference features made by ``extractor``."""
-        sha = str(extractor.recipe.get("sha256", "noweights"))
-        return cls(dataset, split, resolution, extractor.name, sha, num_samples)
-
     def digest(self) -> str:
         """SHA-256 of the key's fields."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        return _io.json_hash(asdict(self), length=64)
 
     def filename(self) -> str:
         """A readable, unique file name for the cache entry."""
@@ -240,8 +224,8 @@ class ReferenceStats:
 class ReferenceStatsCache:
     """Reference statistics (and optionally features) as ``.npz`` files in ``cache_dir``.
 
-    Files are written atomically (temporary file + ``os.replace``) and carry their key, which is
-    checked on load.
+    Files are written atomically (:func:`genbench._io.atomic_write_with`) and carry their key,
+    which is checked on load.
     """
 
     def __init__(self, cache_dir: str | Path) -> None:
@@ -276,16 +260,7 @@ class ReferenceStatsCache:
         }
         if features is not None:
             arrays["features"] = np.asarray(features)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+        return _io.atomic_write_with(path, lambda tmp: np.savez(tmp, **arrays))
 
     def get_or_compute(
         self,
@@ -334,7 +309,6 @@ def reference_key(
     identity: dict[str, Any], extractor: FeatureExtractor, limit: int | None
 ) -> ReferenceKey:
     """A :class:`ReferenceKey` from a dataset identity dict and an extractor."""
-    source = json.dumps(identity, sort_keys=True, default=str)
     return ReferenceKey(
         dataset=str(identity.get("name", "data")),
         split=str(identity.get("split", "")),
@@ -342,7 +316,7 @@ def reference_key(
         extractor=extractor.name,
         weights_sha256=str(extractor.recipe.get("sha256", "noweights")),
         num_samples=-1 if limit is None else int(limit),
-        source=hashlib.sha256(source.encode()).hexdigest(),
+        source=_io.json_hash(identity, length=64),
     )
 
 
