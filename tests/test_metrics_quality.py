@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from weights_files import random_weights_file
 
 from genbench import registry
 from genbench._io import sha256_file
@@ -41,7 +42,6 @@ from genbench.metrics.weights import (
     hash_prefix_from_filename,
     resolve_weights,
 )
-from weights_files import random_weights_file
 
 INCEPTION_FILE = INCEPTION_V3.filename
 
