@@ -237,6 +237,15 @@ def vgg16_extractor(
     )
 
 
+# Pretrained extractors a metric can name in its registry metadata (``extractor=...``). Each is
+# built as ``build(weights_path, allow_download, device, progress=...)``; its weights file is
+# configured as ``eval.<name>_weights``.
+PRETRAINED: dict[str, Callable[..., FeatureExtractor]] = {
+    "inception": inception_extractor,
+    "vgg16": vgg16_extractor,
+}
+
+
 def _with_hash(spec: WeightsSpec, sha256: str | None) -> WeightsSpec:
     if sha256 is None:
         return spec

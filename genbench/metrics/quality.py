@@ -14,7 +14,10 @@
 
 The stages are pure functions; reference statistics are cached by :class:`ReferenceStatsCache`.
 Each registered metric is a small callable ``(real, fake) -> dict[str, float]`` with the keys
-below, and declares in its registry metadata which feature extractor it wants by default.
+below. As in torch-fidelity's registry, its metadata (read by :func:`metric_spec`) says which
+feature extractor it wants (a key of :data:`genbench.metrics.features.PRETRAINED`), which result
+keys it returns, and whether it needs the features themselves or only their statistics; the
+harness builds extractors and fetches reference data from that metadata alone.
 """
 
 from __future__ import annotations
@@ -37,17 +40,21 @@ from genbench.registry import register
 if TYPE_CHECKING:
     from genbench.metrics.features import FeatureExtractor
 
-# Result keys.
+# Result keys (the keys of records' "metrics").
 FID = "fid"
-KID = "kid"
+KID = "kid_mean"
 KID_STD = "kid_std"
 PRECISION = "precision"
 RECALL = "recall"
 F_SCORE = "f_score"
 
-# Feature extractors the metrics want by default (keys of features.EXTRACTORS).
+# Feature extractors the metrics want (keys of features.PRETRAINED).
 INCEPTION = "inception"
 VGG16 = "vgg16"
+
+# What a metric takes from each side: the feature sets, or only their mean and covariance.
+FEATURES = "features"
+STATISTICS = "statistics"
 
 
 @dataclass(frozen=True)
@@ -381,8 +388,31 @@ def precision_recall_metric(k: int = 3, batch_size: int = 10000) -> MetricFn:
     needs="features",
 )
 def kid_metric(subsets: int = 100, subset_size: int = 1000, seed: int = 2020) -> MetricFn:
-    """KID: ``(real, fake) -> {"kid": mean, "kid_std": std}`` on features."""
+    """KID: ``(real, fake) -> {"kid_mean": mean, "kid_std": std}`` on features."""
     return partial(_kid_metric, subsets=subsets, subset_size=subset_size, seed=seed)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A registered metric's metadata: which features it needs and which keys it returns."""
+
+    name: str
+    extractor: str  # a key of genbench.metrics.features.PRETRAINED
+    keys: tuple[str, ...]  # result keys, in the order they are recorded
+    needs: str  # FEATURES or STATISTICS
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The validated metadata of registered metric ``name`` (unknown names suggest close ones)."""
+    entry = registry.get("metric", name)
+    extractor, keys = entry.extra.get("extractor"), tuple(entry.extra.get("keys") or ())
+    needs = entry.extra.get("needs", FEATURES)
+    if not isinstance(extractor, str) or not keys or needs not in (FEATURES, STATISTICS):
+        raise UserError(
+            f"metric {name!r} (from {entry.source}) must be registered with extractor=NAME, "
+            f"keys=(...) and needs='{FEATURES}' or '{STATISTICS}'"
+        )
+    return MetricSpec(name, extractor, keys, needs)
 
 
 def compute(
@@ -393,7 +423,11 @@ def compute(
     ``options`` that the metric's factory does not take are ignored, so one evaluation config
     (e.g. ``k`` for precision/recall) can feed every metric.
     """
-    entry = registry.get("metric", name)
+    spec, entry = metric_spec(name), registry.get("metric", name)
     accepted = set(entry.arguments())
     metric = entry.factory(**{k: v for k, v in options.items() if k in accepted})
-    return metric(real, fake)
+    values = metric(real, fake)
+    if set(values) != set(spec.keys):
+        raise UserError(f"metric {name!r} returned keys {sorted(values)}, its registration "
+                        f"declares {list(spec.keys)}")
+    return values

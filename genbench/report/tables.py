@@ -39,7 +39,7 @@ SCHEMA_VERSION = 1
 # Metrics whose value depends on a feature extractor, with their display names.
 QUALITY_METRICS: dict[str, str] = {
     "fid": "FID",
-    "kid": "KID",
+    "kid_mean": "KID",
     "precision": "precision",
     "recall": "recall",
 }
