@@ -573,3 +573,21 @@ def test_every_registered_metric_names_a_known_extractor() -> None:
     for name in registry.names("metric"):
         spec = quality.metric_spec(name)
         assert spec.extractor in PRETRAINED and spec.keys, name
+
+
+@pytest.mark.slow
+def test_a_run_with_kid_records_kid_mean_std_and_recipe(tmp_path: Path) -> None:
+    from genbench.config import compose, to_plain
+    from genbench.harness import record
+    from genbench.harness.cell import paths, run_cell
+
+    overrides = ["backbone=ncsnpp_tiny", "train=tiny", "eval=tiny", "progress=false",
+                 "report=false", f"results_dir={tmp_path}", "eval.metrics=[fid,kid]"]
+    cfg = to_plain(compose(overrides))
+    run_cell(cfg)
+    saved = record.read_record(paths(cfg)[1])
+    metrics, recipes = saved["metrics"], saved["metric_recipes"]
+    assert np.isfinite(metrics[KID]) and np.isfinite(metrics[quality.KID_STD])
+    assert recipes[KID]["metric"] == "kid"
+    assert recipes[KID]["extractor"] == recipes[FID]["extractor"]
+    assert metrics[PRECISION] is None and saved["missing"][PRECISION] == "not measured"
