@@ -102,6 +102,8 @@ def write_cell(cell_dir: Path, record: dict[str, Any], files: dict[str, bytes],
         try:
             _io.swap_dir(tmp, cell_dir)
         except OSError:
-            if not is_recorded(cell_dir):  # a racing writer left no record: a real error
+            # Another writer renamed its record in first: it wins, unless this one was asked to
+            # overwrite (or left no record), which is then a real error.
+            if overwrite or not is_recorded(cell_dir):
                 raise
     return cell_dir
