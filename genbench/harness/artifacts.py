@@ -21,11 +21,6 @@ GENERATOR = "generator.safetensors"
 META = "meta.json"
 
 
-def config_hash(payload: dict[str, Any], length: int = 16) -> str:
-    """A stable hash of a JSON-able payload (sorted keys; tuples as lists)."""
-    return _io.json_hash(payload, length)
-
-
 def training_payload(cfg: dict[str, Any], train_settings: dict[str, Any],
                      dataset_identity: dict[str, Any], latent_identity: dict[str, Any],
                      backbone_args: dict[str, Any], sampler_training_key: dict[str, Any],
