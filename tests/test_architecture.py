@@ -152,6 +152,8 @@ def test_the_parser_sees_relative_nested_and_aliased_imports(
 ) -> None:
     package = tmp_path / "genbench"
     (package / "metrics").mkdir(parents=True)
+    for module in ("_io.py", "metrics/__init__.py", "metrics/quality.py"):
+        (package / module).write_text("")
     (package / "metrics" / "features.py").write_text(source)
     monkeypatch.setattr(__import__(__name__), "PACKAGE", package)
     assert {_unit(t) for t, _ in _imports(package / "metrics" / "features.py")} == expected
