@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from weights_files import random_weights_file
 
 from genbench import registry
+from genbench._io import sha256_file
 from genbench.errors import MissingWeightsError, UserError
 from genbench.metrics import quality
 from genbench.metrics.features import (
@@ -21,7 +23,6 @@ from genbench.metrics.features import (
     accuracy,
     classifier_extractor,
     inception_extractor,
-    random_weights_file,
     vgg16_extractor,
 )
 from genbench.metrics.quality import (
@@ -40,7 +41,6 @@ from genbench.metrics.weights import (
     INCEPTION_V3,
     hash_prefix_from_filename,
     resolve_weights,
-    sha256_of,
 )
 
 INCEPTION_FILE = INCEPTION_V3.filename
@@ -93,7 +93,7 @@ def test_lookup_order_configured_hub_env(
     empty_hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     content = b"some weights"
-    sha = sha256_of(_write(tmp_path / "x.bin", content))
+    sha = sha256_file(_write(tmp_path / "x.bin", content))
     env_file = _write(tmp_path / "env" / "w.pth", content)
     monkeypatch.setenv("GENBENCH_WEIGHTS", str(env_file.parent))
     assert resolve_weights("W", "w.pth", sha256=sha) == env_file
@@ -122,7 +122,7 @@ def test_download_only_when_allowed(empty_hub: Path, monkeypatch: pytest.MonkeyP
         Path(dst).write_bytes(content)
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    sha = sha256_of(_write(empty_hub.parent / "ref.bin", content))
+    sha = sha256_file(_write(empty_hub.parent / "ref.bin", content))
     with pytest.raises(MissingWeightsError):
         resolve_weights("W", "w.pth", sha256=sha, url="https://example.invalid/w.pth")
     assert calls == []
@@ -149,11 +149,11 @@ def test_download_failure_offline_is_missing_weights(
 
 def test_inception_loads_from_configured_path(inception_file: Path, empty_hub: Path) -> None:
     extractor = inception_extractor(
-        str(inception_file), sha256=sha256_of(inception_file), batch_size=3, progress=False
+        str(inception_file), sha256=sha256_file(inception_file), batch_size=3, progress=False
     )
     assert extractor.name == INCEPTION_NAME == "inception-v3-compat"
     assert extractor.recipe["dims"] == 2048 and extractor.recipe["is_inception"]
-    assert extractor.recipe["sha256"] == sha256_of(inception_file)
+    assert extractor.recipe["sha256"] == sha256_file(inception_file)
     gray = _images(3, channels=1)
     features = extractor(gray)  # two batches, of 2 and 1
     assert features.dtype == torch.float64 and features.shape == (3, 2048)
@@ -166,7 +166,7 @@ def test_inception_loads_from_configured_path(inception_file: Path, empty_hub: P
 def test_inception_rejects_tampered_and_unverified_files(
     inception_file: Path, tmp_path: Path, empty_hub: Path
 ) -> None:
-    good = sha256_of(inception_file)
+    good = sha256_file(inception_file)
     tampered = tmp_path / INCEPTION_FILE
     shutil.copy(inception_file, tampered)
     with open(tampered, "r+b") as handle:
@@ -175,7 +175,7 @@ def test_inception_rejects_tampered_and_unverified_files(
     with pytest.raises(UserError) as info:
         inception_extractor(str(tampered), sha256=good, progress=False)
     assert str(tampered) in str(info.value) and good in str(info.value)
-    assert sha256_of(tampered) in str(info.value)
+    assert sha256_file(tampered) in str(info.value)
     # Without an explicit hash the torch-hub prefix of the genuine file is required.
     with pytest.raises(UserError, match="6726825d"):
         inception_extractor(str(inception_file), progress=False)
@@ -197,7 +197,7 @@ def test_staged_metrics_match_torch_fidelity_end_to_end(inception_file: Path) ->
     flat = torch.tensor([[0], [80], [160]], dtype=torch.uint8).view(3, 1, 1, 1)
     fake = torch.cat([real[:2], flat.expand(3, 3, 16, 16)])  # precision strictly inside (0, 1)
     extractor = inception_extractor(
-        str(inception_file), sha256=sha256_of(inception_file), progress=False
+        str(inception_file), sha256=sha256_file(inception_file), progress=False
     )
     ours_fid = quality.fid(extractor(real), extractor(fake))
     ours_prc = precision_recall(extractor(real), extractor(fake), k=3)
@@ -234,7 +234,7 @@ class _TensorDataset(torch.utils.data.Dataset):
 @pytest.mark.slow
 def test_vgg16_loads_from_configured_path(tmp_path: Path, empty_hub: Path) -> None:
     path = random_weights_file("vgg16", tmp_path / "vgg16-397923af.pth")  # 553 MB
-    extractor = vgg16_extractor(str(path), sha256=sha256_of(path), progress=False)
+    extractor = vgg16_extractor(str(path), sha256=sha256_file(path), progress=False)
     features = extractor(_images(2, channels=1))
     assert extractor.name == "vgg16" and features.shape == (2, 4096)
     assert torch.isfinite(features).all() and (features >= 0).all()  # fc2 after ReLU
@@ -451,3 +451,143 @@ def test_reference_features_keyed_by_identity_and_extractor(tmp_path: Path) -> N
     torch.testing.assert_close(again, first, rtol=1e-6, atol=1e-6)  # stored as float32
     cache.features({**identity, "size": 199}, extractor, None, compute)  # other data: recompute
     assert len(calls) == 2
+
+
+# ---------------------------------------------------------------------------- harness: metadata
+
+
+@pytest.fixture(scope="module")
+def digits_cell(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny digits configuration's components, a shared cache, and 120 'generated' digits."""
+    from genbench.config import compose, to_plain
+    from genbench.harness.build import build_components
+
+    cfg = to_plain(compose(["eval=tiny", "eval.feature_extractor=classifier"]))
+    comps = build_components(cfg)
+    images, _ = _digits()
+    noise = torch.randint(-40, 41, images[:120].shape, generator=torch.Generator().manual_seed(3))
+    samples = (images[:120].to(torch.int16) + noise).clamp(0, 255).to(torch.uint8)
+    return cfg["eval"], comps, tmp_path_factory.mktemp("cache"), samples
+
+
+def _measure(eval_cfg: dict, comps, cache: Path, samples: torch.Tensor):
+    from genbench.harness.evaluate import Measurements, choose_extractors, measure_quality
+
+    chosen = choose_extractors(eval_cfg, comps, cache, torch.device("cpu"), False)
+    out = Measurements()
+    measure_quality(samples, comps, eval_cfg, cache, chosen, out)
+    return chosen[0], out
+
+
+def test_kid_reachable_from_an_evaluation_equals_torch_fidelity(digits_cell) -> None:
+    from torch_fidelity.metric_kid import (
+        KEY_METRIC_KID_MEAN,
+        KEY_METRIC_KID_STD,
+        kid_features_to_metric,
+    )
+
+    from genbench.data.base import all_images
+
+    eval_cfg, comps, cache, samples = digits_cell
+    eval_cfg = {**eval_cfg, "metrics": ["fid", "precision_recall", "kid"]}
+    chosen, out = _measure(eval_cfg, comps, cache, samples)
+    extractor = chosen["kid"]
+    assert extractor is chosen["fid"] and extractor.name == "digits-classifier"
+    assert set(out.metrics) == {FID, PRECISION, RECALL, KID, quality.KID_STD} == set(out.recipes)
+    assert KID == "kid_mean" and quality.KID_STD == "kid_std"
+    real = extractor(all_images(comps.dataset)[0]).float().double()  # cached as float32
+    theirs = kid_features_to_metric(extractor(samples), real, kid_subsets=100,
+                                    kid_subset_size=120, rng_seed=2020, verbose=False)
+    assert np.isfinite(out.metrics[KID]) and out.metrics[KID] > 0
+    assert out.metrics[KID] == pytest.approx(float(theirs[KEY_METRIC_KID_MEAN]), rel=1e-9)
+    assert out.metrics[quality.KID_STD] == pytest.approx(float(theirs[KEY_METRIC_KID_STD]),
+                                                         rel=1e-9)
+    recipe = out.recipes[KID]
+    assert recipe["metric"] == "kid" and recipe["extractor"] == "digits-classifier"
+    assert recipe["num_fake"] == 120 and recipe["num_real"] == len(comps.dataset)
+    assert out.metrics[FID] == pytest.approx(quality.fid(real, extractor(samples)), rel=1e-5)
+
+
+def test_statistics_metric_caches_no_reference_features(digits_cell, tmp_path: Path) -> None:
+    eval_cfg, comps, cache, samples = digits_cell
+    shutil.copytree(cache / "extractors", tmp_path / "extractors")  # the trained classifier
+    _, out = _measure({**eval_cfg, "metrics": ["fid"]}, comps, tmp_path, samples)
+    assert set(out.metrics) == {FID}
+    [entry] = (tmp_path / "reference").glob("*.npz")
+    with np.load(entry) as data:
+        assert "mu" in data.files and "features" not in data.files  # FID needs statistics only
+
+
+def test_metric_metadata_names_the_extractor_it_gets(
+    digits_cell, monkeypatch: pytest.MonkeyPatch, empty_hub: Path
+) -> None:
+    from genbench.metrics import features as feature_module
+    from genbench.metrics.features import FeatureExtractor
+
+    built: list[tuple] = []
+
+    def toy(weights_path, allow_download, device, *, progress):
+        built.append((weights_path, allow_download))
+        network = lambda batch: batch.float().flatten(1)[:, :6]  # noqa: E731
+        return FeatureExtractor("toy-pixels", {"dims": 6, "sha256": "t" * 64}, network,
+                                progress=progress)
+
+    monkeypatch.setitem(feature_module.PRETRAINED, "toy", toy)
+    registry.load_builtins_and_plugins()
+    entry = registry.Entry("metric", "toy_fid", quality.fid_metric, extra={
+        "extractor": "toy", "keys": (FID,), "needs": quality.STATISTICS})
+    monkeypatch.setitem(registry._REGISTRY["metric"], "toy_fid", entry)
+    eval_cfg, comps, cache, samples = digits_cell
+    eval_cfg = {**eval_cfg, "feature_extractor": "auto", "metrics": ["toy_fid"],
+                "toy_weights": "/weights/toy.pth", "allow_download": True}
+    chosen, out = _measure(eval_cfg, comps, cache, samples)
+    assert built == [("/weights/toy.pth", True)]  # built once, from eval.toy_weights
+    assert chosen["toy_fid"].name == "toy-pixels"
+    assert chosen["fid"].name == "digits-classifier"  # no Inception here: the fallback
+    assert out.recipes[FID]["extractor"] == "toy-pixels" and out.recipes[FID]["metric"] == "toy_fid"
+    toy_features = lambda images: images.double().flatten(1)[:, :6]  # noqa: E731
+    from genbench.data.base import all_images
+
+    expected = quality.fid(toy_features(all_images(comps.dataset)[0]), toy_features(samples))
+    assert out.metrics[FID] == pytest.approx(expected, rel=1e-9)
+
+
+def test_unknown_metric_or_extractor_is_a_user_error(
+    digits_cell, monkeypatch: pytest.MonkeyPatch, empty_hub: Path
+) -> None:
+    eval_cfg, comps, cache, samples = digits_cell
+    with pytest.raises(UserError, match="unknown metric 'fdi'.*did you mean fid"):
+        _measure({**eval_cfg, "metrics": ["fdi"]}, comps, cache, samples)
+    registry.load_builtins_and_plugins()
+    entry = registry.Entry("metric", "odd", quality.fid_metric, extra={
+        "extractor": "clip", "keys": (FID,), "needs": quality.STATISTICS})
+    monkeypatch.setitem(registry._REGISTRY["metric"], "odd", entry)
+    with pytest.raises(UserError, match="feature extractor 'clip'"):
+        _measure({**eval_cfg, "feature_extractor": "auto", "metrics": ["odd"]}, comps, cache,
+                 samples)
+
+
+def test_every_registered_metric_names_a_known_extractor() -> None:
+    from genbench.metrics.features import PRETRAINED
+
+    for name in registry.names("metric"):
+        spec = quality.metric_spec(name)
+        assert spec.extractor in PRETRAINED and spec.keys, name
+
+
+@pytest.mark.slow
+def test_a_run_with_kid_records_kid_mean_std_and_recipe(tmp_path: Path) -> None:
+    from genbench.config import compose, to_plain
+    from genbench.harness import record
+    from genbench.harness.cell import paths, run_cell
+
+    overrides = ["backbone=ncsnpp_tiny", "train=tiny", "eval=tiny", "progress=false",
+                 "report=false", f"results_dir={tmp_path}", "eval.metrics=[fid,kid]"]
+    cfg = to_plain(compose(overrides))
+    run_cell(cfg)
+    saved = record.read_record(paths(cfg)[1])
+    metrics, recipes = saved["metrics"], saved["metric_recipes"]
+    assert np.isfinite(metrics[KID]) and np.isfinite(metrics[quality.KID_STD])
+    assert recipes[KID]["metric"] == "kid"
+    assert recipes[KID]["extractor"] == recipes[FID]["extractor"]
+    assert metrics[PRECISION] is None and saved["missing"][PRECISION] == "not measured"

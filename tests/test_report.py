@@ -7,6 +7,7 @@ import copy
 import json
 import math
 import re
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from genbench.report.figures import pareto_front
 DIGITS = "digits-classifier"
 INCEPTION = "inception-v3-compat"
 VGG16 = "vgg16"
-SOURCE = "LDDGAN paper (seeds/lddgan-paper.txt), Table 2 and Table 3"
+SOURCE = "LDDGAN paper (Trinh and Hamagami 2024), Table 2 and Table 3"
 DDGAN_PAPER = {
     "method": "DDGAN", "source": SOURCE, "dataset": "CIFAR-10 32x32", "extractor": INCEPTION,
     "fid": 3.75, "recall": 0.57, "nfe": 4, "time_per_batch_s": 0.21, "params_m": 48.43,
@@ -135,6 +136,17 @@ def test_load_records_file_and_dir_deduplicated(results: Path) -> None:
     one = next(results.rglob("result.json"))
     assert len(load_records([one])) == 1
     assert len(load_records([results, one])) == 4
+
+
+def test_load_records_skips_temporaries_of_atomic_writes(results: Path) -> None:
+    experiment = results / "default"
+    staging = experiment / f".half-written.{'a' * 32}.tmp"
+    set_aside = experiment / f".uvit-pixel-ddim-50.{'b' * 32}.old"
+    for folder in (staging, set_aside):
+        shutil.copytree(experiment / "uvit-pixel-ddim-50", folder)
+    df = load_records([results])
+    assert len(df) == 4 and df.attrs["skipped"] == []
+    assert not any(".tmp" in p or ".old" in p for p in df["path"])
 
 
 def test_load_records_missing_path_is_user_error(tmp_path: Path) -> None:

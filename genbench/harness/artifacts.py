@@ -10,28 +10,23 @@ two processes (grid workers) from training the same model at once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from genbench import _io
+
 GENERATOR = "generator.safetensors"
 META = "meta.json"
-
-
-def config_hash(payload: dict[str, Any], length: int = 16) -> str:
-    """A stable hash of a JSON-able payload (sorted keys; tuples as lists)."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def training_payload(cfg: dict[str, Any], train_settings: dict[str, Any],
                      dataset_identity: dict[str, Any], latent_identity: dict[str, Any],
                      backbone_args: dict[str, Any], sampler_training_key: dict[str, Any],
                      objective: str) -> dict[str, Any]:
-    """Everything that changes the trained weights, and nothing else.
+    """Everything that changes the trained weights, and nothing else (hashed by
+    :func:`genbench._io.json_hash` into the model's key).
 
     ``train_settings`` are the objective's settings only, so editing the eps section of a train
     preset does not invalidate adversarially trained models and vice versa.
@@ -68,10 +63,5 @@ class ModelCache:
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
         """An exclusive lock for training model ``key`` (blocks while another process holds it)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f"{key}.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with _io.file_lock(self.root / f"{key}.lock"):
+            yield

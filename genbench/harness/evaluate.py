@@ -1,9 +1,12 @@
 """Measure a cell: quality of its samples and cost of producing them.
 
-Quality (torch-fidelity protocol, staged): uint8 samples -> features -> statistics -> numbers.
-FID uses the TF-compatible Inception when its weights are found, precision/recall VGG16 (k = 3);
-offline, both fall back to a classifier trained on the dataset's own labels, named as such in
-the recipe. A metric that cannot be computed is ``None`` with its reason under ``missing``.
+Quality (torch-fidelity protocol, staged): uint8 samples -> features -> statistics -> numbers,
+for the registered metrics ``eval.metrics`` names (FID, Heusel et al. 2017; precision/recall,
+Kynkäänniemi et al. 2019, k = 3; KID, Binkowski et al. 2018). Each metric's registry metadata
+says which extractor it wants (FID and KID the TF-compatible Inception, precision/recall VGG16)
+and whether it takes features or statistics; offline, a missing pretrained extractor falls back
+to a classifier trained on the dataset's own labels, named as such in the recipe. A metric that
+cannot be computed is ``None`` with its reason under ``missing``.
 
 Cost: NFE as counted by a wrapper around the denoiser during sampling; parameters of denoiser
 and decoder; MACs per forward (torch's FLOP counter, fvcore's multiply-add convention); peak
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from genbench.errors import MissingWeightsError, UserError
@@ -24,6 +28,7 @@ from genbench.harness.generate import generate_batch, to_uint8
 from genbench.samplers.noise import BatchRNG, PerSampleRNG
 
 EXTRACTOR_CHOICES = ("auto", "inception", "classifier")
+DEFAULT_METRICS = ("fid", "precision_recall")
 
 
 @dataclass
@@ -36,6 +41,11 @@ class Measurements:
 
 
 # --------------------------------------------------------------------------- quality
+
+
+def requested_metrics(eval_cfg: dict[str, Any]) -> list[str]:
+    """Registered metric names of ``eval.metrics`` (default: fid and precision_recall)."""
+    return list(eval_cfg.get("metrics") or DEFAULT_METRICS)
 
 
 def _classifier(comps: Components, cache_dir: Path, progress: bool):
@@ -54,80 +64,124 @@ def _classifier(comps: Components, cache_dir: Path, progress: bool):
                                 dataset_key=str(dataset.name), progress=progress)
 
 
+def _pretrained(name: str, eval_cfg: dict[str, Any], device: torch.device, progress: bool):
+    """Pretrained extractor ``name`` (a key of ``features.PRETRAINED``), weights from
+    ``eval.<name>_weights``."""
+    from genbench.metrics.features import PRETRAINED
+
+    if name not in PRETRAINED:
+        raise UserError(f"a metric wants feature extractor {name!r}, which genbench does not "
+                        f"know; known: {', '.join(PRETRAINED)}")
+    return PRETRAINED[name](eval_cfg.get(f"{name}_weights"),
+                            bool(eval_cfg.get("allow_download", False)), device,
+                            progress=progress)
+
+
 def choose_extractors(eval_cfg: dict[str, Any], comps: Components, cache_dir: Path,
                       device: torch.device, progress: bool) -> tuple[dict[str, Any], list[str]]:
-    """Extractors for "fid" and "precision_recall", and notes on fallbacks taken."""
-    from genbench.metrics.features import inception_extractor, vgg16_extractor
+    """``({metric: extractor}, notes on fallbacks taken)`` for ``eval.metrics`` and "fid".
+
+    Each metric's extractor is the one its registry metadata names (:func:`metric_spec`); each
+    distinct extractor is built once. ``eval.feature_extractor``: ``auto`` falls back to the
+    dataset classifier when weights are missing, ``inception`` insists on the pretrained ones,
+    ``classifier`` uses the classifier for every metric. FID's extractor is always resolved: the
+    rFID of a learned latent space uses it.
+    """
+    from genbench.metrics.quality import metric_spec
 
     choice = eval_cfg.get("feature_extractor", "auto")
     if choice not in EXTRACTOR_CHOICES:
         raise UserError(f"eval.feature_extractor={choice!r}; use one of "
                         f"{', '.join(EXTRACTOR_CHOICES)}")
-    allow = bool(eval_cfg.get("allow_download", False))
-    wanted = {"fid": (inception_extractor, eval_cfg.get("inception_weights")),
-              "precision_recall": (vgg16_extractor, eval_cfg.get("vgg16_weights"))}
-    chosen: dict[str, Any] = {}
+    specs = [metric_spec(name) for name in dict.fromkeys([*requested_metrics(eval_cfg), "fid"])]
+    built: dict[str, Any] = {}
     notes: list[str] = []
-    for metric, (make, weights) in wanted.items():
+    for name in dict.fromkeys(spec.extractor for spec in specs):
+        built[name] = None
         if choice == "classifier":
-            chosen[metric] = None
             continue
         try:
-            chosen[metric] = make(weights_path=weights, allow_download=allow, device=device,
-                                  progress=progress)
+            built[name] = _pretrained(name, eval_cfg, device, progress)
         except MissingWeightsError as exc:
             if choice == "inception":
                 raise
-            notes.append(f"{metric}: {exc}; fell back to the dataset classifier")
-            chosen[metric] = None
-    if any(v is None for v in chosen.values()):
+            users = ", ".join(spec.name for spec in specs if spec.extractor == name)
+            notes.append(f"{users}: {exc}; fell back to the dataset classifier")
+    if any(extractor is None for extractor in built.values()):
         clf = _classifier(comps, cache_dir, progress)
-        chosen = {k: (v if v is not None else clf) for k, v in chosen.items()}
-    return chosen, notes
+        built = {k: (v if v is not None else clf) for k, v in built.items()}
+    return {spec.name: built[spec.extractor] for spec in specs}, notes
 
 
-def _real_features(extractor, comps: Components, eval_cfg: dict[str, Any], cache_dir: Path):
+def _references(specs: list, extractors: dict[str, Any], comps: Components,
+                eval_cfg: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
+    """Cached reference statistics per extractor name, with the features when a metric that
+    uses the extractor needs them (so the reference images pass each extractor once)."""
     from genbench.data.base import all_images
-    from genbench.metrics.quality import ReferenceStatsCache
+    from genbench.metrics.quality import FEATURES, ReferenceStatsCache, reference_key
 
     limit = eval_cfg.get("num_real")
-    identity = comps.dataset.identity()
     cache = ReferenceStatsCache(cache_dir / "reference")
+    users: dict[str, list] = {}
+    for spec in specs:
+        users.setdefault(extractors[spec.name].name, []).append(spec)
+    found = {}
+    for name, its_specs in users.items():
+        extractor = extractors[its_specs[0].name]
+        key = reference_key(comps.dataset.identity(), extractor, limit)
+        found[name] = cache.get_or_compute(
+            key, lambda e=extractor: e(all_images(comps.dataset, limit=limit)[0]),
+            keep_features=any(spec.needs == FEATURES for spec in its_specs))
+    return found
 
-    def compute() -> torch.Tensor:
-        images, _ = all_images(comps.dataset, limit=limit)
-        return extractor(images)
 
-    return cache.features(identity, extractor, limit, compute)
+def _real_side(spec, reference) -> Any:
+    """What metric ``spec`` takes from the reference: its features or its cached statistics."""
+    from genbench.metrics.quality import STATISTICS
+
+    if spec.needs == STATISTICS:
+        return reference.statistics
+    return torch.from_numpy(np.asarray(reference.features, dtype=np.float64))
+
+
+def _fake_side(spec, features: torch.Tensor) -> Any:
+    """What metric ``spec`` takes from the generated samples' features."""
+    from genbench.metrics.quality import STATISTICS, as_statistics
+
+    return as_statistics(features) if spec.needs == STATISTICS else features
 
 
 def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str, Any],
                     cache_dir: Path, extractors: tuple[dict[str, Any], list[str]],
                     out: Measurements) -> None:
-    """FID / precision / recall of ``samples`` (uint8) against the dataset's split.
+    """The metrics of ``eval.metrics`` for ``samples`` (uint8) against the dataset's split.
 
+    Staged as torch-fidelity does: images -> features (once per extractor) -> statistics ->
+    numbers, each metric's registry metadata saying which extractor and stage it takes.
     ``extractors`` comes from :func:`choose_extractors`, called before training so that missing
     weights stop a run before it spends time.
     """
     from genbench.metrics import quality
 
-    extractors, notes = extractors
-    fake_cache: dict[str, torch.Tensor] = {}
-    for metric in eval_cfg.get("metrics", ["fid", "precision_recall"]):
-        extractor = extractors.get(metric)
-        if extractor is None:
-            out.missing[metric] = f"no extractor is configured for metric {metric!r}"
-            continue
-        real = _real_features(extractor, comps, eval_cfg, cache_dir)
-        if extractor.name not in fake_cache:
-            fake_cache[extractor.name] = extractor(samples)
-        fake = fake_cache[extractor.name]
-        values = quality.compute(metric, real, fake, k=int(eval_cfg.get("pr_k", 3)))
-        for key, value in values.items():
-            out.metrics[key] = value
-            out.recipes[key] = {**extractor.recipe, "extractor": extractor.name,
-                                "num_fake": int(fake.shape[0]), "num_real": int(real.shape[0]),
-                                "reference": comps.dataset.identity(), "notes": notes}
+    chosen, notes = extractors
+    specs = [quality.metric_spec(name) for name in requested_metrics(eval_cfg)]
+    references = _references(specs, chosen, comps, eval_cfg, cache_dir)
+    fake_features: dict[str, torch.Tensor] = {}
+    for spec in specs:
+        extractor = chosen[spec.name]
+        if extractor.name not in fake_features:
+            fake_features[extractor.name] = extractor(samples)
+        reference = references[extractor.name]
+        values = quality.compute(spec.name, _real_side(spec, reference),
+                                 _fake_side(spec, fake_features[extractor.name]),
+                                 k=int(eval_cfg.get("pr_k", 3)))
+        recipe = {**extractor.recipe, "extractor": extractor.name, "metric": spec.name,
+                  "num_fake": int(samples.shape[0]),
+                  "num_real": int(reference.statistics.num_samples),
+                  "reference": comps.dataset.identity(), "notes": notes}
+        for key in spec.keys:
+            out.metrics[key] = values[key]
+            out.recipes[key] = recipe
 
 
 # --------------------------------------------------------------------------- cost

@@ -1,19 +1,20 @@
 """The record of one benchmark cell: ``<results>/<experiment>/<cell>/result.json`` and friends.
 
-A cell folder is assembled in a temporary sibling and renamed into place, so a reader (or a grid
-restarted after a kill) sees either no record or a complete one. ``result.json`` is written last
-inside the temporary folder; a folder without it is not a record.
+A cell folder is assembled in a hidden staging sibling and swapped into place
+(:func:`genbench._io.staging_dir`, :func:`genbench._io.swap_dir`), so a reader (or a grid
+restarted after a kill) sees either no record or a complete one; with ``overwrite`` the previous
+record stays in place until the new one is there. ``result.json`` is written last inside the
+staging folder; a folder without it is not a record.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
+
+from genbench import _io
 
 SCHEMA_VERSION = 1
 RESULT = "result.json"
@@ -44,8 +45,28 @@ def dumps(record: dict[str, Any]) -> str:
 
 
 def is_recorded(cell_dir: Path) -> bool:
-    """A complete record (ok or failed) is in ``cell_dir``."""
+    """A complete record (ok or failed) is in ``cell_dir`` (restored if a kill left it aside)."""
+    restore_interrupted(cell_dir)
     return (cell_dir / RESULT).is_file()
+
+
+def restore_interrupted(cell_dir: Path) -> bool:
+    """Put back the record an ``overwrite`` killed between its two renames left aside.
+
+    :func:`genbench._io.swap_dir` moves the old folder to a hidden ``.old`` sibling before it
+    renames the new one in; a kill between the two leaves no ``cell_dir``. Returns whether a
+    record was restored.
+    """
+    if cell_dir.exists():
+        return False
+    for old in _io.previous_version(cell_dir):
+        if (old / RESULT).is_file():
+            try:
+                old.rename(cell_dir)
+            except OSError:  # another process restored it (or wrote a new record) first
+                return False
+            return True
+    return False
 
 
 def is_done(cell_dir: Path) -> bool:
@@ -69,32 +90,20 @@ def write_cell(cell_dir: Path, record: dict[str, Any], files: dict[str, bytes],
 
     If a successful record is already there and ``overwrite`` is False, nothing is written and
     the existing folder is returned (the first finisher wins; nothing is lost or duplicated); a
-    failed record is replaced.
+    failed or incomplete record is replaced. A kill at any point leaves the old record or the new
+    one, never neither.
     """
-    parent = cell_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{cell_dir.name}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir()
-    try:
+    with _io.staging_dir(cell_dir) as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         (tmp / RESULT).write_text(dumps(record))
-        _swap_in(tmp, cell_dir, overwrite)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return cell_dir
-
-
-def _swap_in(tmp: Path, cell_dir: Path, overwrite: bool) -> None:
-    if cell_dir.exists():
         if is_done(cell_dir) and not overwrite:
-            return
-        trash = cell_dir.parent / f".{cell_dir.name}.{uuid.uuid4().hex}.old"
-        os.replace(cell_dir, trash)  # an incomplete or overwritten folder moves aside
-        shutil.rmtree(trash, ignore_errors=True)
-    try:
-        os.rename(tmp, cell_dir)
-    except OSError:
-        if not is_recorded(cell_dir):  # a racing writer left no record: that is a real error
-            raise
+            return cell_dir
+        try:
+            _io.swap_dir(tmp, cell_dir)
+        except OSError:
+            # Another writer renamed its record in first: it wins, unless this one was asked to
+            # overwrite (or left no record), which is then a real error.
+            if overwrite or not is_recorded(cell_dir):
+                raise
+    return cell_dir

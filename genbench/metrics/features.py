@@ -21,10 +21,7 @@ result always says which features produced it.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +33,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from genbench import _io
 from genbench.errors import UserError
-from genbench.metrics.weights import INCEPTION_V3, VGG16, WeightsSpec, resolve_spec, sha256_of
+from genbench.metrics.weights import INCEPTION_V3, VGG16, WeightsSpec, resolve_spec
 
 INCEPTION_NAME = "inception-v3-compat"
 VGG16_NAME = "vgg16"
@@ -137,7 +135,7 @@ def _pretrained_recipe(
         "library": _torch_fidelity_version(),
         "weights_file": spec.filename,
         "weights_path": str(path),
-        "sha256": sha256_of(path),
+        "sha256": _io.sha256_file(path),
         "layer": layer,
         "dims": dims,
         "input_resize": resize,
@@ -239,20 +237,13 @@ def vgg16_extractor(
     )
 
 
-def pretrained_extractor(
-    kind: str,
-    *,
-    weights_path: str | None = None,
-    allow_download: bool = False,
-    device: str | torch.device = "cpu",
-    batch_size: int = 100,
-    progress: bool = True,
-) -> FeatureExtractor:
-    """The pretrained extractor a metric asks for by name: "inception" or "vgg16"."""
-    builders = {"inception": inception_extractor, "vgg16": vgg16_extractor}
-    if kind not in builders:
-        raise UserError(f"unknown feature extractor {kind!r}; use one of {', '.join(builders)}")
-    return builders[kind](weights_path, allow_download, device, batch_size, progress=progress)
+# Pretrained extractors a metric can name in its registry metadata (``extractor=...``). Each is
+# built as ``build(weights_path, allow_download, device, progress=...)``; its weights file is
+# configured as ``eval.<name>_weights``.
+PRETRAINED: dict[str, Callable[..., FeatureExtractor]] = {
+    "inception": inception_extractor,
+    "vgg16": vgg16_extractor,
+}
 
 
 def _with_hash(spec: WeightsSpec, sha256: str | None) -> WeightsSpec:
@@ -331,12 +322,9 @@ def _init_weights(module: nn.Module, generator: torch.Generator) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def _data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
-    digest = hashlib.sha256()
-    digest.update(str(tuple(images.shape)).encode())
-    digest.update(images.contiguous().numpy().tobytes())
-    digest.update(labels.to(torch.int64).contiguous().numpy().tobytes())
-    return digest.hexdigest()
+def _data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    return {"images": _io.tensor_fingerprint(images),
+            "labels": _io.tensor_fingerprint(labels.to(torch.int64))}
 
 
 def train_classifier(
@@ -391,20 +379,6 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
     return float((predicted == labels.to(predicted.device)).float().mean())
 
 
-def _atomic_save_safetensors(
-    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def classifier_extractor(
     train_images_uint8: torch.Tensor,
     train_labels: torch.Tensor,
@@ -452,7 +426,7 @@ def classifier_extractor(
         "steps": steps,
         "data": _data_fingerprint(images, labels),
     }
-    key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()
+    key = _io.json_hash(key_fields, length=64)
     name = f"{dataset_key}-classifier"
     path = Path(cache_dir) / f"{name}-{key[:16]}.safetensors"
     model = SmallClassifier(num_classes, feature_dims, input_size, width)
@@ -468,7 +442,8 @@ def classifier_extractor(
         # One metadata entry: safetensors writes its metadata map in arbitrary order, and the
         # file's SHA-256 must be reproducible.
         metadata = {"genbench_classifier": json.dumps({"key": key, **key_fields}, sort_keys=True)}
-        _atomic_save_safetensors(model.state_dict(), path, metadata)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        _io.atomic_write_with(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
     model.eval().requires_grad_(False)
     recipe = {
         "extractor": name,
@@ -478,7 +453,7 @@ def classifier_extractor(
         "architecture": architecture,
         "weights_file": path.name,
         "weights_path": str(path),
-        "sha256": sha256_of(path),
+        "sha256": _io.sha256_file(path),
         "cache_key": key,
         "seed": seed,
         "steps": steps,
@@ -513,57 +488,3 @@ def _check_labelled(
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise UserError(f"classifier_extractor: labels must lie in [0, {num_classes})")
     return images.cpu(), labels
-
-
-# --------------------------------------------------------------------------------------------
-# Test support: weights files with the right architecture and random values.
-
-
-def random_weights_file(kind: str, path: str | Path, seed: int = 0) -> Path:
-    """Write a ``kind`` ("inception" or "vgg16") state_dict with random values to ``path``.
-
-    For tests and offline smoke runs only: the architecture (and so the loading path) is the
-    real one, the numbers it produces are meaningless.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    state = {k: _random_like(k, v, generator) for k, v in _skeleton_state(kind).items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return path
-
-
-def _skeleton_state(kind: str) -> dict[str, torch.Tensor]:
-    if kind == "vgg16":
-        import torchvision
-
-        with torch.device("meta"):
-            return dict(torchvision.models.vgg16(weights=None).state_dict())
-    if kind == "inception":
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-        # The constructor insists on loading weights: feed it an empty dict and skip the load.
-        class _Skeleton(FeatureExtractorInceptionV3):
-            def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-                return None
-
-        with tempfile.TemporaryDirectory() as folder:
-            empty = Path(folder) / "empty.pth"
-            torch.save({}, empty)
-            with torch.device("meta"):
-                module = _Skeleton(INCEPTION_NAME, ["2048"], feature_extractor_weights_path=empty)
-        return dict(module.state_dict())
-    raise UserError(f"unknown weights kind {kind!r}; use 'inception' or 'vgg16'")
-
-
-def _random_like(key: str, meta: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    if meta.dtype == torch.int64:  # BatchNorm num_batches_tracked
-        return torch.zeros(meta.shape, dtype=torch.int64)
-    if key.endswith("running_var"):
-        return torch.ones(meta.shape)
-    if key.endswith("running_mean") or key.endswith("bias"):
-        return torch.zeros(meta.shape)
-    if key.endswith("bn.weight"):
-        return torch.ones(meta.shape)
-    fan_in = max(1, meta[0].numel()) if meta.dim() > 1 else 1
-    return torch.randn(meta.shape, generator=generator) * (2.0 / fan_in) ** 0.5

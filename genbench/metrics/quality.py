@@ -14,16 +14,16 @@
 
 The stages are pure functions; reference statistics are cached by :class:`ReferenceStatsCache`.
 Each registered metric is a small callable ``(real, fake) -> dict[str, float]`` with the keys
-below, and declares in its registry metadata which feature extractor it wants by default.
+below. As in torch-fidelity's registry, its metadata (read by :func:`metric_spec`) says which
+feature extractor it wants (a key of :data:`genbench.metrics.features.PRETRAINED`), which result
+keys it returns, and whether it needs the features themselves or only their statistics; the
+harness builds extractors and fetches reference data from that metadata alone.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -33,24 +33,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from genbench import registry
+from genbench import _io, registry
 from genbench.errors import UserError
 from genbench.registry import register
 
 if TYPE_CHECKING:
     from genbench.metrics.features import FeatureExtractor
 
-# Result keys.
+# Result keys (the keys of records' "metrics").
 FID = "fid"
-KID = "kid"
+KID = "kid_mean"
 KID_STD = "kid_std"
 PRECISION = "precision"
 RECALL = "recall"
 F_SCORE = "f_score"
 
-# Feature extractors the metrics want by default (names used by features.pretrained_extractor).
+# Feature extractors the metrics want (keys of features.PRETRAINED).
 INCEPTION = "inception"
 VGG16 = "vgg16"
+
+# What a metric takes from each side: the feature sets, or only their mean and covariance.
+FEATURES = "features"
+STATISTICS = "statistics"
 
 
 @dataclass(frozen=True)
@@ -204,22 +208,9 @@ class ReferenceKey:
     num_samples: int  # -1: all images of the split
     source: str = ""  # hash of anything else that identifies the data (files, checksums)
 
-    @classmethod
-    def for_extractor(
-        cls,
-        dataset: str,
-        split: str,
-        resolution: int,
-        extractor: FeatureExtractor,
-        num_samples: int,
-    ) -> ReferenceKey:
-        """The key for reference features made by ``extractor``."""
-        sha = str(extractor.recipe.get("sha256", "noweights"))
-        return cls(dataset, split, resolution, extractor.name, sha, num_samples)
-
     def digest(self) -> str:
         """SHA-256 of the key's fields."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        return _io.json_hash(asdict(self), length=64)
 
     def filename(self) -> str:
         """A readable, unique file name for the cache entry."""
@@ -240,8 +231,8 @@ class ReferenceStats:
 class ReferenceStatsCache:
     """Reference statistics (and optionally features) as ``.npz`` files in ``cache_dir``.
 
-    Files are written atomically (temporary file + ``os.replace``) and carry their key, which is
-    checked on load.
+    Files are written atomically (:func:`genbench._io.atomic_write_with`) and carry their key,
+    which is checked on load.
     """
 
     def __init__(self, cache_dir: str | Path) -> None:
@@ -276,16 +267,7 @@ class ReferenceStatsCache:
         }
         if features is not None:
             arrays["features"] = np.asarray(features)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+        return _io.atomic_write_with(path, lambda tmp: np.savez(tmp, **arrays))
 
     def get_or_compute(
         self,
@@ -334,7 +316,6 @@ def reference_key(
     identity: dict[str, Any], extractor: FeatureExtractor, limit: int | None
 ) -> ReferenceKey:
     """A :class:`ReferenceKey` from a dataset identity dict and an extractor."""
-    source = json.dumps(identity, sort_keys=True, default=str)
     return ReferenceKey(
         dataset=str(identity.get("name", "data")),
         split=str(identity.get("split", "")),
@@ -342,7 +323,7 @@ def reference_key(
         extractor=extractor.name,
         weights_sha256=str(extractor.recipe.get("sha256", "noweights")),
         num_samples=-1 if limit is None else int(limit),
-        source=hashlib.sha256(source.encode()).hexdigest(),
+        source=_io.json_hash(identity, length=64),
     )
 
 
@@ -407,8 +388,31 @@ def precision_recall_metric(k: int = 3, batch_size: int = 10000) -> MetricFn:
     needs="features",
 )
 def kid_metric(subsets: int = 100, subset_size: int = 1000, seed: int = 2020) -> MetricFn:
-    """KID: ``(real, fake) -> {"kid": mean, "kid_std": std}`` on features."""
+    """KID: ``(real, fake) -> {"kid_mean": mean, "kid_std": std}`` on features."""
     return partial(_kid_metric, subsets=subsets, subset_size=subset_size, seed=seed)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A registered metric's metadata: which features it needs and which keys it returns."""
+
+    name: str
+    extractor: str  # a key of genbench.metrics.features.PRETRAINED
+    keys: tuple[str, ...]  # result keys, in the order they are recorded
+    needs: str  # FEATURES or STATISTICS
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The validated metadata of registered metric ``name`` (unknown names suggest close ones)."""
+    entry = registry.get("metric", name)
+    extractor, keys = entry.extra.get("extractor"), tuple(entry.extra.get("keys") or ())
+    needs = entry.extra.get("needs", FEATURES)
+    if not isinstance(extractor, str) or not keys or needs not in (FEATURES, STATISTICS):
+        raise UserError(
+            f"metric {name!r} (from {entry.source}) must be registered with extractor=NAME, "
+            f"keys=(...) and needs='{FEATURES}' or '{STATISTICS}'"
+        )
+    return MetricSpec(name, extractor, keys, needs)
 
 
 def compute(
@@ -419,7 +423,11 @@ def compute(
     ``options`` that the metric's factory does not take are ignored, so one evaluation config
     (e.g. ``k`` for precision/recall) can feed every metric.
     """
-    entry = registry.get("metric", name)
+    spec, entry = metric_spec(name), registry.get("metric", name)
     accepted = set(entry.arguments())
     metric = entry.factory(**{k: v for k, v in options.items() if k in accepted})
-    return metric(real, fake)
+    values = metric(real, fake)
+    if set(values) != set(spec.keys):
+        raise UserError(f"metric {name!r} returned keys {sorted(values)}, its registration "
+                        f"declares {list(spec.keys)}")
+    return values

@@ -22,7 +22,6 @@ known full SHA-256 or against that 8-hex prefix.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from genbench import _io
 from genbench.errors import MissingWeightsError, UserError
 
 WEIGHTS_ENV = "GENBENCH_WEIGHTS"
@@ -72,15 +72,6 @@ VGG16 = WeightsSpec(
 )
 
 
-def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def hub_checkpoint_dir() -> Path:
     """The torch-hub checkpoint folder, ``torch.hub.get_dir()/checkpoints``."""
     return Path(torch.hub.get_dir()) / "checkpoints"
@@ -97,7 +88,7 @@ def verify_sha256(path: Path, *, sha256: str | None, sha256_prefix: str | None) 
 
     A mismatch raises :class:`UserError` naming the file, the expected and the actual hash.
     """
-    actual = sha256_of(path)
+    actual = _io.sha256_file(path)
     expected = (sha256 or sha256_prefix or "").lower()
     if expected and not actual.startswith(expected):
         raise UserError(

@@ -2,13 +2,12 @@
 
 from genbench.report.figures import (
     fid_vs_gmacs_figures,
-    fid_vs_nfe_figures,
     fid_vs_time_figures,
     recall_vs_fid_figures,
     report_figures,
     report_panels,
 )
-from genbench.report.html import make_report, write_report
+from genbench.report.html import write_report
 from genbench.report.paper import PaperWarning, paper_points
 from genbench.report.paper_tables import table2, table3
 from genbench.report.tables import RecordWarning, load_records, summary_table
@@ -17,10 +16,8 @@ __all__ = [
     "PaperWarning",
     "RecordWarning",
     "fid_vs_gmacs_figures",
-    "fid_vs_nfe_figures",
     "fid_vs_time_figures",
     "load_records",
-    "make_report",
     "paper_points",
     "recall_vs_fid_figures",
     "report_figures",

@@ -1,4 +1,4 @@
-"""Writing report tables as CSV, Markdown and LaTeX, atomically.
+"""Writing report tables as CSV, Markdown and LaTeX, atomically (:mod:`genbench._io`).
 
 CSV keeps every row of a table with its ``source`` column (``measured`` or ``reported: ...``).
 Markdown and LaTeX split the table into a measured section and a reported section, each without
@@ -10,14 +10,13 @@ pandas' ``Styler.to_latex`` (booktabs rules), which needs jinja2.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from genbench._io import atomic_write_text
+
 __all__ = [
-    "atomic_write",
     "display_value",
     "latex_document",
     "markdown_document",
@@ -27,22 +26,6 @@ __all__ = [
 ]
 
 SOURCE = "source"
-
-
-def atomic_write(path: Path, data: str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def display_value(value: object) -> str:
@@ -120,7 +103,7 @@ def latex_document(table: pd.DataFrame, title: str, note: str = "") -> str:
 def write_table(table: pd.DataFrame, stem: Path, title: str, note: str = "") -> dict[str, Path]:
     """Write ``<stem>.csv``, ``<stem>.md`` and ``<stem>.tex``; returns the paths by suffix."""
     paths = {suffix: stem.with_name(f"{stem.name}.{suffix}") for suffix in ("csv", "md", "tex")}
-    atomic_write(paths["csv"], table.to_csv(index=False))
-    atomic_write(paths["md"], markdown_document(table, title, note))
-    atomic_write(paths["tex"], latex_document(table, title, note))
+    atomic_write_text(paths["csv"], table.to_csv(index=False))
+    atomic_write_text(paths["md"], markdown_document(table, title, note))
+    atomic_write_text(paths["tex"], latex_document(table, title, note))
     return paths

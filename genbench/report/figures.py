@@ -1,8 +1,8 @@
 """Plotly figures of the quality/cost trade-off.
 
-The LDDGAN paper's central comparison is FID against sampling time for a batch of 100 (Fig. 1
-and Table 3 of seeds/lddgan-paper.txt); genbench draws it from its records, together with FID
-against NFE, recall against FID and FID against GMACs per sample (Table 2's cost).
+The LDDGAN paper's central comparison is FID against sampling time for a batch of 100 (Trinh and
+Hamagami 2024, Fig. 1 and Table 3); genbench draws it from its records, together with FID against
+NFE, recall against FID and FID against GMACs per sample (Table 2's cost).
 
 FID values from different feature extractors or different datasets are not comparable, so each
 (FID extractor, dataset) pair is a *panel* with figures of its own: no axis ever mixes two
@@ -36,7 +36,6 @@ __all__ = [
     "FIGURE_KINDS",
     "Panel",
     "fid_vs_gmacs_figures",
-    "fid_vs_nfe_figures",
     "fid_vs_time_figures",
     "hover_text",
     "pareto_front",
@@ -425,11 +424,6 @@ def _figures_of(df: pd.DataFrame, paper: pd.DataFrame | None, kind: str) -> list
 def fid_vs_time_figures(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> list[go.Figure]:
     """FID against median time per batch (log x), error bars from the timing quartiles."""
     return _figures_of(df, paper, "fid_vs_time")
-
-
-def fid_vs_nfe_figures(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> list[go.Figure]:
-    """FID against the number of function evaluations (log x)."""
-    return _figures_of(df, paper, "fid_vs_nfe")
 
 
 def recall_vs_fid_figures(df: pd.DataFrame, paper: pd.DataFrame | None = None

@@ -2,9 +2,9 @@
 
 The page inlines plotly.js once and embeds every sample grid as a base64 data URI, so it opens
 offline and can be mailed as a single file. Beside it go the summary table (CSV) and the LDDGAN
-paper's Table 2 (cost) and Table 3 (quality, speed) as CSV, Markdown and LaTeX
-(seeds/lddgan-paper.txt; :mod:`genbench.report.paper_tables`). Every file is written atomically
-(temporary file, then ``os.replace``), as records are.
+paper's Table 2 (cost) and Table 3 (quality, speed) as CSV, Markdown and LaTeX (Trinh and Hamagami
+2024; :mod:`genbench.report.paper_tables`). Every file is written atomically
+(:func:`genbench._io.atomic_write_text`), as records are.
 
 Published numbers come from ``baselines/*.yaml`` and from records' ``config.paper`` blocks
 (:mod:`genbench.report.paper`); they are drawn as "reported" points only on figures of their own
@@ -16,19 +16,19 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 
-from genbench.report.export import atomic_write, display_value, sections, write_table
+from genbench._io import atomic_write_text
+from genbench.report.export import display_value, sections, write_table
 from genbench.report.figures import FIGURE_HEIGHT, Panel, report_panels
 from genbench.report.paper import paper_points
 from genbench.report.paper_tables import TABLE2_NOTE, TABLE3_NOTE, table2, table3
-from genbench.report.tables import load_records, summary_table
+from genbench.report.tables import summary_table
 
-__all__ = ["MAIN_FIGURE_ID", "make_report", "write_report"]
+__all__ = ["MAIN_FIGURE_ID", "write_report"]
 
 MAIN_FIGURE_ID = "genbench-figure-0"
 _IMAGE_TYPES = {
@@ -218,7 +218,7 @@ def write_report(
     paper = paper_points(df, baselines_dir) if include_paper else None
     written: dict[str, Path] = {"html": out_html, "csv": out_html.with_suffix(".csv")}
     summary = summary_table(df)
-    atomic_write(written["csv"], summary.to_csv(index=False))
+    atomic_write_text(written["csv"], summary.to_csv(index=False))
     tables_html = []
     for key, table in (("table2", table2(df, paper)), ("table3", table3(df, paper))):
         title_, note = TABLES[key]
@@ -235,18 +235,5 @@ def write_report(
         _grids_html(df),
     ]
     has_paper = paper is not None and not paper.empty
-    atomic_write(out_html, _page(df, body, title, has_paper))
+    atomic_write_text(out_html, _page(df, body, title, has_paper))
     return written
-
-
-def make_report(
-    paths: Iterable[str | Path],
-    out_html: Path,
-    title: str = "genbench report",
-    *,
-    include_paper: bool = True,
-    baselines_dir: Path | None = None,
-) -> dict[str, Path]:
-    """:func:`load_records` then :func:`write_report`."""
-    return write_report(load_records(paths), Path(out_html), title=title,
-                        include_paper=include_paper, baselines_dir=baselines_dir)

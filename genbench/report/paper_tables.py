@@ -1,16 +1,18 @@
 """The LDDGAN paper's tables, built from genbench records and from published numbers.
 
-Table 2 of seeds/lddgan-paper.txt reports cost per sample (parameters, FLOPs, memory for one
-sample on one GPU) and Table 3 reports quality and speed on CIFAR-10 (FID, recall, NFE, time for a
-batch of 100). genbench builds both for its measured cells and, in rows marked ``reported: ...``,
-for the published numbers of :func:`~genbench.report.paper.paper_points`. Reported rows are never
-merged into measured ones: the ``source`` column says which is which.
+Table 2 of the LDDGAN paper (Trinh and Hamagami 2024) reports cost per sample (parameters, FLOPs,
+memory for one sample on one GPU) and Table 3 reports quality and speed on CIFAR-10 (FID, recall,
+NFE, time for a batch of 100). genbench builds both for its measured cells and, in rows marked
+``reported: ...``, for the published numbers of :func:`~genbench.report.paper.paper_points`.
+Reported rows are never merged into measured ones: the ``source`` column says which is which.
 
-Cost follows REFERENCE.md A: the paper's "FLOPs" are multiply-adds (fvcore convention), so genbench
-reports GMACs. The generator (per forward) and the decoder are separate columns, because LDDGAN's
-1.72 GFLOPs "including the decoder" cannot be reproduced: the official decoder alone costs 3.61
-GMACs. Quality columns carry their feature extractor (``FID [inception-v3-compat]``), so a
-published FID shares a column only with measurements from the same extractor.
+The paper's "FLOPs" are multiply-adds (fvcore's convention: its Table 2 numbers equal the conv and
+linear multiply-adds of the official generators), so genbench reports GMACs. The generator (per
+forward) and the decoder are separate columns, because LDDGAN's 1.72 GFLOPs "including the
+decoder" cannot be reproduced: the decoder of the official CIFAR-10 autoencoder
+(thanhluantrinh/LDDGAN) alone costs 3.61 GMACs. Quality columns carry their feature extractor
+(``FID [inception-v3-compat]``), so a published FID shares a column only with measurements from
+the same extractor.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ TABLE2_NOTE = (
     "GMACs count one multiply-add once (the fvcore convention the paper's 'FLOPs' use). genbench "
     "reports the generator per forward and the decoder separately; GMACs/sample = NFE x "
     "generator + decoder. LDDGAN's paper reports 1.72 GFLOPs 'including the decoder', but the "
-    "official LDDGAN CIFAR-10 decoder alone costs 3.61 GMACs per image (REFERENCE.md A), so that "
-    "reported number cannot include it. Measured memory is the peak at batch 1 on the timing "
-    "device (method in its column); reported memory is one sample on one GPU."
+    "official LDDGAN CIFAR-10 decoder (thanhluantrinh/LDDGAN) alone costs 3.61 GMACs per image "
+    "(torch's FlopCounterMode, batch 1), so that reported number cannot include it. Measured "
+    "memory is the peak at batch 1 on the timing device (method in its column); reported memory "
+    "is one sample on one GPU."
 )
 TABLE3_NOTE = (
     "FID and recall are only comparable within one feature extractor (the column name says "

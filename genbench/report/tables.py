@@ -2,8 +2,8 @@
 
 Each run of a cell writes ``<results>/<experiment>/<cell>/result.json`` (schema version 1). This
 module reads those records into one DataFrame (one row per record) and builds the summary table of
-the trade-off the LDDGAN paper reports in Table 3 (FID / recall / NFE / time for a batch of 100;
-seeds/lddgan-paper.txt) plus cost (GMACs, parameters, memory, REFERENCE.md Table 2).
+the trade-off the LDDGAN paper (Trinh and Hamagami 2024) reports in Table 3 (FID / recall / NFE /
+time for a batch of 100) plus cost (GMACs, parameters, memory: its Table 2).
 
 Quality numbers depend on the feature extractor that produced them, so the summary never puts two
 extractors' numbers in one column: columns are named ``FID [<extractor>]``.
@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from genbench import _io
 from genbench.errors import UserError
 
 __all__ = [
@@ -38,7 +39,7 @@ SCHEMA_VERSION = 1
 # Metrics whose value depends on a feature extractor, with their display names.
 QUALITY_METRICS: dict[str, str] = {
     "fid": "FID",
-    "kid": "KID",
+    "kid_mean": "KID",
     "precision": "precision",
     "recall": "recall",
 }
@@ -67,13 +68,20 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
     return flat
 
 
+def _in_temporary(path: Path, root: Path) -> bool:
+    """``path`` lies in a staging or set-aside folder of an atomic write (never a record)."""
+    return any(_io.is_temporary(part) for part in path.relative_to(root).parts)
+
+
 def _find_result_files(paths: Iterable[str | Path]) -> list[Path]:
-    """result.json files: given files as they are, directories searched recursively."""
+    """result.json files: given files as they are, directories searched recursively (skipping
+    the hidden temporaries of atomic writes, :func:`genbench._io.is_temporary`)."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            found.extend(sorted(path.rglob(RESULT_FILENAME)))
+            found.extend(p for p in sorted(path.rglob(RESULT_FILENAME))
+                         if not _in_temporary(p, path))
         elif path.is_file():
             found.append(path)
         else:
