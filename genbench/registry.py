@@ -29,9 +29,7 @@ from typing import Any
 
 from genbench.errors import UnknownComponentError, UserError
 
-KINDS: tuple[str, ...] = (
-    "dataset", "backbone", "latent", "sampler", "metric", "discriminator",
-)
+KINDS: tuple[str, ...] = ("dataset", "backbone", "latent", "sampler", "metric", "discriminator")
 PLUGIN_GROUP = "genbench.plugins"
 
 # Modules whose import registers the built-in components of each kind.

@@ -9,19 +9,20 @@ import yaml
 from safetensors.torch import save_file
 
 from genbench import registry
-from genbench.data.base import all_images
+from genbench._io import json_hash
+from genbench.backbones.patchgan import NLayerDiscriminator
+from genbench.data.base import all_images, to_model_range
 from genbench.errors import UserError
-from genbench.harness.artifacts import config_hash
 from genbench.latents.autoencoder import AutoencoderSpace
-from genbench.latents.base import as_model_range, reconstruction_images
+from genbench.latents.base import reconstruction_images
 from genbench.metrics.cost import count_macs, count_parameters
 from genbench.training.autoencoder import (
-    LPIPS,
     AutoencoderTrainer,
-    NLayerDiscriminator,
-    resolve_lpips,
-    train_autoencoder,
+    fit_autoencoder,
+    initialise_autoencoder,
 )
+from genbench.training.loop import train
+from genbench.training.lpips import LPIPS, resolve_lpips
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(image_channels=1, block_out_channels=[8, 16], layers_per_block=1, latent_channels=4,
@@ -55,11 +56,12 @@ def digits16() -> torch.Tensor:
 def _fit(kind, images, cache, **overrides):
     space = registry.create("latent", kind, **{**TINY, "steps": STEPS, "disc_start": 16,
                                                **overrides})
-    before = _l1(space, as_model_range(images[:64]))
+    initialise_autoencoder(space)  # the initial weights fit_autoencoder trains from
+    before = _l1(space, to_model_range(images[:64]))
     with pytest.MonkeyPatch.context() as mp:  # no LPIPS weights anywhere: the "missing" path
         mp.setenv("TORCH_HOME", str(cache / "torch_home"))
         mp.delenv("GENBENCH_WEIGHTS", raising=False)
-        info = space.fit(images, cache_dir=cache, progress=False)
+        info = fit_autoencoder(space, images, cache_dir=cache, progress=False)
     return space, info, before
 
 
@@ -78,7 +80,7 @@ def fitted_vq(digits16, tmp_path_factory):
 @pytest.mark.parametrize("which", ["fitted_kl", "fitted_vq"])
 def test_training_reduces_reconstruction_error(which, request, digits16):
     space, info, before = request.getfixturevalue(which)[:3]
-    after = _l1(space, as_model_range(digits16[:64]))
+    after = _l1(space, to_model_range(digits16[:64]))
     assert info["source"] == "trained" and info["steps"] == STEPS
     assert after < 0.6 * before, (before, after)
     assert {"rec", "g", "d", "d_weight"} <= set(info["final_losses"])  # the PatchGAN took part
@@ -92,7 +94,7 @@ def test_kl_weight_zero_and_vq_terms_are_recorded(fitted_kl, fitted_vq):
 @pytest.mark.parametrize("which", ["fitted_kl", "fitted_vq"])
 def test_auto_scale_factor_puts_training_latents_in_unit_interval(which, request, digits16):
     space, info = request.getfixturevalue(which)[:2]
-    x = as_model_range(digits16)
+    x = to_model_range(digits16)
     with torch.no_grad():
         z = torch.cat([space.encode(x), space.encode(x.flip(-1))])  # denoiser training flips
     assert z.shape == (512, 4, 8, 8)
@@ -114,7 +116,7 @@ def test_second_fit_loads_from_cache_with_same_hash(fitted_kl, digits16):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(cache / "torch_home"))
         mp.delenv("GENBENCH_WEIGHTS", raising=False)
-        info2 = again.fit(digits16, cache_dir=cache, progress=False)
+        info2 = fit_autoencoder(again, digits16, cache_dir=cache, progress=False)
     assert info2["source"] == "cache" and info2["key"] == info["key"]
     assert info2["scale_factor"] == info["scale_factor"]
     for a, b in zip(space.autoencoder.state_dict().values(),
@@ -130,7 +132,7 @@ def test_hash_changes_with_settings_and_data(digits16):
 
     def key(images=digits16, **overrides):
         space = registry.create("latent", "kl", **{**base, **overrides})
-        return config_hash(space.artifact_payload(images, "missing"))
+        return json_hash(space.artifact_payload(images, "missing"))
 
     reference = key()
     assert key() == reference
@@ -151,9 +153,10 @@ def test_fixed_scale_factor_is_checked_against_the_training_set(fitted_kl, digit
         mp.delenv("GENBENCH_WEIGHTS", raising=False)
         small = registry.create("latent", "kl", scale_factor=info["latent_abs_max"] / 2, **args)
         with pytest.raises(UserError, match="scale_factor"):
-            small.fit(digits16, cache_dir=cache, progress=False)  # loads, then checks
+            fit_autoencoder(small, digits16, cache_dir=cache, progress=False)  # loads, checks
         large = registry.create("latent", "kl", scale_factor=10 * info["latent_abs_max"], **args)
-        assert large.fit(digits16, cache_dir=cache, progress=False)["source"] == "cache"
+        info_large = fit_autoencoder(large, digits16, cache_dir=cache, progress=False)
+        assert info_large["source"] == "cache"
     assert large.identity()["artifact"] == info["key"]  # a new scale reuses the autoencoder
     with pytest.raises(UserError):
         registry.create("latent", "kl", scale_factor=-1.0, **TINY)
@@ -171,7 +174,7 @@ def test_vq_decode_quantises(fitted_vq, digits16):
         return index, codes[index].view(shape).permute(0, 3, 1, 2) / scale
 
     with torch.no_grad():
-        z = space.encode(as_model_range(digits16[:8]))
+        z = space.encode(to_model_range(digits16[:8]))
         index, e = nearest(z)
         # halfway to its own code, a latent keeps that code (triangle inequality)
         nudged = z + 0.5 * (e - z)
@@ -205,28 +208,48 @@ def test_shape_errors_and_contract():
         registry.create("latent", "kl", **{**TINY, "attn_levels": [5]})
 
 
-def test_resume_is_exact(digits16, tmp_path):
-    def trainer():
-        space = registry.create("latent", "kl", **{**TINY, "steps": 6, "disc_start": 3,
-                                                   "dropout": 0.2, "kl_weight": 1e-3})
-        return AutoencoderTrainer(space.autoencoder, 1, space.training, torch.device("cpu"),
-                                  seed=3)
+def _ae_trainer(seed=3):
+    space = registry.create("latent", "kl", **{**TINY, "steps": 6, "disc_start": 3,
+                                               "dropout": 0.2, "kl_weight": 1e-3, "seed": seed,
+                                               "hflip": True})
+    initialise_autoencoder(space)
+    return AutoencoderTrainer(space.autoencoder, 1, space.training, torch.device("cpu"),
+                              seed=space.seed)
 
+
+def test_resume_is_exact(digits16, tmp_path):
+    """Dropout, posterior samples, flips and the PatchGAN (from step 3) all take part."""
     images = digits16[:64]
-    full = trainer()
-    assert train_autoencoder(full, images, tmp_path / "a", progress=False)
-    part = trainer()
-    assert not train_autoencoder(part, images, tmp_path / "b", progress=False, stop_after=4)
-    resumed = trainer()
-    assert train_autoencoder(resumed, images, tmp_path / "b", progress=False)
+    full = _ae_trainer()
+    assert train(full, images, tmp_path / "a", full.loop(), progress=False)
+    part = _ae_trainer()
+    assert not train(part, images, tmp_path / "b", part.loop(), progress=False, stop_after=4)
+    torch.manual_seed(123)  # a fresh process has another global random state
+    resumed = _ae_trainer()
+    assert train(resumed, images, tmp_path / "b", resumed.loop(), progress=False)
+    assert resumed.step == full.step == 6
     for name in ("autoencoder", "discriminator"):
         for (k, a), b in zip(full.modules()[name].state_dict().items(),
                              resumed.modules()[name].state_dict().values()):
             assert torch.equal(a, b), f"{name}.{k} differs after resume"
+    assert full.history == resumed.history and "d" in full.history[-1]
+
+
+def test_initial_weights_follow_the_seed():
+    a, b, c = (_ae_trainer(seed) for seed in (3, 3, 4))
+    for name in ("autoencoder", "discriminator"):
+        first = list(a.modules()[name].state_dict().values())
+        assert all(torch.equal(x, y) for x, y in
+                   zip(first, b.modules()[name].state_dict().values()))
+        assert not all(torch.equal(x, y) for x, y in
+                       zip(first, c.modules()[name].state_dict().values()))
 
 
 def test_patch_discriminator_shapes():
     assert NLayerDiscriminator(3, 64, 3)(torch.zeros(2, 3, 32, 32)).shape == (2, 1, 2, 2)
+    patchgan = registry.create("discriminator", "patchgan", in_channels=1, ndf=8, n_layers=2)
+    assert patchgan(torch.zeros(1, 1, 16, 16)).shape == (1, 1, 2, 2)
+    assert NLayerDiscriminator.output_side(16, 2) == 2
     assert NLayerDiscriminator.output_side(32, 3) == 2
     assert NLayerDiscriminator.output_side(8, 3) < 1
 
@@ -256,7 +279,7 @@ def test_training_with_lpips_weights_file(digits16, tmp_path):
     path = tmp_path / "lpips.safetensors"
     save_file({k: v.contiguous() for k, v in lpips.state_dict().items()}, str(path))
     space = registry.create("latent", "kl", **{**TINY, "steps": 3, "lpips_weights": str(path)})
-    info = space.fit(digits16[:64], cache_dir=tmp_path, progress=False)
+    info = fit_autoencoder(space, digits16[:64], cache_dir=tmp_path, progress=False)
     assert info["lpips"] == "used" and info["steps"] == 3
 
 

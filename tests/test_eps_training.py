@@ -10,7 +10,8 @@ from genbench.backbones.ncsnpp import ncsnpp
 from genbench.diffusion.gaussian import linear_schedule, q_sample
 from genbench.errors import UserError
 from genbench.training.checkpoint import find_checkpoint
-from genbench.training.eps import EpsConfig, EpsTrainer, eps_config, train_eps
+from genbench.training.eps import EpsConfig, EpsTrainer
+from genbench.training.loop import train
 
 
 def _net(dropout=0.0, **overrides):
@@ -28,15 +29,20 @@ def _trainer(net=None, **overrides):
 
 
 def _images(n=24):
-    """Smooth, structured 8x8 images in [-1, 1] (a learnable distribution)."""
+    """Smooth, structured uint8 8x8 images (a learnable distribution)."""
     g = torch.Generator().manual_seed(5)
     ramp = torch.linspace(-1, 1, 8)
     base = ramp.view(1, 1, 1, 8) * ramp.view(1, 1, 8, 1)
-    return (base * torch.rand(n, 1, 1, 1, generator=g).mul(2).sub(1)).clamp(-1, 1)
+    x = (base * torch.rand(n, 1, 1, 1, generator=g).mul(2).sub(1)).clamp(-1, 1)
+    return ((x + 1) * 127.5).round().to(torch.uint8)
 
 
-def _identity(x):
-    return x
+def _model_range(images):
+    return images.float() / 127.5 - 1
+
+
+def train_eps(trainer, images, ckpt, **kwargs):
+    return train(trainer, images, ckpt, trainer.cfg.loop(), progress=False, **kwargs)
 
 
 def _fixed_loss(net, images):
@@ -45,15 +51,16 @@ def _fixed_loss(net, images):
     sched = linear_schedule()
     t = torch.randint(0, 1000, (images.shape[0],), generator=g)
     noise = torch.randn(images.shape, generator=g)
+    x0 = _model_range(images)
     with torch.no_grad():
-        return float((net.eval()(q_sample(sched, images, t, noise), t, None) - noise).pow(2).mean())
+        return float((net.eval()(q_sample(sched, x0, t, noise), t, None) - noise).pow(2).mean())
 
 
 def test_training_reduces_the_loss(tmp_path):
     images = _images(32)
     trainer = _trainer(epochs=15, batch_size=16, lr=2e-3, warmup=0, ckpt_every=1000)
     before = _fixed_loss(_net(), images)
-    assert train_eps(trainer, images, _identity, tmp_path / "ckpt", progress=False)
+    assert train_eps(trainer, images, tmp_path / "ckpt")
     assert trainer.step == 15 * 2
     after = _fixed_loss(trainer.net, images)
     assert after < 0.7 * before, (before, after)
@@ -63,13 +70,12 @@ def test_training_reduces_the_loss(tmp_path):
 
 def test_resume_matches_uninterrupted_with_dropout(tmp_path):
     full = _trainer(_net(dropout=0.3), hflip=True)
-    train_eps(full, _images(), _identity, tmp_path / "a", progress=False)
+    train_eps(full, _images(), tmp_path / "a")
     part = _trainer(_net(dropout=0.3), hflip=True)
-    assert not train_eps(part, _images(), _identity, tmp_path / "b", progress=False,
-                         stop_after=4)  # mid-epoch 1, between checkpoints
+    assert not train_eps(part, _images(), tmp_path / "b", stop_after=4)  # mid-epoch 1
     torch.manual_seed(123)  # a fresh process has another global random state
     resumed = _trainer(_net(dropout=0.3), hflip=True)
-    assert train_eps(resumed, _images(), _identity, tmp_path / "b", progress=False)
+    assert train_eps(resumed, _images(), tmp_path / "b")
     assert resumed.step == full.step == 6
     for name in ("net", "net_ema"):
         for (k, a), b in zip(full.modules()[name].state_dict().items(),
@@ -79,18 +85,30 @@ def test_resume_matches_uninterrupted_with_dropout(tmp_path):
 
 
 def test_warmup_is_linear_from_zero():
+    """LambdaLR gives exactly the official lr * min(step / warmup, 1) (``get_warmed_up_lr``)."""
     trainer = _trainer(warmup=4, lr=1e-3)
     rates = []
     for _ in range(6):
         rates.append(trainer.learning_rate())
-        trainer.train_step(_images(8), 0)
+        trainer.train_step(_model_range(_images(8)), 0)
+    assert rates == [1e-3 * min(step / 4, 1.0) for step in range(6)]
     assert rates == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
-    assert trainer.opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert trainer.opt.param_groups[0]["lr"] == 1e-3
+    assert _trainer(warmup=0, lr=1e-3).learning_rate() == 1e-3
+
+
+def test_ema_starts_from_the_initial_weights():
+    """DDPM's tf.train.ExponentialMovingAverage: ema_1 = d * w_0 + (1 - d) * w_1."""
+    trainer = _trainer(warmup=0, ema_decay=0.9)
+    initial = [p.detach().clone() for p in trainer.net.parameters()]
+    trainer.train_step(_model_range(_images(8)), 0)
+    for w0, w1, e in zip(initial, trainer.net.parameters(), trainer.net_ema.module.parameters()):
+        torch.testing.assert_close(e, 0.9 * w0 + 0.1 * w1.detach())
 
 
 def test_gradients_are_clipped():
     trainer = _trainer(grad_clip=1e-3, warmup=0)
-    trainer.train_step(_images(8), 0)
+    trainer.train_step(_model_range(_images(8)), 0)
     norm = torch.nn.utils.get_total_norm([p.grad for p in trainer.net.parameters()
                                           if p.grad is not None])
     assert float(norm) == pytest.approx(1e-3, rel=1e-3)
@@ -103,10 +121,10 @@ def test_bad_settings_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="output"):
         _trainer(_net(output="x0"))
     with pytest.raises(UserError, match="batch_size"):
-        train_eps(_trainer(batch_size=64), _images(), _identity, tmp_path, progress=False)
+        train_eps(_trainer(batch_size=64), _images(), tmp_path)
     with pytest.raises(UserError):
         EpsConfig(epochs=0)
-    cfg = eps_config({"objective": "eps", "lr": 1e-3, "discriminator": {}}, seed=7)
+    cfg = EpsConfig.from_section({"objective": "eps", "lr": 1e-3, "discriminator": {}}, seed=7)
     assert cfg.lr == 1e-3 and cfg.seed == 7
 
 

@@ -9,12 +9,14 @@ images (the dataset's test split when it has one), with the cell's own FID extra
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from genbench import registry
+from genbench._io import atomic_write_text, json_hash, tensor_fingerprint
 from genbench.errors import UserError
 from genbench.harness.build import Components
 
@@ -22,17 +24,16 @@ from genbench.harness.build import Components
 def fit_latent(comps: Components, cache_dir: Path, device: torch.device,
                progress: bool) -> dict[str, Any] | None:
     """Fit (or load) the latent space if it is learned; returns its training info."""
-    to = getattr(comps.latent, "to", None)
-    if not getattr(comps.latent, "needs_fit", False):
-        if callable(to):
-            comps.latent = to(device)
-        return None
-    from genbench.data.base import all_images
+    if comps.latent.needs_fit:
+        from genbench.data.base import all_images
+        from genbench.training.autoencoder import fit_autoencoder
 
-    images, _ = all_images(comps.dataset)
-    info = comps.latent.fit(images, cache_dir=cache_dir, device=device, progress=progress)
-    if callable(to):
-        comps.latent = to(device)
+        images, _ = all_images(comps.dataset)
+        info = fit_autoencoder(comps.latent, images, cache_dir=cache_dir, device=device,
+                               progress=progress)
+    else:
+        info = None
+    comps.latent = comps.latent.to(device)
     return info
 
 
@@ -58,19 +59,14 @@ def reconstruction_quality(cfg: dict[str, Any], comps: Components, extractor: An
     autoencoder, the held-out images (their bytes) and the extractor's recipe, so the cells
     that share an autoencoder measure it once.
     """
-    import hashlib
-    import json
-
-    from genbench.harness.artifacts import config_hash
     from genbench.latents.base import reconstruction_fid
-    from genbench.training.checkpoint import atomic_write_bytes
 
     images, split = held_out_images(cfg, comps)
     path = None
     if cache_dir is not None:
         recipe = {k: v for k, v in extractor.recipe.items() if k != "train_seconds"}  # timing
-        key = config_hash({"latent": comps.latent.identity(), "recipe": recipe,
-                           "images": hashlib.sha256(images.numpy().tobytes()).hexdigest()})
+        key = json_hash({"latent": comps.latent.identity(), "recipe": recipe,
+                         "images": tensor_fingerprint(images)["sha256"]})
         path = Path(cache_dir) / "rfid" / f"{key}.json"
         if path.is_file():
             return json.loads(path.read_text())
@@ -78,5 +74,5 @@ def reconstruction_quality(cfg: dict[str, Any], comps: Components, extractor: An
     result = reconstruction_fid(comps.latent, images, extractor, batch_size=batch, device=device)
     result = {**result, "split": split}
     if path is not None:
-        atomic_write_bytes(path, json.dumps(result, default=str).encode())
+        atomic_write_text(path, json.dumps(result, default=str))  # NaN allowed, as in records
     return result

@@ -1,15 +1,17 @@
-"""Autoencoder latent spaces (KL and VQ), the first stage of LDDGAN (Trinh & Hy 2024).
+"""Autoencoder latent spaces (KL and VQ), the first stage of LDDGAN (Trinh and Hamagami 2024).
 
-LDDGAN (seeds/lddgan-paper.txt, Sec. 4.2 and 5.1.3, Tables 1 and 7) runs DDGAN in the latent
-space of a pretrained autoencoder: LDM's ``AutoencoderKL`` (Rombach et al. 2022) for CIFAR-10 and
-LSUN Church, the VQGAN-style ``VQModel`` (Esser et al. 2021) for CelebA-HQ. The architectures
-here are diffusers' ``AutoencoderKL`` and ``VQModel``, which build the same encoder/decoder as
-LDM's ``ldm/modules/diffusionmodules/model.py``: with LDDGAN's CIFAR-10 configuration (ch 128,
-ch_mult [1, 2], 2 res blocks, attention at 16 px, 4 latent channels; ``registry/latent/kl_f2.yaml``)
-the decode path (post_quant_conv + decoder) has exactly the official 8,631,575 parameters and
-3.613 GMACs per 32 px image (REFERENCE.md A).
+LDDGAN (Sec. 4.2 and 5.1.3, Tables 1 and 7) runs DDGAN in the latent space of a pretrained
+autoencoder: LDM's ``AutoencoderKL`` (Rombach et al. 2022) for CIFAR-10 and LSUN Church, the
+VQGAN-style ``VQModel`` (Esser et al. 2021) for CelebA-HQ. The architectures here are diffusers'
+``AutoencoderKL`` and ``VQModel``, which build the same encoder/decoder as LDM's
+``CompVis/latent-diffusion ldm/modules/diffusionmodules/model.py``: with LDDGAN's CIFAR-10
+configuration (ch 128, ch_mult [1, 2], 2 res blocks, attention at 16 px, 4 latent channels;
+``registry/latent/kl_f2.yaml``) the decode path (post_quant_conv + decoder) has the 8,631,575
+parameters and 3.613 GMACs per 32 px image of the official autoencoder built from LDDGAN's
+configuration; with the official 33,329,668-parameter generator they make the 41.97 M that
+LDDGAN's Table 2 reports for the generator including the decoder.
 
-Conventions, following the official LDDGAN code (``train_ldgan.py``; REFERENCE.md B.3):
+Conventions, following the official LDDGAN code (``thanhluantrinh/LDDGAN train_ldgan.py``):
 
 * the generator sees ``z / scale_factor`` and ``decode`` multiplies back (a division, unlike
   LDM's multiplication by 1/std), so that latents fit the generator's tanh range [-1, 1];
@@ -26,21 +28,15 @@ Differences from LDM's code that diffusers cannot express: dropout is set on dif
 ``ResnetBlock2D`` modules after construction (same place in the block as LDM's), and
 ``tanh_out`` is a tanh applied to the decoder output (no parameters, no MACs).
 
-The fitted autoencoder is cached in ``<cache_dir>/autoencoders/<hash>/`` where the hash covers
-the architecture, the training settings, the seed, the training images and the LPIPS weights, so
-every cell that uses the same autoencoder shares it; the scale factor is applied on top.
+Fitting (training the autoencoder, or loading it from the cache) is
+:func:`genbench.training.autoencoder.fit_autoencoder`; this module describes the space, what
+identifies a fitted artifact (:meth:`AutoencoderSpace.artifact_payload`) and how the fitted scale
+is chosen.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import json
 import math
-import shutil
-import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,15 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genbench._io import tensor_fingerprint
+from genbench.data.base import to_model_range
 from genbench.errors import UserError
-from genbench.latents.base import as_model_range, check_image_shape
+from genbench.latents.base import check_image_shape
 from genbench.registry import register
-from genbench.training.autoencoder import AutoencoderTrainingConfig
 
-WEIGHTS = "autoencoder.safetensors"
-META = "meta.json"
-CHECKPOINT = "checkpoint"
-FORMAT_VERSION = 1  # bump when the cached artifact's meaning changes
 _ENCODE_BATCH = 128
 
 
@@ -111,6 +104,44 @@ class AutoencoderConfig:
             key.pop("num_vq_embeddings")
             key.pop("vq_embed_dim")
         return key
+
+
+@dataclass(frozen=True)
+class AutoencoderTrainingConfig:
+    """Training settings (LDM ``lossconfig`` and optimiser; defaults: LDDGAN's CIFAR yaml)."""
+
+    steps: int = 1000  # optimiser steps of the autoencoder
+    batch_size: int = 32  # LDDGAN CIFAR AE: 32
+    lr: float = 1.44e-4  # LDM: base_learning_rate 4.5e-6 x batch 32
+    kl_weight: float = 1.0e-6  # KL only; 0 = LDDGAN's no-KL autoencoder (Table 7)
+    codebook_weight: float = 1.0  # VQ only: weight of the whole VQ term
+    commitment_beta: float = 0.25  # VQ only: beta of the commitment term
+    perceptual_weight: float = 1.0  # LPIPS weight (0 disables)
+    lpips_weights: str | None = None  # see genbench.training.lpips.resolve_lpips
+    disc_start: int = 50001  # first step with the adversarial loss
+    disc_weight: float = 0.5  # LDM/LDDGAN CIFAR 0.5; VQ-f4 0.75
+    disc_layers: int = 3  # NLayerDiscriminator n_layers
+    disc_channels: int = 64  # NLayerDiscriminator ndf
+    adaptive_disc_weight: bool = True  # VQGAN Eq. 7
+    hflip: bool = True  # LDDGAN CIFAR AE data: flip_p 0.5
+    ckpt_every: int = 1000  # steps between resumable checkpoints (not part of the cache key)
+
+    def __post_init__(self) -> None:
+        checks = {"steps": self.steps >= 0, "batch_size": self.batch_size >= 1,
+                  "lr": self.lr > 0, "kl_weight": self.kl_weight >= 0,
+                  "codebook_weight": self.codebook_weight >= 0,
+                  "commitment_beta": self.commitment_beta >= 0,
+                  "perceptual_weight": self.perceptual_weight >= 0,
+                  "disc_weight": self.disc_weight >= 0, "disc_layers": self.disc_layers >= 1,
+                  "disc_channels": self.disc_channels >= 1, "ckpt_every": self.ckpt_every >= 1}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise UserError(f"invalid autoencoder training setting(s) {', '.join(bad)}: "
+                            f"{ {k: getattr(self, k) for k in bad} }")
+
+    def cache_key(self) -> dict[str, Any]:
+        """The settings that change the trained weights."""
+        return {k: v for k, v in asdict(self).items() if k not in ("ckpt_every", "lpips_weights")}
 
 
 class Autoencoder(nn.Module):
@@ -218,18 +249,6 @@ def _build_diffusers(cfg: AutoencoderConfig) -> nn.Module:
     return model
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock (as ``genbench.harness.artifacts.ModelCache.lock``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _round_up(value: float, digits: int = 3) -> float:
     """``value`` rounded up to ``digits`` significant digits (104.37 -> 105.0)."""
     if not value > 0:
@@ -237,12 +256,6 @@ def _round_up(value: float, digits: int = 3) -> float:
     exponent = math.floor(math.log10(value)) - digits + 1
     step = 10.0 ** exponent
     return round(math.ceil(value / step) * step, max(0, -exponent))
-
-
-def _images_fingerprint(images: torch.Tensor) -> dict[str, Any]:
-    data = images.detach().cpu().contiguous()
-    digest = hashlib.sha256(data.numpy().tobytes()).hexdigest()
-    return {"sha256": digest, "shape": list(data.shape), "dtype": str(data.dtype)}
 
 
 def _parse_scale(scale_factor: float | str) -> float | str:
@@ -259,10 +272,11 @@ def _parse_scale(scale_factor: float | str) -> float | str:
 
 
 class AutoencoderSpace:
-    """A KL or VQ autoencoder latent space: fit (train or load), then encode / decode.
+    """A KL or VQ autoencoder latent space: fitted (trained or loaded), then encode / decode.
 
-    ``decode`` works before ``fit`` (with scale 1 when the scale is "auto") so that the cost of
-    an untrained decoder can be profiled; ``encode`` needs ``fit``. The modules follow the
+    :func:`genbench.training.autoencoder.fit_autoencoder` fits it and calls :meth:`mark_fitted`.
+    ``decode`` works before that (with scale 1 when the scale is "auto") so that the cost of an
+    untrained decoder can be profiled; ``encode`` needs a fitted space. The modules follow the
     device of the tensors they are given.
     """
 
@@ -277,14 +291,15 @@ class AutoencoderSpace:
         self.scale_setting = _parse_scale(scale_factor)
         self.check_range = check_range
         self.seed = int(seed)
-        self.autoencoder = self._build(self.seed)
+        with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+            self.autoencoder = Autoencoder(self.arch)
         self.fitted: dict[str, Any] | None = None
 
-    def _build(self, seed: int) -> Autoencoder:
-        from genbench.training.autoencoder import _seeded_global_rng, step_seed
-
-        with _seeded_global_rng(step_seed(seed, 0, 98), torch.device("cpu")):
-            return Autoencoder(self.arch)
+    def reinitialise(self) -> None:
+        """A fresh autoencoder, its initial weights drawn from torch's global generator (the
+        trainer seeds that generator from the space's seed before calling this)."""
+        self.autoencoder = Autoencoder(self.arch)
+        self.fitted = None
 
     # ------------------------------------------------------------------ contract
 
@@ -321,7 +336,8 @@ class AutoencoderSpace:
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] -> latents / scale_factor (in [-1, 1] on the training set)."""
         if self.fitted is None:
-            raise RuntimeError(f"the {self.name} autoencoder is not fitted; call fit() first")
+            raise RuntimeError(f"the {self.name} autoencoder is not fitted; fit it first "
+                               f"(genbench.training.autoencoder.fit_autoencoder)")
         return self._follow(images.device).encode_latent(images) / self.scale_factor
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -338,7 +354,7 @@ class AutoencoderSpace:
         return self
 
     def identity(self) -> dict[str, Any]:
-        """Architecture, training, seed and scale; after ``fit`` the artifact hash too."""
+        """Architecture, training, seed and scale; once fitted the artifact hash too."""
         out = {"name": self.name, "architecture": self.arch.cache_key(),
                "training": self.training.cache_key(), "seed": self.seed,
                "scale_factor": self.scale_setting,
@@ -351,100 +367,28 @@ class AutoencoderSpace:
     # ------------------------------------------------------------------ fitting
 
     def artifact_payload(self, images: torch.Tensor, lpips: str) -> dict[str, Any]:
-        """Everything that changes the trained autoencoder (its cache key is this hash)."""
-        return {"format": FORMAT_VERSION, "architecture": self.arch.cache_key(),
-                "training": self.training.cache_key(), "seed": self.seed,
-                "data": _images_fingerprint(images), "lpips": lpips}
+        """Everything that changes the trained autoencoder (its cache key hashes this)."""
+        return {"architecture": self.arch.cache_key(), "training": self.training.cache_key(),
+                "seed": self.seed, "data": tensor_fingerprint(images), "lpips": lpips}
 
-    def fit(self, images: torch.Tensor, *, cache_dir: Path, device: str | torch.device = "cpu",
-            progress: bool = True, seed: int | None = None) -> dict[str, Any]:
-        """Train the autoencoder on ``images`` or load it from the cache; set the scale factor.
-
-        Args:
-            images: the training set, uint8 ``[N, C, H, W]`` (or float in [-1, 1]), on the CPU.
-            cache_dir: the cache root; the artifact goes to ``cache_dir/autoencoders/<hash>/``.
-            device: where to train and, afterwards, encode/decode.
-            progress: show a progress bar.
-            seed: overrides the configured autoencoder seed (default: keep ``latent.seed``, so
-                cells with different denoiser seeds share one autoencoder).
-
-        Returns:
-            JSON-safe info: key, folder, source ("trained" or "cache"), steps, seconds,
-            scale_factor, latent statistics, final losses and the LPIPS status.
-        """
-        from genbench.harness.artifacts import config_hash
-        from genbench.training.autoencoder import resolve_lpips
-
-        if seed is not None and int(seed) != self.seed:
-            self.seed = int(seed)
-            self.autoencoder = self._build(self.seed)
-        self.latent_shape(tuple(images.shape[1:]))  # type: ignore[arg-type]
-        if self.training.perceptual_weight > 0:
-            files, status = resolve_lpips(self.training.lpips_weights)
-        else:
-            files, status = [], "disabled: perceptual_weight=0"
-        key = config_hash(self.artifact_payload(images, lpips_status_key(files, status)))
-        root = Path(cache_dir) / "autoencoders"
-        folder = root / key
-        device = torch.device(device)
-        with _file_lock(root / f"{key}.lock"):
-            if (folder / META).is_file() and (folder / WEIGHTS).is_file():
-                info = self._load(folder)
-            else:
-                info = self._train_and_save(images, folder, key, device, progress, files, status)
+    def mark_fitted(self, info: dict[str, Any], *, key: str, folder: Path,
+                    device: str | torch.device) -> dict[str, Any]:
+        """Freeze the trained (or loaded) autoencoder on ``device`` and choose the scale from
+        its latent statistics in ``info``; returns the fitted info."""
         self.autoencoder.requires_grad_(False).eval().to(device)
         self.fitted = {**info, "key": key, "folder": str(folder),
                        "scale_factor": self._resolve_scale(info)}
         return dict(self.fitted)
 
-    def _load(self, folder: Path) -> dict[str, Any]:
-        from genbench.training.checkpoint import load_weights
-
-        load_weights(folder / WEIGHTS, {"autoencoder": self.autoencoder})
-        with open(folder / META) as fh:
-            return {**json.load(fh)["fit"], "source": "cache"}
-
-    def _train_and_save(self, images: torch.Tensor, folder: Path, key: str,
-                        device: torch.device, progress: bool, files: list[Path],
-                        status: str) -> dict[str, Any]:
-        from genbench.training.autoencoder import (
-            AutoencoderTrainer,
-            check_discriminator_fits,
-            load_lpips,
-            train_autoencoder,
-        )
-        from genbench.training.checkpoint import atomic_write_bytes, save_weights
-
-        check_discriminator_fits(self.training, min(images.shape[-2:]))
-        lpips = load_lpips(files) if files else None
-        self.autoencoder.requires_grad_(True)
-        trainer = AutoencoderTrainer(self.autoencoder, self.arch.image_channels, self.training,
-                                     device, self.seed, lpips)
-        started = time.perf_counter()
-        train_autoencoder(trainer, images, folder / CHECKPOINT, progress=progress)
-        info = {"steps": trainer.step, "seconds": round(time.perf_counter() - started, 2),
-                "lpips": status,
-                "final_losses": trainer.history[-1] if trainer.history else {},
-                "history": trainer.history,
-                "params": {"encoder": _count(self.autoencoder) - _count(self.decoder_module()),
-                           "decoder": _count(self.decoder_module()),
-                           "discriminator": _count(trainer.D)}}
-        info.update(self._latent_statistics(images, device))
-        save_weights(folder / WEIGHTS, {"autoencoder": self.autoencoder}, metadata={"key": key})
-        payload = self.artifact_payload(images, lpips_status_key(files, status))
-        meta = {"key": key, "payload": payload, "fit": info}
-        atomic_write_bytes(folder / META, json.dumps(meta, indent=2, default=str).encode())
-        shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
-        return {**info, "source": "trained"}
-
     @torch.no_grad()
-    def _latent_statistics(self, images: torch.Tensor, device: torch.device) -> dict[str, Any]:
-        """max |z|, mean and std of the unscaled latents of the training images and their mirror
+    def latent_statistics(self, images: torch.Tensor, device: str | torch.device
+                          ) -> dict[str, Any]:
+        """max |z|, mean and std of the unscaled latents of uint8 ``images`` and their mirror
         images (the denoiser's training usually flips: DDGAN's RandomHorizontalFlip)."""
         ae = self.autoencoder.eval().to(device)
         peak, total, total_sq, count = 0.0, 0.0, 0.0, 0
         for batch in images.split(_ENCODE_BATCH):
-            x = as_model_range(batch).to(device)
+            x = to_model_range(batch).to(device)
             for view in (x, x.flip(-1)):
                 z = ae.encode_latent(view).double()
                 peak = max(peak, float(z.abs().max()))
@@ -471,17 +415,6 @@ class AutoencoderSpace:
         return scale
 
 
-def lpips_status_key(files: list[Path], status: str) -> str:
-    """The LPIPS part of the cache key: the weights' hashes, or "missing"/"disabled"."""
-    from genbench.training.autoencoder import lpips_fingerprint
-
-    return lpips_fingerprint(files) if files else status.split(":")[0]
-
-
-def _count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 # --------------------------------------------------------------------------- factories
 
 
@@ -494,7 +427,8 @@ def _space(kind: str, arch: dict[str, Any], training: dict[str, Any],
                             scale_factor=scale_factor, seed=seed, check_range=check_range)
 
 
-@register("latent", "kl", paper="Rombach et al. 2022 (LDM AutoencoderKL); Trinh & Hy 2024 (LDDGAN)",
+@register("latent", "kl",
+          paper="Rombach et al. 2022 (LDM AutoencoderKL); Trinh and Hamagami 2024 (LDDGAN)",
           description="KL autoencoder (diffusers AutoencoderKL), trained with L1+LPIPS+PatchGAN")
 def kl(
     image_channels: int = 3,  # channels of the dataset's images
@@ -536,7 +470,7 @@ def kl(
     return _space("kl", arch, training, scale_factor, seed, check_range)
 
 
-@register("latent", "vq", paper="Esser et al. 2021 (VQGAN); Trinh & Hy 2024 (LDDGAN)",
+@register("latent", "vq", paper="Esser et al. 2021 (VQGAN); Trinh and Hamagami 2024 (LDDGAN)",
           description="VQ autoencoder (diffusers VQModel), quantisation inside the decoder")
 def vq(
     image_channels: int = 3,  # channels of the dataset's images

@@ -1,23 +1,24 @@
 """The latent-space contract shared by pixel, wavelet and autoencoder spaces.
 
 A latent space maps images in [-1, 1] to the tensors the denoiser works on and back. Its cost
-(parameters and MACs of ``decode``) is part of a generator's cost: LDDGAN's paper (Trinh & Hy,
-seeds/lddgan-paper.txt) counts the decoder in Table 2 and its sampling time in Table 3, and
-measures its autoencoders by reconstruction FID (Table 1): FID between the reconstructions
+(parameters and MACs of ``decode``) is part of a generator's cost: LDDGAN (Trinh and Hamagami
+2024) counts the decoder in Table 2 and its sampling time in Table 3, and measures its
+autoencoders by reconstruction FID (Table 1): FID between the reconstructions
 ``decode(encode(x))`` of held-out images and those images (:func:`reconstruction_images`).
 
-Learned spaces (autoencoders) also follow :class:`FittedLatentSpace`: the harness calls
-``fit`` once per cell before training the denoiser; the fitted artifact is cached by the hash of
-everything that changes it and shared by every cell that uses it.
+Learned spaces (autoencoders) also follow :class:`FittedLatentSpace`: the harness has them
+fitted once per cell before training the denoiser
+(:func:`genbench.training.autoencoder.fit_autoencoder`); the fitted artifact is cached by the
+hash of everything that changes it and shared by every cell that uses it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from genbench.data.base import to_model_range, to_uint8
 from genbench.errors import UserError
 
 
@@ -36,6 +37,7 @@ class LatentSpace(Protocol):
     ``FlopCounterMode``.
     ``identity()``: a JSON-safe description that changes whenever the latents would change
     (for learned spaces it names the fitted artifact's hash and the scale factor).
+    ``to(device)``: moves its modules (if any) and returns the space.
     """
 
     name: str
@@ -51,21 +53,18 @@ class LatentSpace(Protocol):
 
     def identity(self) -> dict[str, Any]: ...
 
+    def to(self, device: str | torch.device) -> LatentSpace: ...
+
 
 @runtime_checkable
 class FittedLatentSpace(LatentSpace, Protocol):
     """A latent space that must be fitted (trained or loaded from the cache) before ``encode``.
 
-    ``fit(images, cache_dir=..., device=..., progress=..., seed=...)`` takes the training images
-    (uint8 ``[N, C, H, W]``, or float in [-1, 1]) and returns a JSON-safe info dict (artifact
-    hash, source "trained"/"cache", steps, seconds, scale factor, final losses, the perceptual
-    loss status). ``to(device)`` moves its modules.
+    ``fitted``: None until fitted, then a JSON-safe info dict (artifact hash, source
+    "trained"/"cache", steps, seconds, scale factor, final losses, the perceptual loss status).
     """
 
-    def fit(self, images: torch.Tensor, *, cache_dir: Path, device: str | torch.device = "cpu",
-            progress: bool = True, seed: int | None = None) -> dict[str, Any]: ...
-
-    def to(self, device: str | torch.device) -> FittedLatentSpace: ...
+    fitted: dict[str, Any] | None
 
 
 def check_image_shape(image_shape: tuple[int, ...], space: str) -> tuple[int, int, int]:
@@ -74,15 +73,6 @@ def check_image_shape(image_shape: tuple[int, ...], space: str) -> tuple[int, in
     if len(shape) != 3 or min(shape) < 1:
         raise UserError(f"latent {space!r} takes image shapes (C, H, W), got {tuple(image_shape)}")
     return shape  # type: ignore[return-value]
-
-
-def as_model_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float32 in [-1, 1]; floating-point images are returned as float32."""
-    if images.dtype == torch.uint8:
-        return images.to(torch.float32) / 127.5 - 1.0
-    if not torch.is_floating_point(images):
-        raise UserError(f"images must be uint8 or floating point in [-1, 1], got {images.dtype}")
-    return images.to(torch.float32)
 
 
 @torch.no_grad()
@@ -94,8 +84,6 @@ def reconstruction_images(latent: LatentSpace, images: torch.Tensor, batch_size:
     (``genbench.data.to_uint8``), so their FID against ``images`` is measured exactly like a
     generator's. ``device``: where to run (default: the images' device).
     """
-    from genbench.data.base import to_uint8
-
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise UserError(f"reconstruction_images takes uint8 [N, C, H, W], got {images.dtype} "
                         f"{tuple(images.shape)}")
@@ -104,7 +92,7 @@ def reconstruction_images(latent: LatentSpace, images: torch.Tensor, batch_size:
     target = torch.device(device) if device is not None else images.device
     out = []
     for batch in images.split(batch_size):
-        x = as_model_range(batch.to(target))
+        x = to_model_range(batch.to(target))
         out.append(to_uint8(latent.decode(latent.encode(x))).cpu())
     if not out:
         return images.new_empty(images.shape)

@@ -1,7 +1,8 @@
 """Wavelet space: one level of the orthonormal Haar transform (WDDGAN, Phung et al. 2023).
 
 Wavelet Diffusion ("Wavelet Diffusion Models are fast and scalable image generators", CVPR 2023)
-runs DDGAN on the four Haar sub-bands of the image. As its CIFAR-10 path does (REFERENCE.md B.4,
+runs DDGAN on the four Haar sub-bands of the image. As its CIFAR-10 path does
+(``VinAIResearch/WaveDiff train_wddgan.py`` with ``--use_pytorch_wavelet``:
 ``pytorch_wavelets.DWTForward(J=1, mode='zero', wave='haar')``):
 
 * a C x H x W image becomes 4C x H/2 x W/2, band-major: the LL band of every colour channel,
@@ -15,7 +16,8 @@ For a 2 x 2 block [[a, b], [c, d]] the orthonormal bands are LL = (a + b + c + d
 LH = (a + b - c - d) / 2, HL = (a - b + c - d) / 2 and HH = (a - b - c + d) / 2 (PyWavelets'
 ``dec_hi = [-1, 1] / sqrt 2`` convolution, checked against it in tests/test_wavelet.py). Both
 directions are a fixed 2 x 2, stride-2 (transposed) convolution, so torch's FLOP counter sees
-the inverse transform that the timed sampling span includes (REFERENCE.md B.5 "Timing").
+the inverse transform that the timed sampling span includes (WaveDiff's ``test_wddgan.py
+--measure_time`` times sampling up to and including the inverse transform).
 """
 
 from __future__ import annotations

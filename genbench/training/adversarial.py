@@ -1,6 +1,6 @@
 """The adversarial objective of DDGAN (Xiao et al., ICLR 2022), WDDGAN and LDDGAN.
 
-One training step, as in the official ``train_ddgan.py`` (REFERENCE.md B.3):
+One training step, as in the official ``NVlabs/denoising-diffusion-gan train_ddgan.py``:
 
 * D step: k ~ U{0..T-1}, (x_k, x_{k+1}) ~ q; loss softplus(-D(x_k, k, x_{k+1})) on real pairs
   plus softplus(D(x'_k, k, x_{k+1})) on fake pairs, x'_k ~ q(x_k | x_{k+1}, G(x_{k+1}, k, z))
@@ -8,25 +8,22 @@ One training step, as in the official ``train_ddgan.py`` (REFERENCE.md B.3):
   every ``lazy_reg`` steps and - as in the official code, unlike StyleGAN2 - not multiplied by it.
 * G step: fresh k, pairs and z; loss softplus(-D(x'_k, k, x_{k+1})), plus an L1 reconstruction
   term |x0' - x0| for WDDGAN (weight 1) or LDDGAN's weighted learning (weight 1 - sigmoid(phi),
-  phi = linspace(-delta, delta) over epochs; LDDGAN paper Eq. 9 as the official code has it).
-* Adam(0.5, 0.9), cosine learning-rate decay per epoch to 1e-5, EMA of the generator.
+  phi = linspace(-delta, delta) over epochs; Trinh and Hamagami 2024 (LDDGAN), as
+  ``thanhluantrinh/LDDGAN train_ldgan.py`` computes it).
+* Adam(0.5, 0.9), cosine learning-rate decay per epoch to 1e-5, EMA of the generator
+  (:mod:`genbench.training.ema`, started as ``NVlabs/denoising-diffusion-gan EMA.py`` starts it).
 
-Training resumes exactly: the data order of an epoch is a function of (seed, epoch), and the
-noise generator, optimizers, schedulers and EMA are all in the checkpoint.
+The epochs, data, checkpoints and resume are the shared loop's (:mod:`genbench.training.loop`);
+the noise generator (the ``noise`` stream), optimizers, schedulers and EMA are in the checkpoint.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from genbench.diffusion.ddgan import (
     DDGANSchedule,
@@ -35,8 +32,9 @@ from genbench.diffusion.ddgan import (
     weighted_learning_weights,
 )
 from genbench.errors import UserError
-from genbench.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from genbench.training.ema import EMA
+from genbench.training.ema import ema_model, update_ema
+from genbench.training.loop import LoopConfig
+from genbench.training.seeding import stream_generator
 
 REC_LOSSES = ("none", "l1", "weighted")
 
@@ -67,6 +65,18 @@ class AdversarialConfig:
             raise UserError(f"train.rec_loss={self.rec_loss!r}; use one of {', '.join(REC_LOSSES)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lazy_reg < 1:
             raise UserError("train.epochs, train.batch_size and train.lazy_reg must be >= 1")
+
+    @classmethod
+    def from_section(cls, train_cfg: dict[str, Any], seed: int) -> AdversarialConfig:
+        """From a ``train`` config section (keys that are not settings here are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in train_cfg.items() if k in known}, "seed": seed})
+
+    def loop(self) -> LoopConfig:
+        """What the shared loop needs: length, batches, flips, checkpoints."""
+        return LoopConfig(batch_size=self.batch_size, seed=self.seed, epochs=self.epochs,
+                          hflip=self.hflip, ckpt_every=self.ckpt_every,
+                          what="train adversarial")
 
 
 def _losses_d(G, D, sched, x0, cfg, step, noise_gen) -> dict[str, torch.Tensor]:
@@ -103,25 +113,23 @@ def _losses_g(G, D, sched, x0, rec_weight, noise_gen) -> dict[str, torch.Tensor]
 
 
 class AdversarialTrainer:
-    """Holds G, D, their optimizers, schedulers and the generator EMA; steps and checkpoints."""
+    """Holds G, D, their optimizers, schedulers and the generator EMA; one step at a time."""
 
     def __init__(self, G: torch.nn.Module, D: torch.nn.Module, schedule: DDGANSchedule,
                  cfg: AdversarialConfig, device: torch.device) -> None:
-        if int(getattr(G, "z_dim", 0)) < 1:
+        if G.z_dim < 1:
             raise UserError("the adversarial objective needs a generator with z "
                             "(backbone z_dim > 0)")
         self.G, self.D, self.sched, self.cfg, self.device = G, D, schedule, cfg, device
-        self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-        self.ema = EMA(cfg.ema_decay)
+        self.G_ema = ema_model(G, cfg.ema_decay, from_initial=False)
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas)
         self.sch_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, cfg.epochs, cfg.lr_min)
         self.sch_d = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_d, cfg.epochs, cfg.lr_min)
-        self.noise_gen = torch.Generator(device).manual_seed(cfg.seed)
+        self.noise_gen = stream_generator(cfg.seed, "noise", device=device)
         self.rec_weights = weighted_learning_weights(cfg.epochs, cfg.wl_delta)
         self.step = 0
-        self.in_step = False  # True between the first and last update of a step
         self.history: list[dict[str, float]] = []
 
     def rec_weight(self, epoch: int) -> float:
@@ -134,7 +142,6 @@ class AdversarialTrainer:
 
     def train_step(self, x0: torch.Tensor, epoch: int) -> dict[str, float]:
         """One D update then one G update (official order), then the EMA update."""
-        self.in_step = True
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
         d_losses = _losses_d(self.G, self.D, self.sched, x0, self.cfg, self.step, self.noise_gen)
@@ -146,9 +153,8 @@ class AdversarialTrainer:
                              self.noise_gen)
         sum(g_losses.values()).backward()
         self.opt_g.step()
-        self.ema.update(self.G_ema, self.G)
+        update_ema(self.G_ema, self.G)
         self.step += 1
-        self.in_step = False
         return {k: float(v.detach()) for k, v in {**d_losses, **g_losses}.items()}
 
     def end_epoch(self) -> None:
@@ -175,82 +181,3 @@ class AdversarialTrainer:
         self.sch_g.load_state_dict(state["sch_g"])
         self.sch_d.load_state_dict(state["sch_d"])
         self.noise_gen.set_state(state["noise_gen"])
-
-
-def epoch_order(num_items: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled order of epoch ``epoch``: a pure function of (seed, epoch)."""
-    return torch.randperm(num_items, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-
-
-def _hflip(x: torch.Tensor, seed: int, step: int) -> torch.Tensor:
-    flip = torch.rand(x.shape[0], generator=torch.Generator().manual_seed(seed * 104729 + step))
-    return torch.where(flip.view(-1, 1, 1, 1).to(x.device) < 0.5, x.flip(-1), x)
-
-
-def train_adversarial(
-    trainer: AdversarialTrainer,
-    images: torch.Tensor,
-    encode: Callable[[torch.Tensor], torch.Tensor],
-    ckpt_dir: Path,
-    *,
-    progress: bool = True,
-    stop_after: int | None = None,
-    desc: str = "train adversarial",
-) -> bool:
-    """Train to the configured number of epochs, resuming from ``ckpt_dir`` if it holds one.
-
-    ``images``: training images in [-1, 1] on the CPU; ``encode`` maps a batch to the space the
-    GAN works in. ``stop_after``: leave after that many total steps, as an interruption would
-    (tests). Returns True when training is complete. KeyboardInterrupt saves a checkpoint first.
-    """
-    cfg = trainer.cfg
-    steps_per_epoch = batches_per_epoch(images.shape[0], cfg.batch_size, "train.batch_size")
-    found = find_checkpoint(ckpt_dir)
-    if found is not None:
-        trainer.load_state(load_checkpoint(found, trainer.modules()))
-    total = cfg.epochs * steps_per_epoch
-    bar = tqdm(total=total, initial=trainer.step, desc=desc, disable=not progress,
-               unit="step", dynamic_ncols=True)
-    try:
-        while trainer.step < total:
-            if stop_after is not None and trainer.step >= stop_after:
-                save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
-                return False
-            epoch, index = divmod(trainer.step, steps_per_epoch)
-            order = epoch_order(images.shape[0], cfg.seed, epoch)
-            batch = images[order[index * cfg.batch_size:(index + 1) * cfg.batch_size]]
-            if cfg.hflip:
-                batch = _hflip(batch, cfg.seed, trainer.step)
-            with torch.no_grad():
-                x0 = encode(batch.to(trainer.device))
-            losses = trainer.train_step(x0, epoch)
-            check_finite(losses, trainer.step)
-            trainer.history.append({"step": trainer.step, **losses})
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k != "r1"})
-            if trainer.step % steps_per_epoch == 0:
-                trainer.end_epoch()
-            if trainer.step % cfg.ckpt_every == 0 or trainer.step == total:
-                save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
-    except KeyboardInterrupt:
-        if not trainer.in_step:  # a half-done step cannot be resumed exactly: keep the last one
-            save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
-        raise
-    finally:
-        bar.close()
-    return True
-
-
-def batches_per_epoch(num_items: int, batch_size: int, setting: str) -> int:
-    """Full batches per epoch (the last partial batch is dropped); a one-line error if none."""
-    if num_items // batch_size < 1:
-        raise UserError(f"{setting}={batch_size} exceeds the {num_items} training images; "
-                        f"lower it")
-    return num_items // batch_size
-
-
-def check_finite(losses: dict[str, float], step: int, what: str = "training") -> None:
-    """Stop a run whose losses are no longer finite, naming them and the step."""
-    bad = [k for k, v in losses.items() if not math.isfinite(v)]
-    if bad:
-        raise RuntimeError(f"{what} diverged at step {step}: non-finite {', '.join(bad)}")

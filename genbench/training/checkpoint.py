@@ -2,15 +2,12 @@
 
 A checkpoint is a directory holding ``weights.safetensors`` (every module's state, keys prefixed
 by the module's name) and ``state.pt`` (optimizers, schedulers, counters, random-generator
-states). It is written into a temporary sibling and renamed into place, so a crash leaves either
-the previous checkpoint or the new one, never half of each.
+states). It is assembled in a hidden sibling and swapped into place (:mod:`genbench._io`), so a
+crash leaves either the previous checkpoint or the new one, never half of each.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +15,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from genbench._io import atomic_write_with, previous_version, staging_dir, swap_dir
 from genbench.errors import UserError
 
 WEIGHTS = "weights.safetensors"
 STATE = "state.pt"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _flat_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
@@ -46,10 +33,8 @@ def _flat_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
 def save_weights(path: Path, modules: dict[str, torch.nn.Module],
                  metadata: dict[str, str] | None = None) -> None:
     """Save modules' states into one safetensors file, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    save_file(_flat_state(modules), str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    flat = _flat_state(modules)
+    atomic_write_with(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata))
 
 
 def load_weights(path: Path, modules: dict[str, torch.nn.Module]) -> None:
@@ -75,24 +60,15 @@ def load_weights(path: Path, modules: dict[str, torch.nn.Module]) -> None:
 def save_checkpoint(directory: Path, modules: dict[str, torch.nn.Module],
                     state: dict[str, Any]) -> None:
     """Write weights and training state into ``directory`` as one atomic unit."""
-    parent = directory.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{directory.name}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir()
-    save_file(_flat_state(modules), str(tmp / WEIGHTS))
-    torch.save(state, tmp / STATE)
-    old = parent / f".{directory.name}.old"
-    if directory.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    with staging_dir(directory) as tmp:
+        save_file(_flat_state(modules), str(tmp / WEIGHTS))
+        torch.save(state, tmp / STATE)
+        swap_dir(tmp, directory)
 
 
 def find_checkpoint(directory: Path) -> Path | None:
     """The complete checkpoint at ``directory`` (or the previous one if a swap was cut short)."""
-    for candidate in (directory, directory.parent / f".{directory.name}.old"):
+    for candidate in (directory, *previous_version(directory)):
         if (candidate / WEIGHTS).is_file() and (candidate / STATE).is_file():
             return candidate
     return None

@@ -3,22 +3,19 @@
 One training step: t ~ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps,
 loss = mean ||eps - eps_theta(x_t, t)||^2. The settings default to the official CIFAR-10 run
 (``hojonathanho/diffusion`` ``scripts/run_cifar.py``): Adam lr 2e-4 with a linear warm-up over
-5000 steps (lr * min(step / warmup, 1), ``utils.get_warmed_up_lr``), global gradient-norm
-clipping at 1, batch 128, EMA 0.9999 of the weights (the EMA network is the one sampled), about
+5000 steps (lr * min(step / warmup, 1), ``utils.get_warmed_up_lr``; here torch's ``LambdaLR``),
+global gradient-norm clipping at 1, batch 128, EMA 0.9999 of the weights started at the initial
+weights as ``tf.train.ExponentialMovingAverage`` does (the EMA network is the one sampled), about
 800k steps; dropout 0.1 and random flips belong to the network and data settings.
 
-Training resumes exactly: the data order is a function of (seed, epoch), flips and dropout masks
-of (seed, step), and the noise generator, optimizer and EMA weights are in the checkpoint. The
-epoch loop is the one adversarial training uses (:func:`~genbench.training.adversarial.
-train_adversarial` drives any trainer with ``train_step``/``end_epoch``/``state``).
+The epochs, data order, flips, dropout seeding, checkpoints and resume are the shared loop's
+(:mod:`genbench.training.loop`); the noise generator, optimizer, warm-up and EMA are in the
+checkpoint.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,10 +23,9 @@ import torch.nn.functional as F
 
 from genbench.diffusion.gaussian import GaussianSchedule, q_sample
 from genbench.errors import UserError
-from genbench.training.adversarial import train_adversarial
-from genbench.training.ema import EMA
-
-DROPOUT_SEED = 15_485_863  # offsets the per-step dropout stream from the other streams
+from genbench.training.ema import ema_model, update_ema
+from genbench.training.loop import LoopConfig
+from genbench.training.seeding import stream_generator
 
 
 @dataclass(frozen=True)
@@ -55,11 +51,16 @@ class EpsConfig:
         if self.lr <= 0 or self.warmup < 0 or self.grad_clip < 0:
             raise UserError("train.lr must be > 0, train.warmup and train.grad_clip >= 0")
 
+    @classmethod
+    def from_section(cls, train_cfg: dict[str, Any], seed: int) -> EpsConfig:
+        """From a ``train`` config section (keys that are not settings here are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in train_cfg.items() if k in known}, "seed": seed})
 
-def eps_config(train_cfg: dict[str, Any], seed: int) -> EpsConfig:
-    """An :class:`EpsConfig` from a ``train`` config section (other keys are ignored)."""
-    known = {f.name for f in fields(EpsConfig)}
-    return EpsConfig(**{**{k: v for k, v in train_cfg.items() if k in known}, "seed": seed})
+    def loop(self) -> LoopConfig:
+        """What the shared loop needs: length, batches, flips, checkpoints."""
+        return LoopConfig(batch_size=self.batch_size, seed=self.seed, epochs=self.epochs,
+                          hflip=self.hflip, ckpt_every=self.ckpt_every, what="train eps")
 
 
 def eps_loss(net: torch.nn.Module, schedule: GaussianSchedule, x0: torch.Tensor,
@@ -72,55 +73,48 @@ def eps_loss(net: torch.nn.Module, schedule: GaussianSchedule, x0: torch.Tensor,
     return F.mse_loss(net(x_t, t, None), noise)  # ||eps - eps_theta(x_t, t)||^2, mean
 
 
+def warmup_factor(warmup: int) -> Any:
+    """``step -> min(step / warmup, 1)`` (1 throughout when ``warmup`` is 0), for LambdaLR."""
+    if warmup == 0:
+        return lambda step: 1.0
+    return lambda step: min(step / warmup, 1.0)
+
+
 class EpsTrainer:
-    """Holds the eps network, its Adam optimizer and EMA copy; steps and checkpoints."""
+    """Holds the eps network, its Adam optimizer, warm-up and EMA copy; one step at a time."""
 
     def __init__(self, net: torch.nn.Module, schedule: GaussianSchedule, cfg: EpsConfig,
                  device: torch.device) -> None:
-        if int(getattr(net, "z_dim", 0)) > 0:
+        if net.z_dim > 0:
             raise UserError("the eps objective needs a network without z (backbone z_dim=0)")
-        if getattr(net, "output", "eps") != "eps":
+        if net.output != "eps":
             raise UserError(f"the eps objective needs a linear eps output, the backbone has "
                             f"output={net.output!r}; set backbone.output=eps")
         self.net, self.schedule, self.cfg, self.device = net, schedule, cfg, device
-        self.net_ema = copy.deepcopy(net).eval().requires_grad_(False)
-        self.ema = EMA(cfg.ema_decay)
+        self.net_ema = ema_model(net, cfg.ema_decay, from_initial=True)
         self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                                     weight_decay=cfg.weight_decay)
-        self.noise_gen = torch.Generator(device).manual_seed(cfg.seed)
+        self.warmup = torch.optim.lr_scheduler.LambdaLR(self.opt, warmup_factor(cfg.warmup))
+        self.noise_gen = stream_generator(cfg.seed, "noise", device=device)
         self.step = 0
-        self.in_step = False  # True between the first and last update of a step
         self.history: list[dict[str, float]] = []
 
     def learning_rate(self) -> float:
-        """lr * min(step / warmup, 1) for the coming update (the official warm-up)."""
-        if self.cfg.warmup == 0:
-            return self.cfg.lr
-        return self.cfg.lr * min(self.step / self.cfg.warmup, 1.0)
+        """The learning rate of the coming update: lr * min(step / warmup, 1)."""
+        return float(self.opt.param_groups[0]["lr"])
 
     def train_step(self, x0: torch.Tensor, epoch: int) -> dict[str, float]:
         """One Adam update on L_simple, then the EMA update. ``epoch`` is unused (no decay)."""
-        self.in_step = True
         self.net.train()
-        for group in self.opt.param_groups:
-            group["lr"] = self.learning_rate()
         self.opt.zero_grad(set_to_none=True)
-        with torch.random.fork_rng(devices=self._cuda_devices()):
-            torch.manual_seed(self.cfg.seed * DROPOUT_SEED + self.step)  # dropout masks
-            loss = eps_loss(self.net, self.schedule, x0, self.noise_gen)
-            loss.backward()
+        loss = eps_loss(self.net, self.schedule, x0, self.noise_gen)
+        loss.backward()
         grad_norm = self._clip_gradients()
         self.opt.step()
-        self.ema.update(self.net_ema, self.net)
+        self.warmup.step()
+        update_ema(self.net_ema, self.net)
         self.step += 1
-        self.in_step = False
         return {"loss": float(loss.detach()), "grad_norm": grad_norm}
-
-    def _cuda_devices(self) -> list[int]:
-        if self.device.type != "cuda":
-            return []
-        return [self.device.index if self.device.index is not None
-                else torch.cuda.current_device()]
 
     def _clip_gradients(self) -> float:
         params = [p for p in self.net.parameters() if p.grad is not None]
@@ -135,30 +129,12 @@ class EpsTrainer:
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "config": asdict(self.cfg), "history": self.history,
-                "opt": self.opt.state_dict(), "noise_gen": self.noise_gen.get_state()}
+                "opt": self.opt.state_dict(), "warmup": self.warmup.state_dict(),
+                "noise_gen": self.noise_gen.get_state()}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.opt.load_state_dict(state["opt"])
+        self.warmup.load_state_dict(state["warmup"])
         self.noise_gen.set_state(state["noise_gen"])
-
-
-def train_eps(
-    trainer: EpsTrainer,
-    images: torch.Tensor,
-    encode: Callable[[torch.Tensor], torch.Tensor],
-    ckpt_dir: Path,
-    *,
-    progress: bool = True,
-    stop_after: int | None = None,
-) -> bool:
-    """Train to the configured number of epochs, resuming from ``ckpt_dir`` if it holds one.
-
-    ``images`` in [-1, 1] on the CPU; ``encode`` maps a batch into the space the diffusion runs
-    in; ``stop_after`` leaves after that many total steps, as an interruption would. Returns True
-    when training is complete. The loop (data order, flips, checkpoints, interruption) is the
-    shared one of :func:`genbench.training.adversarial.train_adversarial`.
-    """
-    return train_adversarial(trainer, images, encode, ckpt_dir,  # type: ignore[arg-type]
-                             progress=progress, stop_after=stop_after, desc="train eps")

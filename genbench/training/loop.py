@@ -1,0 +1,191 @@
+"""The one training loop: every objective (adversarial, eps, autoencoder) runs through it.
+
+An objective is a small trainer object (:class:`Trainer`) that knows how to take one optimisation
+step on a batch; this loop owns everything around the steps, the same for all of them:
+
+* data: an epoch visits the images in an order drawn from the ``order`` stream of
+  :mod:`genbench.training.seeding` (a pure function of seed and epoch), full batches only; each
+  batch is flipped left-right per image from the ``flip`` stream of its step when asked (the
+  ``RandomHorizontalFlip`` of ``NVlabs/denoising-diffusion-gan train_ddgan.py`` and of LDM's
+  CIFAR first stage), mapped from uint8 to [-1, 1] and, for denoisers, encoded into the latent
+  space without gradients;
+* randomness inside a step that cannot take a generator (dropout) draws from torch's global
+  generators seeded from the ``global`` stream of that step;
+* resume from the checkpoint in ``ckpt_dir``, a checkpoint every ``ckpt_every`` steps and at the
+  end, a progress bar, a stop on non-finite losses, and on KeyboardInterrupt a checkpoint of the
+  last complete step.
+
+Because every draw is a function of (seed, stream, step or epoch) or lives in the checkpoint, an
+interrupted run resumes to bitwise the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from genbench.data.base import random_hflip, to_model_range
+from genbench.errors import UserError
+from genbench.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from genbench.training.seeding import seeded_global_rng, stream_generator
+
+
+class Trainer(Protocol):
+    """What an objective provides to the loop.
+
+    ``step``: optimisation steps taken (``train_step`` adds one); ``history``: logged losses;
+    ``device``: where batches go. ``state``/``load_state`` hold everything but the weights of
+    ``modules()`` (those are saved by name as safetensors) that resuming needs, including
+    ``step`` and ``history``.
+    """
+
+    step: int
+    history: list[dict[str, float]]
+    device: torch.device
+
+    def train_step(self, x: torch.Tensor, epoch: int) -> dict[str, float]: ...
+
+    def end_epoch(self) -> None: ...
+
+    def modules(self) -> dict[str, torch.nn.Module]: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def load_state(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How long to train and how to feed and save the trainer (the objective's own settings
+    stay with the objective)."""
+
+    batch_size: int
+    seed: int
+    epochs: int | None = None  # train this many epochs ...
+    steps: int | None = None  # ... or this many optimisation steps
+    hflip: bool = False  # random horizontal flips of the training images
+    ckpt_every: int = 1000  # steps between checkpoints
+    log_every: int = 1  # steps between history entries (and the last step)
+    batch_setting: str = "train.batch_size"  # named when the batch exceeds the data
+    what: str = "training"  # named in the progress bar and when the losses diverge
+
+    def __post_init__(self) -> None:
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError("LoopConfig takes exactly one of epochs and steps")
+        if self.ckpt_every < 1 or self.log_every < 1:
+            raise UserError("ckpt_every and the logging interval must be >= 1")
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
+
+
+def epoch_order(num_items: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of epoch ``epoch``: a pure function of (seed, epoch)."""
+    return torch.randperm(num_items, generator=stream_generator(seed, "order", epoch))
+
+
+def batches_per_epoch(num_items: int, batch_size: int, setting: str) -> int:
+    """Full batches per epoch (the last partial batch is dropped); a one-line error if none."""
+    if num_items // batch_size < 1:
+        raise UserError(f"{setting}={batch_size} exceeds the {num_items} training images; "
+                        f"lower it")
+    return num_items // batch_size
+
+
+def check_finite(losses: dict[str, float], step: int, what: str = "training") -> None:
+    """Stop a run whose losses are no longer finite, naming them and the step."""
+    bad = [k for k, v in losses.items() if not math.isfinite(v)]
+    if bad:
+        raise RuntimeError(f"{what} diverged at step {step}: non-finite {', '.join(bad)}")
+
+
+def training_batch(images: torch.Tensor, cfg: LoopConfig, step: int,
+                   steps_per_epoch: int) -> torch.Tensor:
+    """The uint8 batch of ``step``: its slice of the epoch's order, flipped when asked."""
+    epoch, index = divmod(step, steps_per_epoch)
+    order = epoch_order(images.shape[0], cfg.seed, epoch)
+    batch = images[order[index * cfg.batch_size:(index + 1) * cfg.batch_size]]
+    if cfg.hflip:
+        batch = random_hflip(batch, stream_generator(cfg.seed, "flip", step))
+    return batch
+
+
+def _model_input(batch: torch.Tensor, device: torch.device,
+                 encode: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+    x = to_model_range(batch.to(device))
+    if encode is None:
+        return x
+    with torch.no_grad():
+        return encode(x)
+
+
+def _one_step(trainer: Trainer, x: torch.Tensor, epoch: int, cfg: LoopConfig) -> dict[str, float]:
+    with seeded_global_rng(cfg.seed, "global", trainer.step, device=trainer.device):
+        losses = trainer.train_step(x, epoch)
+    check_finite(losses, trainer.step, cfg.what)
+    return losses
+
+
+def _log(trainer: Trainer, losses: dict[str, float], cfg: LoopConfig, total: int,
+         bar: tqdm) -> None:
+    if trainer.step % cfg.log_every == 0 or trainer.step == total:
+        trainer.history.append({"step": trainer.step, **losses})
+    bar.update(1)
+    bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k != "r1"})
+
+
+def train(
+    trainer: Trainer,
+    images: torch.Tensor,
+    ckpt_dir: Path,
+    cfg: LoopConfig,
+    *,
+    encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> bool:
+    """Train to the configured length, resuming from ``ckpt_dir`` if it holds a checkpoint.
+
+    ``images``: the training set, uint8 ``[N, C, H, W]`` on the CPU. ``encode``: maps a batch in
+    [-1, 1] into the space the objective works in (None: the images themselves). ``stop_after``:
+    leave after that many total steps, as an interruption would (tests). Returns True when
+    training is complete.
+    """
+    if images.dtype != torch.uint8:
+        raise UserError(f"training images must be uint8 [N, C, H, W], got {images.dtype}")
+    steps_per_epoch = batches_per_epoch(images.shape[0], cfg.batch_size, cfg.batch_setting)
+    total = cfg.total_steps(steps_per_epoch)
+    found = find_checkpoint(ckpt_dir)
+    if found is not None:
+        trainer.load_state(load_checkpoint(found, trainer.modules()))
+    bar = tqdm(total=total, initial=trainer.step, desc=cfg.what, disable=not progress,
+               unit="step", dynamic_ncols=True)
+    stepping = False  # a half-done step cannot be resumed exactly: never save one
+    try:
+        while trainer.step < total:
+            if stop_after is not None and trainer.step >= stop_after:
+                save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
+                return False
+            batch = training_batch(images, cfg, trainer.step, steps_per_epoch)
+            x = _model_input(batch, trainer.device, encode)
+            stepping = True
+            losses = _one_step(trainer, x, trainer.step // steps_per_epoch, cfg)
+            if trainer.step % steps_per_epoch == 0:
+                trainer.end_epoch()
+            _log(trainer, losses, cfg, total, bar)
+            stepping = False
+            if trainer.step % cfg.ckpt_every == 0 or trainer.step == total:
+                save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
+    except KeyboardInterrupt:
+        if not stepping:
+            save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
+        raise
+    finally:
+        bar.close()
+    return True
