@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import TINY
 
+from genbench.backbones.denoiser import Denoiser
 from genbench.backbones.ncsnpp import ncsnpp
 from genbench.diffusion.gaussian import linear_schedule, q_sample
 from genbench.errors import UserError
@@ -17,8 +18,10 @@ from genbench.training.loop import train
 def _net(dropout=0.0, **overrides):
     torch.manual_seed(0)
     args = {"in_channels": 1, "resolution": 8, "nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1,
-            "attn_resolutions": [], "z_dim": 0, "output": "eps", "dropout": dropout}
-    return ncsnpp(**{**args, **overrides})
+            "attn_resolutions": [], "z_dim": 0, "dropout": dropout}
+    output = overrides.pop("output", "eps")
+    args.update(overrides)
+    return Denoiser(ncsnpp(**args), output=output, z_dim=args["z_dim"])
 
 
 def _trainer(net=None, **overrides):

@@ -13,6 +13,7 @@ from genbench import registry
 from genbench.harness.build import build_backbone
 from genbench.samplers.noise import PerSampleRNG
 from genbench.training.adversarial import _losses_g
+from genbench.training.autoencoder import fit_autoencoder
 from genbench.training.eps import eps_loss
 
 SHAPE = (1, 8, 8)
@@ -86,7 +87,7 @@ def fitted_latents(tmp_path_factory):
         if space.needs_fit:
             if images is None:
                 images, _ = all_images(registry.create("dataset", "digits", resolution=16))
-            space.fit(images[:256], cache_dir=cache, progress=False)
+            fit_autoencoder(space, images[:256], cache_dir=cache, progress=False)
         spaces[preset] = space
     real = all_images(registry.create("dataset", "digits", resolution=16))[0][:4]
     return spaces, real

@@ -19,7 +19,6 @@ from genbench.backbones.denoiser import Denoiser
 from genbench.backbones.discriminator import (
     DiscriminatorLarge,
     DiscriminatorSmall,
-    make_discriminator,
     minibatch_stddev,
 )
 from genbench.backbones.layers import (
@@ -335,12 +334,13 @@ def test_registry_builds_from_yaml_style_lists():
                                                     (4, 3, 7_628_545)])
 def test_small_discriminator_parameter_counts(channels, layers, params):
     with torch.device("meta"):
-        assert n_params(make_discriminator("small", channels, num_layers=layers)) == params
+        D = registry.create("discriminator", "small", in_channels=channels, num_layers=layers)
+        assert n_params(D) == params
 
 
 def test_large_discriminator_parameter_count_and_shape():
     with torch.device("meta"):  # 27,737,217: official Discriminator_large(nc=6, ngf=64, 256)
-        assert n_params(make_discriminator("large", 3)) == 27_737_217
+        assert n_params(registry.create("discriminator", "large", in_channels=3)) == 27_737_217
     torch.manual_seed(0)
     disc = DiscriminatorLarge(3, ngf=8, t_emb_dim=16)
     x = torch.randn(2, 3, 64, 64)
@@ -384,9 +384,9 @@ def test_minibatch_stddev_of_identical_samples_is_tiny():
 
 def test_discriminator_errors():
     with pytest.raises(UserError, match="unknown discriminator"):
-        make_discriminator("medium", 3)
+        registry.create("discriminator", "medium", in_channels=3)
     with pytest.raises(UserError, match="num_layers"):
-        make_discriminator("small", 3, num_layers=5)
+        registry.create("discriminator", "small", in_channels=3, num_layers=5)
     disc = DiscriminatorSmall(3, ngf=8, t_emb_dim=16)
     with pytest.raises(ValueError, match="equal shape"):
         disc(torch.zeros(2, 3, 8, 8), torch.zeros(2), torch.zeros(2, 4, 8, 8))

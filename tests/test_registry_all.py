@@ -20,10 +20,11 @@ BACKBONES = {
 }
 for _size in ("tiny", "mid", "large"):  # the named sizes, shrunk through their overrides
     BACKBONES[f"uvit_{_size}"] = dict(BACKBONES["uvit"], mlp_time_embed=True, qkv_bias=True)
-DISCRIMINATORS = {
+DISCRIMINATORS = {  # DDGAN's time-conditioned D(x_k, k, x_{k+1})
     "small": dict(ngf=4, t_emb_dim=8, num_layers=3),
     "large": dict(ngf=4, t_emb_dim=8, num_layers=3),
 }
+PATCH_DISCRIMINATORS = {"patchgan": dict(ndf=8, n_layers=2)}  # image-only D(x): a logit map
 LATENTS_WITHOUT_PARAMETERS = {"pixel": {}, "wavelet": {}}
 AUTOENCODERS = {  # registry/latent/{kl,vq}_tiny.yaml, smaller still
     "kl": dict(image_channels=1, block_out_channels=[8, 16], layers_per_block=1,
@@ -36,7 +37,7 @@ SAMPLERS = {"ddgan": dict(steps=3), "lddgan": dict(steps=2), "ddpm": dict(steps=
 METRICS = {"fid": {}, "precision_recall": dict(k=2), "kid": dict(subsets=3, subset_size=8)}
 DATASETS = {"digits": dict(resolution=8, split="test"), "image_folder": dict(resolution=8)}
 NOT_CHEAP = {("dataset", "cifar10"): "downloads 170 MB; tests/test_data.py reads a fake copy"}
-TINY = {"backbone": BACKBONES, "discriminator": DISCRIMINATORS,
+TINY = {"backbone": BACKBONES, "discriminator": {**DISCRIMINATORS, **PATCH_DISCRIMINATORS},
         "latent": {**LATENTS_WITHOUT_PARAMETERS, **AUTOENCODERS}, "sampler": SAMPLERS,
         "metric": METRICS, "dataset": DATASETS}
 
@@ -88,7 +89,7 @@ def test_backbone(name):
     _assert_every_parameter_learns(net, out.square().mean())
 
 
-@pytest.mark.parametrize("name", _entries("discriminator"))
+@pytest.mark.parametrize("name", sorted(DISCRIMINATORS))
 def test_discriminator(name):
     D = _perturbed(_build("discriminator", name, in_channels=2))
     twin = _perturbed(_build("discriminator", name, in_channels=2))
@@ -98,6 +99,18 @@ def test_discriminator(name):
     logits = D(x_k, t, x_kp1)
     assert logits.shape == (4,) and torch.isfinite(logits).all()
     assert torch.equal(logits, twin(x_k, t, x_kp1))
+    _assert_every_parameter_learns(D, logits.square().mean())
+
+
+@pytest.mark.parametrize("name", sorted(PATCH_DISCRIMINATORS))
+def test_patch_discriminator(name):
+    D = _perturbed(_build("discriminator", name, in_channels=2))
+    twin = _perturbed(_build("discriminator", name, in_channels=2))
+    x = torch.randn(4, 2, 32, 32, generator=torch.Generator().manual_seed(1))
+    logits = D(x)
+    side = type(D).output_side(32, TINY["discriminator"][name]["n_layers"])
+    assert logits.shape == (4, 1, side, side) and torch.isfinite(logits).all()
+    assert torch.equal(logits, twin(x))
     _assert_every_parameter_learns(D, logits.square().mean())
 
 

@@ -4,7 +4,7 @@ atomic, resume ends in the same weights."""
 import pytest
 import torch
 
-from genbench.backbones.discriminator import make_discriminator
+from genbench import registry
 from genbench.backbones.ncsnpp import ncsnpp
 from genbench.diffusion.ddgan import ddgan_schedule
 from genbench.errors import UserError
@@ -25,7 +25,7 @@ def _trainer(device="cpu", **overrides):
     G = ncsnpp(in_channels=1, resolution=8, nf=8, ch_mult=[1, 2], num_res_blocks=1,
                attn_resolutions=[], z_dim=4, z_emb_dim=16, n_mlp=1)
     torch.manual_seed(1)
-    D = make_discriminator("small", in_channels=1, ngf=4, t_emb_dim=8, num_layers=3)
+    D = registry.create("discriminator", "small", in_channels=1, ngf=4, t_emb_dim=8, num_layers=3)
     cfg = AdversarialConfig(**{"epochs": 2, "batch_size": 8, "ema_decay": 0.9, "lazy_reg": 2,
                                "ckpt_every": 3, "seed": 0, **overrides})
     return AdversarialTrainer(G, D, ddgan_schedule(2), cfg, torch.device(device))

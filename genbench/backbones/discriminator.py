@@ -160,19 +160,6 @@ class DiscriminatorLarge(_Discriminator):
         super().__init__(in_channels, ngf, t_emb_dim, widths[:num_layers], final_init_scale=1.0)
 
 
-DISCRIMINATORS = {"small": DiscriminatorSmall, "large": DiscriminatorLarge}
-
-
-def make_discriminator(kind: str, in_channels: int, **kwargs: int) -> nn.Module:
-    """Build the ``kind`` ("small" or "large") discriminator for ``in_channels`` image channels."""
-    if kind not in DISCRIMINATORS:
-        raise UserError(f"unknown discriminator {kind!r}; use one of {', '.join(DISCRIMINATORS)}")
-    try:
-        return DISCRIMINATORS[kind](in_channels, **kwargs)
-    except TypeError as exc:
-        raise UserError(f"discriminator {kind!r}: {exc}") from exc
-
-
 @register("discriminator", "small", tags=("ddgan",),
           paper="Xiao et al. 2022 (Discriminator_small); Trinh and Hamagami 2024, Table 9")
 def small(*, in_channels: int, ngf: int = 64, t_emb_dim: int = 256,

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from genbench.harness.build import build_backbone, build_components
 from genbench.harness.evaluate import probe_sampling, profile_costs, time_sampling
 from genbench.harness.system import resolve_device
+from genbench.training.seeding import seeded_global_rng
 
 
 def profile(cfg: dict[str, Any], *, time_it: bool = False) -> dict[str, Any]:
     """Cost figures for ``cfg`` as one flat dict (the keys of ``genbench profile --json``)."""
     device = resolve_device(str(cfg.get("device", "auto")))
     comps = build_components(cfg, load_data=False)
-    torch.manual_seed(int(cfg.get("seed", 0)))
-    net = build_backbone(cfg, comps.latent_shape, comps.sampler.objective).to(device).eval()
+    with seeded_global_rng(int(cfg.get("seed", 0)), "init/generator"):  # as training starts
+        net = build_backbone(cfg, comps.latent_shape, comps.sampler.objective)
+    net = net.to(device).eval()
     probe = probe_sampling(net, comps, int(cfg["eval"].get("seed", 0)), device)
     result: dict[str, Any] = {
         "backbone": cfg["presets"].get("backbone", cfg["backbone"]["name"])

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from genbench import registry
 from genbench._io import atomic_write_json, json_hash
 from genbench.errors import UserError
 from genbench.harness.artifacts import GENERATOR, META, ModelCache, training_payload
@@ -24,7 +25,6 @@ from genbench.training.seeding import seeded_global_rng
 
 def _train_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Module,
                        folder: Path, device: torch.device, progress: bool) -> dict[str, Any]:
-    from genbench.backbones.discriminator import make_discriminator
     from genbench.training.adversarial import AdversarialConfig, AdversarialTrainer
     from genbench.training.loop import train
 
@@ -32,7 +32,8 @@ def _train_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Modul
     disc_cfg = dict(train_cfg.get("discriminator") or {"kind": "small"})
     kind = disc_cfg.pop("kind", "small")
     with seeded_global_rng(cfg["seed"], "init/discriminator"):
-        D = make_discriminator(kind, in_channels=comps.latent_shape[0], **disc_cfg).to(device)
+        D = registry.create("discriminator", kind, in_channels=comps.latent_shape[0],
+                            **disc_cfg).to(device)
     adv_cfg = AdversarialConfig.from_section(train_cfg, cfg["seed"])
     trainer = AdversarialTrainer(G, D, comps.sampler.schedule, adv_cfg, device)
     started = time.perf_counter()

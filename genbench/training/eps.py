@@ -88,8 +88,8 @@ class EpsTrainer:
         if net.z_dim > 0:
             raise UserError("the eps objective needs a network without z (backbone z_dim=0)")
         if net.output != "eps":
-            raise UserError(f"the eps objective needs a linear eps output, the backbone has "
-                            f"output={net.output!r}; set backbone.output=eps")
+            raise UserError(f"the eps objective needs an eps-parameterised denoiser, this one has "
+                            f"output={net.output!r}; use a ddpm or ddim sampler with it")
         self.net, self.schedule, self.cfg, self.device = net, schedule, cfg, device
         self.net_ema = ema_model(net, cfg.ema_decay, from_initial=True)
         self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
