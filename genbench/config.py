@@ -10,6 +10,8 @@ source checkout reads the top-level folders.
 from __future__ import annotations
 
 import difflib
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from genbench.errors import UserError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 BASELINE_GROUP = "baseline"
+CONFIG_NAME = "config"  # registry/config.yaml
 GROUPS = ("dataset", "latent", "backbone", "sampler", "train", "eval")
 
 
@@ -105,7 +108,17 @@ def _store_registered_components() -> None:
                 store.store(group=kind, name=entry.name, node=node)
 
 
-def _explain_compose_error(exc: Exception, overrides: list[str]) -> UserError:
+def register_configs() -> None:
+    """Put the options that are not files of ``registry/`` into Hydra's ConfigStore.
+
+    ``baseline=NAME`` (``baselines/``) and the registered components without a YAML preset;
+    called before every composition, as plugins may have registered more components since.
+    """
+    _store_baselines()
+    _store_registered_components()
+
+
+def explain_compose_error(exc: Exception, overrides: list[str]) -> UserError:
     """Turn a Hydra composition error into one line with the closest valid names."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     text = " ".join(lines[:2]) if lines else type(exc).__name__
@@ -119,29 +132,60 @@ def _explain_compose_error(exc: Exception, overrides: list[str]) -> UserError:
     return UserError(f"bad configuration: {text}")
 
 
-def compose(overrides: list[str] | None = None) -> DictConfig:
-    """Compose the primary config with Hydra overrides (``key=value``, ``group=option``)."""
+def choices(hydra_node: Any) -> dict[str, Any]:
+    """The component presets a composed config selected (``hydra.runtime.choices`` without
+    Hydra's own groups): recorded as ``presets``, they name the cell."""
+    return {k: v for k, v in dict(hydra_node.runtime.choices).items()
+            if not k.startswith("hydra")}
+
+
+def compose(overrides: list[str] | None = None, *, with_hydra: bool = False) -> DictConfig:
+    """Compose the primary config with Hydra overrides (``key=value``, ``group=option``).
+
+    The result carries ``presets`` (:func:`choices`); ``with_hydra`` keeps Hydra's own node
+    (launcher, sweeper, sweep folder) for the grid, which reads it.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     overrides = list(overrides or [])
-    _store_baselines()
-    _store_registered_components()
+    register_configs()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_root()), version_base=None):
-            cfg = hydra_compose(config_name="config", overrides=overrides,
+            cfg = hydra_compose(config_name=CONFIG_NAME, overrides=overrides,
                                 return_hydra_config=True)
     except Exception as exc:  # hydra raises several kinds; all are bad input here
-        raise _explain_compose_error(exc, overrides) from None
+        raise explain_compose_error(exc, overrides) from None
     finally:
         GlobalHydra.instance().clear()
-    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
     with open_dict(cfg):
-        del cfg["hydra"]
-        cfg["presets"] = choices
+        cfg["presets"] = choices(cfg.hydra)
+        if not with_hydra:
+            del cfg["hydra"]
     return cfg
+
+
+def run_hydra(task: Callable[[DictConfig], Any], argv: list[str]) -> None:
+    """Run ``task`` through ``hydra.main`` on genbench's config, with Hydra's command line ``argv``.
+
+    Exactly what a ``@hydra.main`` script does when started with these arguments
+    (``--multirun key=a,b``, ``--cfg job``, ``hydra/launcher=joblib``...): the configured
+    sweeper and launcher run the task once per job. ``hydra.main`` reads ``sys.argv``, so it is
+    set for the call and restored after it.
+    """
+    import hydra
+
+    register_configs()
+    main = hydra.main(config_path=str(config_root()), config_name=CONFIG_NAME,
+                      version_base=None)(task)
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "genbench", *argv]
+    try:
+        main()
+    finally:
+        sys.argv = saved
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
