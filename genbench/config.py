@@ -167,6 +167,40 @@ def compose(overrides: list[str] | None = None, *, with_hydra: bool = False) -> 
     return cfg
 
 
+def compose_baselines(folder: Path | None = None) -> dict[str, DictConfig | UserError]:
+    """Each experiment preset of ``folder`` (default: ``baselines/``) composed as
+    ``baseline=NAME`` on the primary config, in one Hydra session: what it selects (``presets``,
+    as :func:`compose` adds them) is Hydra's answer, not a second reading of its defaults list.
+    A preset that does not compose maps to the :class:`UserError` that says why."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.global_hydra import GlobalHydra
+
+    folder = Path(folder) if folder is not None else baselines_root()
+    store, composed = ConfigStore.instance(), {}
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_root()), version_base=None):
+            for path in sorted(folder.glob("*.yaml")):
+                override = f"{BASELINE_GROUP}={path.stem}"
+                try:
+                    store.store(group=BASELINE_GROUP, name=path.stem,
+                                node=OmegaConf.load(path), package="_global_")
+                    cfg = hydra_compose(config_name=CONFIG_NAME, overrides=[override],
+                                        return_hydra_config=True)
+                    with open_dict(cfg):
+                        cfg["presets"] = choices(cfg.hydra)
+                        del cfg["hydra"]
+                    composed[path.stem] = cfg
+                except Exception as exc:  # noqa: BLE001 - unreadable or not composable
+                    composed[path.stem] = explain_compose_error(exc, [])  # Hydra's words
+    finally:
+        GlobalHydra.instance().clear()
+        _store_baselines()  # presets of another folder do not stay selectable
+    return composed
+
+
 def run_hydra(task: Callable[[DictConfig], Any], argv: list[str]) -> None:
     """Run ``task`` through ``hydra.main`` on genbench's config, with Hydra's command line ``argv``.
 

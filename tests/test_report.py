@@ -38,7 +38,7 @@ from genbench.report.figures import pareto_front
 DIGITS = "digits-classifier"
 INCEPTION = "inception-v3-compat"
 VGG16 = "vgg16"
-SOURCE = "LDDGAN paper (seeds/lddgan-paper.txt), Table 2 and Table 3"
+SOURCE = "LDDGAN paper (Trinh and Hamagami 2024), Table 2 and Table 3"
 DDGAN_PAPER = {
     "method": "DDGAN", "source": SOURCE, "dataset": "CIFAR-10 32x32", "extractor": INCEPTION,
     "fid": 3.75, "recall": 0.57, "nfe": 4, "time_per_batch_s": 0.21, "params_m": 48.43,
@@ -326,6 +326,25 @@ def test_paper_points_deduplicated_and_mapped(mixed: Path, baselines: Path) -> N
     assert ddgan["source_short"] == "LDDGAN paper" and ddgan["recall_extractor"] == VGG16
     assert ddgan["gmacs_per_sample"] == pytest.approx(4 * 7.05) and ddgan["gmacs_derived"]
     assert len(paper_points(df, baselines, baselines=False)) == 1  # only the record's block
+
+
+def test_a_baseline_is_placed_where_hydra_composes_it(tmp_path: Path) -> None:
+    """The dataset of a baseline is what its preset composes to: the primary config's default
+    when it selects none, its own keys over its dataset preset's, and an unknown preset is
+    skipped with a warning."""
+    root = tmp_path / "baselines"
+    root.mkdir()
+    presets = {"plain": {"experiment": "plain", "paper": DDGAN_PAPER | {"fid": 1.0}},
+               "small": {"defaults": [{"override /dataset": "cifar10"}],
+                         "dataset": {"resolution": 16}, "paper": DDGAN_PAPER | {"fid": 2.0}},
+               "broken": {"defaults": [{"override /dataset": "no_such_set"}],
+                          "paper": DDGAN_PAPER | {"fid": 3.0}}}
+    for name, preset in presets.items():
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(preset))
+    with pytest.warns(PaperWarning, match="broken.yaml: bad configuration: .*no_such_set"):
+        paper = paper_points(baselines_dir=root)
+    assert sorted(zip(paper["fid"], paper["dataset"], paper["resolution"])) == [
+        (1.0, "digits", 8), (2.0, "cifar10", 16)]
 
 
 def test_record_paper_blocks_other_numbers_and_bad_blocks(results: Path, tmp_path: Path) -> None:
