@@ -1,10 +1,12 @@
-"""Hydra composition, kept at the edge: the CLI composes, the harness gets a plain dict.
+"""Hydra at the edge: composition for the CLI and the grid; the harness gets plain dicts.
 
 The config root is the repository's top-level ``registry/`` (one YAML per component preset,
-one folder per kind); ``baselines/`` holds published experiment presets, selectable as
-``baseline=NAME``. Both are packaged into the wheel as ``genbench/_configs`` and
-``genbench/_baselines`` so that a non-editable install finds them; an editable install or a
-source checkout reads the top-level folders.
+one folder per kind, and ``hydra/sweeper/genbench.yaml``, genbench's grid sweeper);
+``baselines/`` holds published experiment presets, selectable as ``baseline=NAME``. Both are
+packaged into the wheel as ``genbench/_configs`` and ``genbench/_baselines`` so that a
+non-editable install finds them; an editable install or a source checkout reads the top-level
+folders. :func:`compose` builds one job's configuration (``genbench run``, ``profile``);
+:func:`run_hydra` hands Hydra's own command line (``--multirun``, ``--cfg``) to ``hydra.main``.
 """
 
 from __future__ import annotations
