@@ -155,6 +155,8 @@ def test_unknown_grid_is_a_user_error(run_cli):
     result = run_cli("run", "--grid", "no_such_grid")
     assert result.returncode == 2, result.stderr
     assert "unknown grid 'no_such_grid'" in result.stderr
+    other = run_cli("run", "-m", "seed=1,2", "hydra/sweeper=basic")
+    assert other.returncode == 2 and "a grid needs genbench's sweeper" in other.stderr
 
 
 # --------------------------------------------------------------------------- running

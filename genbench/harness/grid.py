@@ -338,6 +338,10 @@ def run_grid(name: str | None, overrides: list[str], *,
 
     fixed_overrides = [o.input_line for o in _parse(overrides) if not o.is_sweep_override()]
     fixed = compose(fixed_overrides, with_hydra=True)
+    sweeper = fixed.hydra.runtime.choices.get("hydra/sweeper")
+    if sweeper != "genbench":  # another sweeper neither plans (resume) nor saves grid.json
+        raise UserError(f"a grid needs genbench's sweeper, not {sweeper}; drop the hydra/sweeper"
+                        f" override")
     given = {o.get_key_element() for o in _parse(overrides)}
     where = Path(_sweep_dir(fixed))
     extra = [] if SWEEP_DIR in given else [f"{SWEEP_DIR}={_quoted(str(where))}"]
