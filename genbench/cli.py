@@ -1,7 +1,10 @@
 """``genbench``: run | list | profile | report.
 
-Hydra composes the configuration here, at the edge; everything below takes plain dicts. Bad
-input ends with exit status 2 and one line naming the problem and the fix, without a traceback.
+Hydra composes the configuration here, at the edge (:mod:`genbench.config`); everything below
+takes plain dicts. ``genbench run`` composes one cell and calls the task function
+(:func:`genbench.harness.task.run_task`); ``--grid`` and ``-m`` are Hydra multiruns
+(:mod:`genbench.harness.grid`); ``--cfg`` is Hydra's. Bad input ends with exit status 2 and one
+line naming the problem and the fix, without a traceback.
 """
 
 from __future__ import annotations
@@ -18,32 +21,39 @@ EXIT_USER_ERROR = 2
 
 
 def _compose(overrides: list[str]) -> dict[str, Any]:
-    from genbench.config import compose, to_plain
+    """The plain configuration of one cell (composed by Hydra, with its ``presets``)."""
+    from genbench.config import compose
+    from genbench.harness.task import cell_config
 
-    return to_plain(compose(overrides))
+    return cell_config(compose(overrides))
 
 
 # --------------------------------------------------------------------------- run
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if getattr(args, "grid", None) is not None:
-        from genbench.harness.grid import cmd_grid
+    if args.cfg is not None:
+        return _show_config(args)
+    if args.grid is not None or args.multirun:
+        from genbench.harness.grid import cmd_grid, select_grid
 
-        return cmd_grid(args.grid, args.overrides, overwrite=args.overwrite)
-    from genbench.harness.cell import paths, run_cell
+        if args.multirun:  # Hydra's flag: exactly the product of the overrides
+            return cmd_grid(None, args.overrides, overwrite=args.overwrite)
+        return cmd_grid(*select_grid(args.grid, args.overrides), overwrite=args.overwrite)
+    from genbench.harness.cell import paths
+    from genbench.harness.task import run_task
+    from genbench.report.experiment import summary_text, write_experiment_report
 
     cfg = _compose(args.overrides)
     experiment_dir, cell_dir, _ = paths(cfg)
-    record = run_cell(cfg, overwrite=args.overwrite,
-                      announce=lambda line: print(f"genbench: {line}", file=sys.stderr))
+    record = run_task(cfg, overwrite=args.overwrite)
     if record.get("_skipped"):
         print(f"genbench: already recorded (pass --overwrite to run again): {cell_dir}",
               file=sys.stderr)
     report = None
     if cfg.get("report", True):
-        report = _write_report([experiment_dir], experiment_dir / "report.html")
-    print(_summary([record]))
+        report = write_experiment_report([experiment_dir], experiment_dir / "report.html")
+    print(summary_text([record]))
     print(f"\nrecord:  {cell_dir / 'result.json'}")
     print(f"samples: {cell_dir / 'samples.png'}")
     if report:
@@ -51,26 +61,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def _show_config(args: argparse.Namespace) -> int:
+    """``genbench run --cfg job|hydra|all [overrides]``: Hydra's own ``--cfg``, nothing runs."""
+    from genbench.config import compose, run_hydra
+    from genbench.harness.task import CellTask
 
-
-def _summary(records: list[dict[str, Any]]) -> str:
-    """A plain-text table of the main numbers, one row per record."""
-    header = ("cell", "FID", "extractor", "prec", "recall", "NFE", "s/batch", "GMACs/smp",
-              "params M", "mem MB")
-    rows = [header]
-    for r in records:
-        m = r.get("metrics", {})
-        extractor = r.get("metric_recipes", {}).get("fid", {}).get("extractor", "-")
-        rows.append((r.get("cell", "?"), _fmt(m.get("fid"), ".3f"), extractor,
-                     _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"),
-                     _fmt(m.get("nfe"), "d"), _fmt(m.get("time_per_batch_s"), ".4f"),
-                     _fmt(m.get("gmacs_per_sample"), ".4f"),
-                     _fmt(None if m.get("params") is None else m["params"] / 1e6, ".3f"),
-                     _fmt(m.get("peak_memory_mb"), ".1f")))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows)
+    if args.grid is not None or args.multirun:
+        raise UserError("--cfg shows one job's configuration; leave out --grid and -m")
+    compose(args.overrides)  # bad input: one line and exit status 2, as for a run
+    argv = ["--cfg", args.cfg, *(["--resolve"] if args.resolve else [])]
+    argv += ["--package", args.package] if args.package else []
+    run_hydra(CellTask(), [*argv, *args.overrides])
+    return 0
 
 
 # --------------------------------------------------------------------------- list
@@ -150,23 +152,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- report
 
 
-def _write_report(inputs: list[Path], out_html: Path,
-                  include_paper: bool = True) -> dict[str, Path] | None:
-    from genbench.report import load_records, write_report
-
-    df = load_records(inputs)
-    if df.empty:
-        return None
-    return write_report(df, out_html, include_paper=include_paper)
-
-
 def cmd_report(args: argparse.Namespace) -> int:
+    from genbench.report.experiment import write_experiment_report
+
     inputs = [Path(p) for p in (args.results or ["results"])]
     missing = [str(p) for p in inputs if not p.exists()]
     if missing:
         raise UserError(f"no such results folder or file: {', '.join(missing)}")
     out = Path(args.output)
-    written = _write_report(inputs, out, include_paper=not args.no_paper)
+    written = write_experiment_report(inputs, out, include_paper=not args.no_paper)
     if written is None:
         raise UserError(f"no result.json records under {', '.join(map(str, inputs))}; "
                         f"run `genbench run` first")
@@ -188,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grid", nargs="?", const="default", metavar="NAME",
                      help="run a grid of cells (Hydra multirun): the named grid in registry/grid/"
                           " (default: 'default'), or the product of the comma lists given")
+    run.add_argument("-m", "--multirun", action="store_true",
+                     help="Hydra's multirun: one cell per element of the product of the comma"
+                          " lists (a grid without the default grid)")
+    run.add_argument("--cfg", choices=("job", "hydra", "all"),
+                     help="print the composed configuration (Hydra's --cfg) and run nothing")
+    run.add_argument("--resolve", action="store_true", help="with --cfg: resolve interpolations")
+    run.add_argument("-p", "--package", help="with --cfg: print only this package (key)")
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="list registered components, presets and baselines")
     lst.add_argument("kind", nargs="?", help="dataset|backbone|latent|sampler|metric|baseline|...")

@@ -1,15 +1,19 @@
-"""Hydra composition, kept at the edge: the CLI composes, the harness gets a plain dict.
+"""Hydra at the edge: composition for the CLI and the grid; the harness gets plain dicts.
 
 The config root is the repository's top-level ``registry/`` (one YAML per component preset,
-one folder per kind); ``baselines/`` holds published experiment presets, selectable as
-``baseline=NAME``. Both are packaged into the wheel as ``genbench/_configs`` and
-``genbench/_baselines`` so that a non-editable install finds them; an editable install or a
-source checkout reads the top-level folders.
+one folder per kind, and ``hydra/sweeper/genbench.yaml``, genbench's grid sweeper);
+``baselines/`` holds published experiment presets, selectable as ``baseline=NAME``. Both are
+packaged into the wheel as ``genbench/_configs`` and ``genbench/_baselines`` so that a
+non-editable install finds them; an editable install or a source checkout reads the top-level
+folders. :func:`compose` builds one job's configuration (``genbench run``, ``profile``);
+:func:`run_hydra` hands Hydra's own command line (``--multirun``, ``--cfg``) to ``hydra.main``.
 """
 
 from __future__ import annotations
 
 import difflib
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from genbench.errors import UserError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 BASELINE_GROUP = "baseline"
+CONFIG_NAME = "config"  # registry/config.yaml
 GROUPS = ("dataset", "latent", "backbone", "sampler", "train", "eval")
 
 
@@ -105,7 +110,17 @@ def _store_registered_components() -> None:
                 store.store(group=kind, name=entry.name, node=node)
 
 
-def _explain_compose_error(exc: Exception, overrides: list[str]) -> UserError:
+def register_configs() -> None:
+    """Put the options that are not files of ``registry/`` into Hydra's ConfigStore.
+
+    ``baseline=NAME`` (``baselines/``) and the registered components without a YAML preset;
+    called before every composition, as plugins may have registered more components since.
+    """
+    _store_baselines()
+    _store_registered_components()
+
+
+def explain_compose_error(exc: Exception, overrides: list[str]) -> UserError:
     """Turn a Hydra composition error into one line with the closest valid names."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     text = " ".join(lines[:2]) if lines else type(exc).__name__
@@ -119,29 +134,94 @@ def _explain_compose_error(exc: Exception, overrides: list[str]) -> UserError:
     return UserError(f"bad configuration: {text}")
 
 
-def compose(overrides: list[str] | None = None) -> DictConfig:
-    """Compose the primary config with Hydra overrides (``key=value``, ``group=option``)."""
+def choices(hydra_node: Any) -> dict[str, Any]:
+    """The component presets a composed config selected (``hydra.runtime.choices`` without
+    Hydra's own groups): recorded as ``presets``, they name the cell."""
+    return {k: v for k, v in dict(hydra_node.runtime.choices).items()
+            if not k.startswith("hydra")}
+
+
+def compose(overrides: list[str] | None = None, *, with_hydra: bool = False) -> DictConfig:
+    """Compose the primary config with Hydra overrides (``key=value``, ``group=option``).
+
+    The result carries ``presets`` (:func:`choices`); ``with_hydra`` keeps Hydra's own node
+    (launcher, sweeper, sweep folder) for the grid, which reads it.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     overrides = list(overrides or [])
-    _store_baselines()
-    _store_registered_components()
+    register_configs()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_root()), version_base=None):
-            cfg = hydra_compose(config_name="config", overrides=overrides,
+            cfg = hydra_compose(config_name=CONFIG_NAME, overrides=overrides,
                                 return_hydra_config=True)
     except Exception as exc:  # hydra raises several kinds; all are bad input here
-        raise _explain_compose_error(exc, overrides) from None
+        raise explain_compose_error(exc, overrides) from None
     finally:
         GlobalHydra.instance().clear()
-    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
     with open_dict(cfg):
-        del cfg["hydra"]
-        cfg["presets"] = choices
+        cfg["presets"] = choices(cfg.hydra)
+        if not with_hydra:
+            del cfg["hydra"]
     return cfg
+
+
+def compose_baselines(folder: Path | None = None) -> dict[str, DictConfig | UserError]:
+    """Each experiment preset of ``folder`` (default: ``baselines/``) composed as
+    ``baseline=NAME`` on the primary config, in one Hydra session: what it selects (``presets``,
+    as :func:`compose` adds them) is Hydra's answer, not a second reading of its defaults list.
+    A preset that does not compose maps to the :class:`UserError` that says why."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.global_hydra import GlobalHydra
+
+    folder = Path(folder) if folder is not None else baselines_root()
+    store, composed = ConfigStore.instance(), {}
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_root()), version_base=None):
+            for path in sorted(folder.glob("*.yaml")):
+                override = f"{BASELINE_GROUP}={path.stem}"
+                try:
+                    store.store(group=BASELINE_GROUP, name=path.stem,
+                                node=OmegaConf.load(path), package="_global_")
+                    cfg = hydra_compose(config_name=CONFIG_NAME, overrides=[override],
+                                        return_hydra_config=True)
+                    with open_dict(cfg):
+                        cfg["presets"] = choices(cfg.hydra)
+                        del cfg["hydra"]
+                    composed[path.stem] = cfg
+                except Exception as exc:  # noqa: BLE001 - unreadable or not composable
+                    composed[path.stem] = explain_compose_error(exc, [])  # Hydra's words
+    finally:
+        GlobalHydra.instance().clear()
+        _store_baselines()  # presets of another folder do not stay selectable
+    return composed
+
+
+def run_hydra(task: Callable[[DictConfig], Any], argv: list[str]) -> None:
+    """Run ``task`` through ``hydra.main`` on genbench's config, with Hydra's command line ``argv``.
+
+    Exactly what a ``@hydra.main`` script does when started with these arguments
+    (``--multirun key=a,b``, ``--cfg job``, ``hydra/launcher=joblib``...): the configured
+    sweeper and launcher run the task once per job. ``hydra.main`` reads ``sys.argv``, so it is
+    set for the call and restored after it.
+    """
+    import hydra
+
+    register_configs()
+    main = hydra.main(config_path=str(config_root()), config_name=CONFIG_NAME,
+                      version_base=None)(task)
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "genbench", *argv]
+    try:
+        main()
+    finally:
+        sys.argv = saved
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:

@@ -66,6 +66,24 @@ def test_missing_checkpoint_exits_2(run_cli, tmp_path):
     assert "/nonexistent/g.safetensors" in line
 
 
+def test_cfg_prints_the_composed_config_and_runs_nothing(run_cli, tmp_path):
+    import yaml
+
+    job = run_cli("run", "--cfg", "job", "sampler=ddim", "sampler.steps=7")
+    assert job.returncode == 0, job.stderr[-2000:]
+    cfg = yaml.safe_load(job.stdout)
+    assert cfg["sampler"]["name"] == "ddim" and cfg["sampler"]["steps"] == 7
+    assert "hydra" not in cfg and cfg["dataset"]["name"] == "digits"
+    hydra = yaml.safe_load(run_cli("run", "--cfg", "hydra").stdout)["hydra"]
+    assert hydra["runtime"]["choices"]["hydra/sweeper"] == "genbench"
+    assert hydra["job"]["chdir"] is False
+    package = run_cli("run", "--cfg", "job", "--package", "sampler", "sampler.steps=3")
+    assert yaml.safe_load(package.stdout)["steps"] == 3
+    assert not list(tmp_path.iterdir())  # nothing written, nothing run
+    line = _one_line_error(run_cli("run", "--cfg", "job", "sampler=ddimm"))
+    assert "did you mean ddim" in line
+
+
 def test_list(run_cli):
     out = run_cli("list", "backbone").stdout
     assert "ncsnpp" in out and "ncsnpp_digits" in out

@@ -63,19 +63,69 @@ def test_grid_alone_is_the_default_grid_and_comma_lists_are_their_own_grid():
         grid.select_grid("defualt", [])
 
 
+def _compose_cell(overrides: list[str]) -> dict:
+    from genbench.config import compose
+    from genbench.harness.task import cell_config
+
+    return cell_config(compose(overrides))
+
+
 def test_default_grid_shows_the_trade_off_on_the_digits():
+    from genbench.config import compose
+
     _, overrides = grid.select_grid("default", [])
-    master = grid._MasterConfig(grid._with_hydra_settings(overrides))
-    cells = [grid.GridCell(i + 1, job) for i, job in enumerate(master.job_overrides())]
-    assert grid.plan(cells, master.task_settings(), say=lambda line: None) == cells
-    configs = [c.config for c in cells]
+    fixed = compose(overrides, with_hydra=True)
+    assert fixed.hydra.runtime.choices["hydra/sweeper"] == "genbench"
+    assert fixed.hydra.runtime.choices["hydra/launcher"] == "basic"
+    jobs = grid.expand(fixed.hydra.sweeper.params, overrides)
+    cells = [grid.GridCell(i + 1, job) for i, job in enumerate(jobs)]
+    assert grid.plan(cells, _compose_cell, fixed, say=lambda line: None) == cells
+    configs = [_compose_cell(c.overrides) for c in cells]
     assert len(cells) >= 4 and all(c.status == "pending" for c in cells)
     assert len({c.cell_dir for c in cells}) == len(cells)
     assert {cfg["dataset"]["name"] for cfg in configs} == {"digits"}
     assert len({cfg["latent"]["name"] for cfg in configs}) >= 2
     assert len({cfg["sampler"]["name"] for cfg in configs}) >= 2
     assert len({cfg["sampler"]["steps"] for cfg in configs}) >= 3
-    assert master.launcher_name() == "basic"
+
+
+def test_jobs_are_the_basic_sweeper_product_config_sweeps_first():
+    jobs = grid.expand({"seed": "0,1"}, ["sampler.steps=2,3", "+grid=x", "device=cpu"])
+    assert jobs == [["seed=0", "sampler.steps=2", "+grid=x", "device=cpu"],
+                    ["seed=0", "sampler.steps=3", "+grid=x", "device=cpu"],
+                    ["seed=1", "sampler.steps=2", "+grid=x", "device=cpu"],
+                    ["seed=1", "sampler.steps=3", "+grid=x", "device=cpu"]]
+    assert grid.expand(None, ["seed=range(2)"]) == [["seed=0"], ["seed=1"]]
+    with pytest.raises(UserError, match="not intervals"):
+        grid.expand(None, ["seed=interval(0,1)"])
+
+
+def test_planning_skips_recorded_and_repeated_cells_and_records_invalid_ones(tmp_path):
+    settings = {"results_dir": str(tmp_path), "experiment": "exp"}
+    recorded = tmp_path / "exp" / "cell-b"
+    rec.write_cell(recorded, {"cell": "cell-b", "status": "ok"}, {})
+
+    def compose_cell(overrides: list[str]) -> dict:
+        (override,) = overrides
+        if override == "x=bad":
+            raise UserError("unknown x 'bad'")
+        return {"results_dir": str(tmp_path), "experiment": "exp", "cell": override[2:]}
+
+    cells = [grid.GridCell(i + 1, [o]) for i, o in
+             enumerate(["x=cell-a", "x=cell-b", "x=cell-a", "x=bad", "x=cell-c"])]
+    said = []
+    todo = grid.plan(cells, compose_cell, settings, say=said.append)
+    assert [c.number for c in todo] == [1, 5]
+    assert [c.status for c in cells] == ["pending", "skipped", "skipped", "failed", "pending"]
+    assert cells[2].error == "same cell as 1" and "the same cell as cell 1" in said[1]
+    assert "already recorded" in said[0] and said[2].startswith("cell 4/5: x=bad - failed")
+    invalid = rec.read_record(cells[3].cell_dir)
+    assert invalid["status"] == "failed" and invalid["error"] == "UserError: unknown x 'bad'"
+    assert invalid["config"] == {"overrides": ["x=bad"]} and invalid["metrics"]["fid"] is None
+    assert cells[3].cell_dir.name.startswith("invalid-")
+    # --overwrite launches recorded cells again, never a repeated one
+    again = [grid.GridCell(i + 1, [o]) for i, o in enumerate(["x=cell-b", "x=cell-b"])]
+    assert grid.plan(again, compose_cell, settings, overwrite=True, say=said.append) == again[:1]
 
 
 @pytest.mark.slow
@@ -105,6 +155,8 @@ def test_unknown_grid_is_a_user_error(run_cli):
     result = run_cli("run", "--grid", "no_such_grid")
     assert result.returncode == 2, result.stderr
     assert "unknown grid 'no_such_grid'" in result.stderr
+    other = run_cli("run", "-m", "seed=1,2", "hydra/sweeper=basic")
+    assert other.returncode == 2 and "a grid needs genbench's sweeper" in other.stderr
 
 
 # --------------------------------------------------------------------------- running
@@ -124,13 +176,20 @@ def test_grid_records_every_cell_and_a_rerun_records_nothing(run_cli, tmp_path, 
     stamps = {name: (experiment / name / "result.json").stat().st_mtime_ns for name in records}
     models = sorted((cache_dir / "models").iterdir())
 
-    again = run_cli(*_grid_args(results, cache_dir, "sampler.steps=2,3"))
+    # Hydra's own multirun flag runs the same grid: both cells are found recorded
+    again = run_cli("run", "-m", *TINY_GRID, "sampler.steps=2,3", f"results_dir={results}",
+                    f"cache_dir={cache_dir}")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 cells: 0 ran, 2 skipped" in again.stdout
     assert again.stderr.count("already recorded") == 2
     assert {name: (experiment / name / "result.json").stat().st_mtime_ns
             for name in _records(experiment)} == stamps
     assert sorted((cache_dir / "models").iterdir()) == models  # nothing trained again
+    # Hydra's sweep folders: the multirun config and the outcome of every cell
+    (first_sweep, second_sweep) = sorted((experiment / ".hydra").iterdir())
+    assert (first_sweep / "multirun.yaml").is_file()
+    outcome = json.loads((second_sweep / "grid.json").read_text())
+    assert [c["status"] for c in outcome["cells"]] == ["skipped", "skipped"]
 
 
 def test_killed_grid_finishes_only_what_is_missing(tmp_path, cache_dir, run_cli):
@@ -239,21 +298,24 @@ def test_cells_finishing_at_once_lose_nothing(tmp_path, same_cell):
 
 
 def test_stale_half_written_folders_are_removed(tmp_path):
-    stale, fresh = tmp_path / ".cell.abc.tmp", tmp_path / ".cell.def.tmp"
+    """What a killed writer leaves is removed by the next grid, a live writer's is not."""
+    from genbench import _io
+
+    stale, fresh = (tmp_path / f".cell.{'a' * 32}.tmp", tmp_path / f".cell.{'b' * 32}.tmp")
     for folder in (stale, fresh, tmp_path / "cell"):
         folder.mkdir()
     old = time.time() - 2 * grid.STALE_TMP_SECONDS
     os.utime(stale, (old, old))
-    assert grid.remove_stale_tmp(tmp_path) == [stale]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".cell.def.tmp", "cell"]
+    removed = _io.remove_stale_temporaries(tmp_path, older_than_s=grid.STALE_TMP_SECONDS)
+    assert removed == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fresh.name, "cell"]
 
 
 def test_a_cell_is_named_by_what_it_measures_not_where_it_is_written():
-    from genbench.config import compose, to_plain
     from genbench.harness.cell import cell_name
 
     def name(*overrides: str) -> str:
-        return cell_name(to_plain(compose(["sampler=ddim", *overrides])))
+        return cell_name(_compose_cell(["sampler=ddim", *overrides]))
 
     base = name()
     assert base.startswith("digits-pixel-ncsnpp_digits-ddim-s")

@@ -33,6 +33,10 @@ def test_wheel_contains_configs_and_baselines(installed):
     assert "genbench/_configs/config.yaml" in names
     assert "genbench/_configs/backbone/ncsnpp.yaml" in names
     assert "genbench/_baselines/ddgan_cifar10.yaml" in names
+    assert "genbench/_configs/hydra/sweeper/genbench.yaml" in names
+    # the grid's Hydra sweeper, in Hydra's plugin namespace (no __init__.py of its own there)
+    assert "hydra_plugins/genbench_grid/grid_sweeper.py" in names
+    assert "hydra_plugins/__init__.py" not in names
 
 
 def test_non_editable_install_runs_from_anywhere(installed, tmp_path):
@@ -50,3 +54,7 @@ def test_non_editable_install_runs_from_anywhere(installed, tmp_path):
                            "--json"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert prof.returncode == 0, prof.stderr[-2000:]
     assert json.loads(prof.stdout)["nfe"] == 4
+    shown = subprocess.run([sys.executable, "-m", "genbench", "run", "--cfg", "hydra"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "hydra_plugins.genbench_grid.grid_sweeper.GridSweeper" in shown.stdout

@@ -340,6 +340,25 @@ def test_paper_points_deduplicated_and_mapped(mixed: Path, baselines: Path) -> N
     assert len(paper_points(df, baselines, baselines=False)) == 1  # only the record's block
 
 
+def test_a_baseline_is_placed_where_hydra_composes_it(tmp_path: Path) -> None:
+    """The dataset of a baseline is what its preset composes to: the primary config's default
+    when it selects none, its own keys over its dataset preset's, and an unknown preset is
+    skipped with a warning."""
+    root = tmp_path / "baselines"
+    root.mkdir()
+    presets = {"plain": {"experiment": "plain", "paper": DDGAN_PAPER | {"fid": 1.0}},
+               "small": {"defaults": [{"override /dataset": "cifar10"}],
+                         "dataset": {"resolution": 16}, "paper": DDGAN_PAPER | {"fid": 2.0}},
+               "broken": {"defaults": [{"override /dataset": "no_such_set"}],
+                          "paper": DDGAN_PAPER | {"fid": 3.0}}}
+    for name, preset in presets.items():
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(preset))
+    with pytest.warns(PaperWarning, match="broken.yaml: bad configuration: .*no_such_set"):
+        paper = paper_points(baselines_dir=root)
+    assert sorted(zip(paper["fid"], paper["dataset"], paper["resolution"])) == [
+        (1.0, "digits", 8), (2.0, "cifar10", 16)]
+
+
 def test_record_paper_blocks_other_numbers_and_bad_blocks(results: Path, tmp_path: Path) -> None:
     other = _cifar_record("rerun", 5.0, 0.4)
     other["config"]["paper"] = DDGAN_PAPER | {"fid": 3.0}

@@ -8,7 +8,6 @@ for another reason can be recorded as failed by :func:`record_failure`.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +16,10 @@ from typing import Any
 import torch
 import yaml
 
+from genbench._io import json_hash
 from genbench.errors import UserError
 from genbench.harness import record as rec
-from genbench.harness.artifacts import ModelCache, config_hash
+from genbench.harness.artifacts import ModelCache
 from genbench.harness.build import build_components
 from genbench.harness.evaluate import (
     Measurements,
@@ -51,7 +51,7 @@ def cell_name(cfg: dict[str, Any]) -> str:
         f"s{cfg['sampler'].get('steps', 'x')}",
     ]
     hashed = {k: v for k, v in cfg.items() if k not in NOT_IN_CELL_IDENTITY}
-    return "-".join(str(p) for p in parts) + "-" + config_hash(hashed, 8)
+    return "-".join(str(p) for p in parts) + "-" + json_hash(hashed, 8)
 
 
 def paths(cfg: dict[str, Any]) -> tuple[Path, Path, Path]:
@@ -62,19 +62,9 @@ def paths(cfg: dict[str, Any]) -> tuple[Path, Path, Path]:
     return experiment_dir, experiment_dir / cell_name(cfg), cache
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _base_record(cfg: dict[str, Any], cell_dir: Path, device: torch.device) -> dict[str, Any]:
+def _provenance(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The record sections that say how a cell was run: seeds, package versions, hardware."""
     return {
-        "schema_version": rec.SCHEMA_VERSION,
-        "experiment": cfg.get("experiment") or "default",
-        "cell": cell_dir.name,
-        "status": "ok",
-        "error": None,
-        "created": _now(),
-        "config": cfg,
         "seeds": {"train": cfg["seed"], "sampling": cfg["eval"].get("seed")},
         "versions": package_versions(),
         "hardware": hardware(device),
@@ -117,7 +107,8 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
         m.recipes["rfid"] = {**rq["recipe"], "extractor": rq["extractor"],
                              "num_real": rq["num_images"], "split": rq["split"],
                              "protocol": "LDDGAN Table 1: FID(decode(encode(x)), x), held out"}
-    record = _base_record(cfg, cell_dir, device)
+    record = rec.new_record(cfg.get("experiment") or "default", cell_dir.name, cfg,
+                            **_provenance(cfg, device))
     record.update(
         metrics={key: m.metrics.get(key) for key in rec.METRIC_KEYS} | m.metrics,
         metric_recipes=m.recipes,
@@ -155,11 +146,11 @@ def record_failure(cfg: dict[str, Any], error: BaseException) -> dict[str, Any]:
         device = resolve_device(device_name)
     except UserError:
         device = torch.device("cpu")
-    record = _base_record(cfg, cell_dir, device)
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    record.update(status="failed", error=f"{type(error).__name__}: {reason}",
-                  metrics={key: None for key in rec.METRIC_KEYS},
-                  missing={"all": "the cell failed before it was measured"}, artifacts={})
+    record = rec.failed_record(cfg.get("experiment") or "default", cell_dir.name, cfg,
+                               f"{type(error).__name__}: {reason}",
+                               "the cell failed before it was measured",
+                               **_provenance(cfg, device))
     files = {rec.CONFIG: yaml.safe_dump(cfg, sort_keys=False).encode()}
     rec.write_cell(cell_dir, record, files, overwrite=False)
     return record

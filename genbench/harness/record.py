@@ -9,6 +9,7 @@ staging folder; a folder without it is not a record.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -27,6 +28,32 @@ METRIC_KEYS = (
     "gmacs_denoiser", "gmacs_decoder", "gmacs_per_sample", "peak_memory_mb",
     "time_per_batch_s", "time_per_batch_iqr_s",
 )
+
+
+def new_record(experiment: str, cell: str, config: dict[str, Any], *, status: str = "ok",
+               error: str | None = None, **parts: Any) -> dict[str, Any]:
+    """The skeleton every record starts from (schema, identity, status, UTC time, config).
+
+    ``parts`` are the record's further sections (``seeds``, ``metrics``, ...), in order.
+    """
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "experiment": experiment,
+        "cell": cell,
+        "status": status,
+        "error": error,
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "config": config,
+        **parts,
+    }
+
+
+def failed_record(experiment: str, cell: str, config: dict[str, Any], error: str, why: str,
+                  **parts: Any) -> dict[str, Any]:
+    """A record of a cell that was not measured: ``error`` is what broke, ``why`` says so for
+    every metric (``missing.all``)."""
+    return new_record(experiment, cell, config, status="failed", error=error, **parts,
+                      metrics=dict.fromkeys(METRIC_KEYS), missing={"all": why}, artifacts={})
 
 
 def _json_safe(value: Any) -> Any:

@@ -1,18 +1,19 @@
 """Published ("reported") numbers that the report draws next to genbench's measurements.
 
 Every preset in ``baselines/`` carries a ``paper:`` block with the numbers its paper reports
-(LDDGAN paper, seeds/lddgan-paper.txt, Table 2: params / FLOPs / memory; Table 3: FID / recall /
-NFE / time for a batch of 100; REFERENCE.md A). A record run from a baseline carries the same
-block in its resolved config. This module reads both into one DataFrame of *paper points*.
+(Trinh and Hamagami 2024, LDDGAN, Table 2: params / FLOPs / memory; Table 3: FID / recall /
+NFE / time for a batch of 100). A record run from a baseline carries the same block in its
+resolved config. This module reads both into one DataFrame of *paper points*; a baseline's
+dataset is the one its preset composes to (Hydra, through :mod:`genbench.config`).
 
 A paper point is never measured by genbench, and its FID belongs to one feature extractor (the
 published FIDs are TF-Inception FIDs, ``inception-v3-compat``). The report therefore draws paper
 points only on figures whose FID extractor and dataset are the paper's own. Published recall
-uses the improved precision/recall of Kynkaanniemi et al. on VGG16 features, k = 3
-(StyleGAN2-ADA's implementation, REFERENCE.md section 5 "Recall"), hence the default
-``recall_extractor`` ``vgg16``.
+uses the improved precision/recall of Kynkaanniemi et al. (2019) on VGG16 features, k = 3
+(NVlabs/stylegan2-ada-pytorch ``metrics/precision_recall.py``, which WaveDiff and LDDGAN use),
+hence the default ``recall_extractor`` ``vgg16``.
 
-The paper's "FLOPs" follow fvcore (one multiply-add counted once, REFERENCE.md A) and are per
+The paper's "FLOPs" follow fvcore (one multiply-add counted once; LDDGAN Table 2) and are per
 network evaluation: DDGAN's 7.05 G is one forward of its generator. genbench therefore treats
 ``gflops`` as GMACs per forward; the per-sample figure derives ``NFE x gflops`` unless the block
 gives ``gmacs_per_sample`` itself, and says so in the hover text.
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
+from omegaconf import OmegaConf
 
 from genbench.errors import UserError
 
@@ -120,48 +121,24 @@ def _point(block: Mapping[str, Any], dataset: str | None, resolution: Any, origi
     return point
 
 
-def _preset_dataset(preset: Mapping[str, Any]) -> tuple[str | None, Any]:
-    """(dataset name, resolution) a baseline composes: ``override /dataset: NAME`` in its
-    defaults, read from ``registry/dataset/NAME.yaml``; the preset's own ``dataset:`` keys win."""
-    name, resolution = None, None
-    for entry in preset.get("defaults") or []:
-        if isinstance(entry, Mapping):
-            for key, value in entry.items():
-                if str(key).split()[-1].strip("/") == "dataset" and isinstance(value, str):
-                    name = value
-    if name is not None:
-        resolution = _registry_dataset(name).get("resolution")
-    own = preset.get("dataset")
-    if isinstance(own, Mapping):
-        name = own.get("name") if isinstance(own.get("name"), str) else name
-        resolution = own.get("resolution", resolution)
-    return name, resolution
-
-
-def _registry_dataset(option: str) -> dict[str, Any]:
-    """The keys of the dataset preset ``registry/dataset/<option>.yaml`` ({} when absent)."""
-    from genbench.config import config_root
-
-    try:
-        path = config_root() / "dataset" / f"{option}.yaml"
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (UserError, OSError, yaml.YAMLError):
-        return {}
-    return dict(loaded) if isinstance(loaded, Mapping) else {}
-
-
 def _baseline_points(baselines_dir: Path) -> list[dict[str, Any]]:
+    """Paper points of the presets in ``baselines_dir``, each placed on the dataset that the
+    preset composes to (its dataset preset and resolution; see
+    :func:`genbench.config.compose_baselines`)."""
+    from genbench.config import compose_baselines
+
     points = []
-    for path in sorted(baselines_dir.glob("*.yaml")):
-        origin = f"baselines/{path.name}"
-        try:
-            preset = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            warnings.warn(f"{origin}: unreadable ({exc}); skipped", PaperWarning, stacklevel=3)
+    for name, cfg in compose_baselines(baselines_dir).items():
+        origin = f"baselines/{name}.yaml"
+        if isinstance(cfg, Exception):
+            warnings.warn(f"{origin}: {cfg}; skipped", PaperWarning, stacklevel=3)
             continue
-        block = preset.get("paper") if isinstance(preset, Mapping) else None
+        block = OmegaConf.to_container(cfg.get("paper"), resolve=True) if cfg.get("paper") \
+            else None
         if isinstance(block, Mapping):
-            point = _point(block, *_preset_dataset(preset), origin)
+            dataset = OmegaConf.select(cfg, "presets.dataset", default=None)  # its preset
+            resolution = OmegaConf.select(cfg, "dataset.resolution", default=None)
+            point = _point(block, dataset, resolution, origin)
             if point is not None:
                 points.append(point)
     return points

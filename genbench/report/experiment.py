@@ -1,0 +1,52 @@
+"""What a run leaves for people: an experiment's HTML report and the console summary table.
+
+``genbench run``, ``genbench run --grid`` and ``genbench report`` all call
+:func:`write_experiment_report` (records -> :func:`~genbench.report.tables.load_records` ->
+:func:`~genbench.report.html.write_report`) and print :func:`summary_text`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+SUMMARY_HEADER = ("cell", "FID", "extractor", "prec", "recall", "NFE", "s/batch", "GMACs/smp",
+                  "params M", "mem MB")
+
+
+def write_experiment_report(inputs: Iterable[Path], out_html: Path, *,
+                            include_paper: bool = True) -> dict[str, Path] | None:
+    """The report of the records under ``inputs`` (folders or result.json files) at ``out_html``.
+
+    Returns the written files by kind (``html``, tables), or None when there is no record.
+    """
+    from genbench.report.html import write_report
+    from genbench.report.tables import load_records
+
+    df = load_records(list(inputs))
+    if df.empty:
+        return None
+    return write_report(df, Path(out_html), include_paper=include_paper)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
+    m = record.get("metrics") or {}
+    extractor = (record.get("metric_recipes") or {}).get("fid", {}).get("extractor", "-")
+    params = None if m.get("params") is None else m["params"] / 1e6
+    return (str(record.get("cell", "?")), _fmt(m.get("fid"), ".3f"), str(extractor),
+            _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"),
+            _fmt(m.get("nfe"), "d"), _fmt(m.get("time_per_batch_s"), ".4f"),
+            _fmt(m.get("gmacs_per_sample"), ".4f"), _fmt(params, ".3f"),
+            _fmt(m.get("peak_memory_mb"), ".1f"))
+
+
+def summary_text(records: Iterable[Mapping[str, Any]]) -> str:
+    """A plain-text table of the main numbers, one row per record (FID with its extractor)."""
+    rows = [SUMMARY_HEADER, *(_summary_row(r) for r in records)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(SUMMARY_HEADER))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)

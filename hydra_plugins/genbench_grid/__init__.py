@@ -1,0 +1,1 @@
+"""genbench's Hydra plugins (found by Hydra in the ``hydra_plugins`` namespace package)."""
