@@ -169,11 +169,12 @@ def compose(overrides: list[str] | None = None, *, with_hydra: bool = False) -> 
     return cfg
 
 
-def compose_baselines(folder: Path | None = None) -> dict[str, DictConfig | UserError]:
+def compose_baselines(folder: Path | None = None) -> dict[str, dict[str, Any] | UserError]:
     """Each experiment preset of ``folder`` (default: ``baselines/``) composed as
     ``baseline=NAME`` on the primary config, in one Hydra session: what it selects (``presets``,
     as :func:`compose` adds them) is Hydra's answer, not a second reading of its defaults list.
-    A preset that does not compose maps to the :class:`UserError` that says why."""
+    Returned as plain containers (mandatory values left unset, such as ``dataset.root``, stay
+    ``'???'``); a preset that does not compose maps to the :class:`UserError` that says why."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.config_store import ConfigStore
@@ -194,7 +195,8 @@ def compose_baselines(folder: Path | None = None) -> dict[str, DictConfig | User
                     with open_dict(cfg):
                         cfg["presets"] = choices(cfg.hydra)
                         del cfg["hydra"]
-                    composed[path.stem] = cfg
+                    composed[path.stem] = OmegaConf.to_container(cfg, resolve=True,
+                                                                 throw_on_missing=False)
                 except Exception as exc:  # noqa: BLE001 - unreadable or not composable
                     composed[path.stem] = explain_compose_error(exc, [])  # Hydra's words
     finally:

@@ -4,10 +4,12 @@ Every module of ``genbench/`` is parsed with :mod:`ast`; every import it makes (
 inside functions and under ``if TYPE_CHECKING:`` alike: an import hidden in a function is still a
 dependency) is mapped to a layer, bottom to top:
 
-0. ``genbench.errors``, ``genbench._io``, ``genbench.registry``: the foundation;
+0. ``genbench.errors``, ``genbench._io``, ``genbench.registry`` and ``genbench.config`` (the
+   YAML half of the registry: the preset tree and its Hydra composition): the foundation;
 1. the components ``data``, ``diffusion``, ``backbones``, ``latents``, ``metrics``, ``samplers``,
-   ``training``, ``report``: they may use one another only as an acyclic graph;
-2. ``genbench.config`` and ``genbench.harness``: build, run and record a cell;
+   ``training``, ``report``: they may use one another only as an acyclic graph (of them, only
+   ``report`` reads the config tree, for the published baselines' presets);
+2. ``genbench.harness``: build, run and record a cell, and the grid;
 3. ``genbench.cli`` and ``genbench.__main__``: the command line.
 
 A module may import its own layer's units (subject to the cycle check) and any layer below, never
@@ -32,7 +34,7 @@ LAYERS: dict[str, int] = {
     "genbench.registry": 0,
     **{f"genbench.{name}": 1 for name in (
         "data", "diffusion", "backbones", "latents", "metrics", "samplers", "training", "report")},
-    "genbench.config": 2,
+    "genbench.config": 0,
     "genbench.harness": 2,
     "genbench.cli": 3,
     "genbench.__main__": 3,
@@ -127,6 +129,25 @@ def test_no_upward_imports() -> None:
     ]
     print("\n".join(violations))
     assert not violations, "upward imports:\n" + "\n".join(violations)
+
+
+def test_hydra_composition_stays_at_the_edge() -> None:
+    """Library code takes plain arguments: of the components, only ``report`` composes presets
+    (the published baselines'), and no component imports hydra or omegaconf itself."""
+    components = {u for u, layer in LAYERS.items() if layer == 1}
+    composing = sorted(source for (source, target) in _edges()
+                       if target == "genbench.config" and source in components)
+    assert composing == ["genbench.report"]
+    hydra_users = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if _unit(_module_name(path)) not in components:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            hydra_users += [f"{path.name}:{node.lineno}" for n in names
+                            if n.split(".")[0] in ("hydra", "omegaconf")]
+    assert not hydra_users, hydra_users
 
 
 @pytest.mark.parametrize("level", [_unit, str], ids=["between-units", "between-modules"])

@@ -7,6 +7,7 @@ from genbench.report.figures import (
     report_figures,
     report_panels,
 )
+from genbench.report.experiment import summary_text, write_experiment_report
 from genbench.report.html import write_report
 from genbench.report.paper import PaperWarning, paper_points
 from genbench.report.paper_tables import table2, table3
@@ -23,7 +24,9 @@ __all__ = [
     "report_figures",
     "report_panels",
     "summary_table",
+    "summary_text",
     "table2",
     "table3",
+    "write_experiment_report",
     "write_report",
 ]

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import OmegaConf
 
 from genbench.errors import UserError
 
@@ -133,11 +132,10 @@ def _baseline_points(baselines_dir: Path) -> list[dict[str, Any]]:
         if isinstance(cfg, Exception):
             warnings.warn(f"{origin}: {cfg}; skipped", PaperWarning, stacklevel=3)
             continue
-        block = OmegaConf.to_container(cfg.get("paper"), resolve=True) if cfg.get("paper") \
-            else None
+        block = cfg.get("paper")
         if isinstance(block, Mapping):
-            dataset = OmegaConf.select(cfg, "presets.dataset", default=None)  # its preset
-            resolution = OmegaConf.select(cfg, "dataset.resolution", default=None)
+            dataset = cfg.get("presets", {}).get("dataset")  # its preset
+            resolution = (cfg.get("dataset") or {}).get("resolution")
             point = _point(block, dataset, resolution, origin)
             if point is not None:
                 points.append(point)
