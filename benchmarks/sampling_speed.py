@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from genbench.cli import _compose
+from genbench.config import compose_plain
 from genbench.harness.profile import profile
 
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     trials = args.trials if args.trials is not None else (300 if gpu else 5)
     rows = []
     for name in names:
-        cfg = _compose([f"baseline={name}", f"device={args.device}",
+        cfg = compose_plain([f"baseline={name}", f"device={args.device}",
                         f"eval.time_batch_size={args.batch}", f"eval.time_warmup={warmup}",
                         f"eval.time_trials={trials}"])
         result = profile(cfg, time_it=True)

@@ -13,19 +13,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from genbench.errors import UserError
 
 EXIT_USER_ERROR = 2
-
-
-def _compose(overrides: list[str]) -> dict[str, Any]:
-    """The plain configuration of one cell (composed by Hydra, with its ``presets``)."""
-    from genbench.config import compose
-    from genbench.harness.task import cell_config
-
-    return cell_config(compose(overrides))
 
 
 # --------------------------------------------------------------------------- run
@@ -40,11 +31,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.multirun:  # Hydra's flag: exactly the product of the overrides
             return cmd_grid(None, args.overrides, overwrite=args.overwrite)
         return cmd_grid(*select_grid(args.grid, args.overrides), overwrite=args.overwrite)
+    from genbench.config import compose_plain
     from genbench.harness.cell import paths
     from genbench.harness.task import run_task
     from genbench.report.experiment import summary_text, write_experiment_report
 
-    cfg = _compose(args.overrides)
+    cfg = compose_plain(args.overrides)
     experiment_dir, cell_dir, _ = paths(cfg)
     record = run_task(cfg, overwrite=args.overwrite)
     if record.get("_skipped"):
@@ -136,9 +128,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from genbench.config import compose_plain
     from genbench.harness.profile import profile
 
-    cfg = _compose(args.overrides)
+    cfg = compose_plain(args.overrides)
     result = profile(cfg, time_it=args.time)
     if args.json:
         print(json.dumps(result, indent=1, default=str))

@@ -226,6 +226,12 @@ def run_hydra(task: Callable[[DictConfig], Any], argv: list[str]) -> None:
         sys.argv = saved
 
 
+def compose_plain(overrides: list[str] | None = None) -> dict[str, Any]:
+    """The plain configuration of one cell: :func:`compose` then :func:`to_plain` (what the
+    harness, the tests and the benchmarks take)."""
+    return to_plain(compose(overrides))
+
+
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
     """Resolve interpolations and return plain Python containers."""
     from omegaconf.errors import MissingMandatoryValue

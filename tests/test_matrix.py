@@ -74,7 +74,7 @@ LATENTS = ["pixel", "wavelet", "kl_tiny", "vq_tiny"]
 @pytest.fixture(scope="module")
 def fitted_latents(tmp_path_factory):
     """Each latent preset built from its YAML and fitted once on the 16x16 digits."""
-    from genbench.cli import _compose
+    from genbench.config import compose_plain
     from genbench.data.base import all_images
     from genbench.harness.build import build_latent
 
@@ -82,7 +82,7 @@ def fitted_latents(tmp_path_factory):
     images = None
     spaces = {}
     for preset in LATENTS:
-        cfg = _compose([f"latent={preset}", "dataset=digits16"])
+        cfg = compose_plain([f"latent={preset}", "dataset=digits16"])
         space = build_latent(cfg)
         if space.needs_fit:
             if images is None:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from genbench import registry
-from genbench.cli import _compose
+from genbench.config import compose_plain
 from genbench.harness.profile import profile
 
 
@@ -14,7 +14,7 @@ from genbench.harness.profile import profile
 def test_profile_cifar10_every_backbone_and_sampler(backbone, sampler):
     """Costs of a CIFAR-10 configuration without data files or training; NFE is counted."""
     steps = {"ddpm": 2, "ddim": 3}.get(sampler, 4)  # keep the counted sampling runs short
-    cfg = _compose(["dataset=cifar10", "latent=pixel", f"backbone={backbone}",
+    cfg = compose_plain(["dataset=cifar10", "latent=pixel", f"backbone={backbone}",
                     f"sampler={sampler}", f"sampler.steps={steps}"])
     result = profile(cfg)
     assert result["nfe"] == steps

@@ -1,5 +1,6 @@
 """Reports: benchmark records -> pandas tables -> plotly figures -> one offline HTML page."""
 
+from genbench.report.experiment import summary_text, write_experiment_report
 from genbench.report.figures import (
     fid_vs_gmacs_figures,
     fid_vs_time_figures,
@@ -7,7 +8,6 @@ from genbench.report.figures import (
     report_figures,
     report_panels,
 )
-from genbench.report.experiment import summary_text, write_experiment_report
 from genbench.report.html import write_report
 from genbench.report.paper import PaperWarning, paper_points
 from genbench.report.paper_tables import table2, table3
