@@ -2,6 +2,7 @@
 
 import math
 
+import diffusers
 import numpy as np
 import pytest
 import torch
@@ -65,7 +66,6 @@ def test_cosine_schedule_follows_eq_17():
 
 
 def test_schedules_match_diffusers():
-    diffusers = pytest.importorskip("diffusers")
     for kind, name in (("linear", "linear"), ("cosine", "squaredcos_cap_v2")):
         ref = diffusers.DDPMScheduler(num_train_timesteps=T, beta_schedule=name)
         ours = gaussian_schedule(kind)
@@ -141,7 +141,6 @@ def test_quadratic_repeats_are_identity_steps_as_in_the_official_code():
 
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
 def test_timesteps_match_diffusers(spacing):
-    diffusers = pytest.importorskip("diffusers")
     ref = diffusers.DDIMScheduler(num_train_timesteps=T, timestep_spacing=spacing)
     checked = 0
     for steps in list(range(1, 101)) + [125, 200, 333, 500, 999, 1000]:
@@ -255,7 +254,6 @@ def _diffusers_loop(scheduler, net, x, generator, **step_kwargs):
     (1000, "leading", "small"), (50, "leading", "small"), (37, "linspace", "small"),
     (20, "trailing", "small"), (50, "leading", "large"), (20, "leading", "small")])
 def test_ddpm_matches_diffusers_ddpm_scheduler(steps, spacing, variance):
-    diffusers = pytest.importorskip("diffusers")
     net, sched = FakeEps(), linear_schedule()
     ref = diffusers.DDPMScheduler(num_train_timesteps=T, trained_betas=sched.betas.numpy(),
                                   clip_sample=True, timestep_spacing=spacing,
@@ -272,7 +270,6 @@ def test_ddpm_matches_diffusers_ddpm_scheduler(steps, spacing, variance):
     (50, "leading", 0.0, False), (10, "trailing", 0.0, False), (50, "leading", 0.5, False),
     (20, "leading", 1.0, True), (100, "trailing", 0.3, True)])
 def test_ddim_matches_diffusers_ddim_scheduler(steps, spacing, eta, clip):
-    diffusers = pytest.importorskip("diffusers")
     net, sched = FakeEps(), linear_schedule()
     ref = diffusers.DDIMScheduler(num_train_timesteps=T, trained_betas=sched.betas.numpy(),
                                   clip_sample=clip, timestep_spacing=spacing,
