@@ -2,9 +2,9 @@
 
 A dataset yields ``(uint8 image [C, H, W], int label or -1)``. Images stay uint8 (0..255) until the
 model needs them: :func:`to_model_range` maps them to [-1, 1] as DDGAN's CIFAR-10 pipeline does
-(REFERENCE.md section 3 "Data": resize -> random horizontal flip -> normalise to [-1, 1]), and
-:func:`to_uint8` maps generated samples back, in memory and never through JPEG (REFERENCE.md
-section 8: FID changes when samples are saved as JPEG, pytorch-fid issue #63).
+(NVlabs/denoising-diffusion-gan train_ddgan.py: resize -> random horizontal flip -> normalise to
+[-1, 1]), and :func:`to_uint8` maps generated samples back, in memory and never through JPEG
+(FID changes when samples are saved as JPEG: mseitzer/pytorch-fid issue #63).
 """
 
 from __future__ import annotations
@@ -216,7 +216,8 @@ def random_hflip(images: torch.Tensor, generator: torch.Generator, p: float = 0.
 
     ``images`` is [N, C, H, W] (one draw per sample) or [C, H, W] (one draw). The draw is made on
     the generator's device, so the same seed gives the same flips whatever the batch's device.
-    DDGAN's CIFAR-10 training applies RandomHorizontalFlip (REFERENCE.md section 3 "Data").
+    DDGAN's CIFAR-10 training applies RandomHorizontalFlip (NVlabs/denoising-diffusion-gan
+    train_ddgan.py).
     """
     single = images.ndim == 3
     batch = images.unsqueeze(0) if single else images
