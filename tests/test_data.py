@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.datasets import CIFAR10
 
 from genbench import registry
 from genbench.data import (
@@ -179,14 +181,19 @@ def test_registry_creates_digits() -> None:
 # ------------------------------------------------------------------------------------ CIFAR-10
 
 
-def _write_batch(path: Path, data: np.ndarray, labels: list[int]) -> None:
-    entry = {b"batch_label": b"fake", b"labels": labels, b"data": data, b"filenames": []}
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def _write_pickle(path: Path, entry: object) -> None:
     with path.open("wb") as handle:
         pickle.dump(entry, handle)
 
 
-def make_fake_cifar(root: Path, per_batch: int = 4) -> dict[str, np.ndarray]:
-    """A tiny cifar-10-batches-py in the documented format: rows of R, G, B planes."""
+def make_fake_cifar(root: Path, monkeypatch: pytest.MonkeyPatch,
+                    per_batch: int = 4) -> dict[str, np.ndarray]:
+    """A tiny cifar-10-batches-py in the documented format (rows of R, G, B planes, str keys as
+    the official Python 2 pickles load), with torchvision's expected MD5s set to its files'."""
     folder = root / CIFAR10_FOLDER
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -194,16 +201,19 @@ def make_fake_cifar(root: Path, per_batch: int = 4) -> dict[str, np.ndarray]:
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
         labels = rng.integers(0, 10, size=per_batch).tolist()
-        _write_batch(folder / name, data, labels)
+        _write_pickle(folder / name, {"batch_label": "fake", "labels": labels, "data": data})
         batches[name] = data
-    meta = {b"label_names": [n.encode() for n in "abcdefghij"], b"num_cases_per_batch": per_batch}
-    with (folder / "batches.meta").open("wb") as handle:
-        pickle.dump(meta, handle)
+    _write_pickle(folder / "batches.meta", {"label_names": list("abcdefghij")})
+    md5 = {p.name: _md5(p) for p in folder.iterdir()}
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]]
+                                                for i in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
     return batches
 
 
-def test_cifar10_reads_fake_root(tmp_path: Path) -> None:
-    batches = make_fake_cifar(tmp_path)
+def test_cifar10_reads_fake_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    batches = make_fake_cifar(tmp_path, monkeypatch)
     train = cifar10(root=str(tmp_path), split="train")
     test = cifar10(root=str(tmp_path), split="test")
     assert (len(train), len(test)) == (20, 4)
@@ -214,30 +224,71 @@ def test_cifar10_reads_fake_root(tmp_path: Path) -> None:
     assert torch.equal(image[2].flatten(), torch.from_numpy(row[2048:]))
     assert torch.equal(test[3][0].flatten(), torch.from_numpy(batches["test_batch"][3]))
     assert train.class_names == list("abcdefghij") and train.num_classes == 10
-    assert len(cifar10(root=str(tmp_path), split="all")) == 24
+    everything = cifar10(root=str(tmp_path), split="all")
+    assert len(everything) == 24 and torch.equal(everything[20][0], test[0][0])  # train, test
     ident = train.identity()
-    assert ident["root"] == str(tmp_path.resolve()) and ident["verified"] is False
+    assert ident["root"] == str(tmp_path.resolve())
     assert json.loads(json.dumps(ident)) == ident
-    # the batches folder itself is accepted as root too
+    # the batches folder itself is accepted as root too, and so is any folder holding them
     assert len(cifar10(root=str(tmp_path / CIFAR10_FOLDER), split="test")) == 4
+    flat = tmp_path / "elsewhere"
+    (tmp_path / CIFAR10_FOLDER).rename(flat)
+    assert torch.equal(cifar10(root=str(flat), split="test")[3][0], test[3][0])
 
 
-def test_cifar10_resize(tmp_path: Path) -> None:
-    make_fake_cifar(tmp_path)
+def test_cifar10_identity_follows_the_checked_md5s(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    make_fake_cifar(tmp_path / "a", monkeypatch, per_batch=2)
+    first = cifar10(root=str(tmp_path / "a"), split="test").identity()
+    make_fake_cifar(tmp_path / "b", monkeypatch, per_batch=3)  # other files, other MD5s
+    second = cifar10(root=str(tmp_path / "b"), split="test").identity()
+    assert first["md5"] != second["md5"]
+    assert {k: v for k, v in first.items() if k not in ("md5", "root", "size")} == {
+        k: v for k, v in second.items() if k not in ("md5", "root", "size")}
+
+
+def test_cifar10_resize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_fake_cifar(tmp_path, monkeypatch)
     ds = cifar10(root=str(tmp_path), split="test", resolution=16)
     assert ds[0][0].shape == (3, 16, 16) and ds.resolution == 16
 
 
 def test_cifar10_missing_root_is_user_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="CIFAR-10 not found under .*dataset.download=true"):
+    with pytest.raises(UserError, match="CIFAR-10 not found under .*dataset.download=true") as info:
         cifar10(root=str(tmp_path / "nowhere"))
+    assert "missing data_batch_1" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_cifar10_corrupt_batch_is_user_error(tmp_path: Path) -> None:
-    make_fake_cifar(tmp_path)
+def test_cifar10_corrupt_batch_is_user_error(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    make_fake_cifar(tmp_path, monkeypatch)
     (tmp_path / CIFAR10_FOLDER / "test_batch").write_bytes(b"not a pickle")
-    with pytest.raises(UserError, match="corrupt CIFAR-10 file"):
-        cifar10(root=str(tmp_path), split="test")
+    with pytest.raises(UserError, match="test_batch does not match the official MD5"):
+        cifar10(root=str(tmp_path), split="train")  # every file is checked, whatever the split
+
+
+class _TouchOnUnpickle:
+    """Unpickling this calls ``open(marker, "w")``: what a crafted data_batch_1 could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_cifar10_crafted_batch_is_refused_before_unpickling(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = pickle.dumps({"data": _TouchOnUnpickle(tmp_path / "proof"), "labels": []})
+    pickle.loads(payload).get("data").close()  # the payload does run code when unpickled
+    assert (tmp_path / "proof").is_file()
+    make_fake_cifar(tmp_path / "root", monkeypatch)
+    marker = tmp_path / "marker"
+    crafted = pickle.dumps({"data": _TouchOnUnpickle(marker), "labels": []})
+    (tmp_path / "root" / CIFAR10_FOLDER / "data_batch_1").write_bytes(crafted)
+    with pytest.raises(UserError, match="data_batch_1 does not match the official MD5"):
+        cifar10(root=str(tmp_path / "root"))
+    assert not marker.exists()
 
 
 # -------------------------------------------------------------------------------- image folder

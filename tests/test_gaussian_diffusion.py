@@ -68,7 +68,6 @@ def test_cosine_schedule_follows_eq_17():
 
 
 def test_schedules_match_diffusers():
-    diffusers = pytest.importorskip("diffusers")
     for kind, name in (("linear", "linear"), ("cosine", "squaredcos_cap_v2")):
         ref = diffusers.DDPMScheduler(num_train_timesteps=T, beta_schedule=name)
         ours = gaussian_schedule(kind)

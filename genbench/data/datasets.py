@@ -4,9 +4,11 @@
   images, 8x8, 17 grey levels) that ship inside scikit-learn, so the embedded default benchmark
   runs with no download.
 - ``cifar10``: CIFAR-10 (Krizhevsky, 2009, "Learning Multiple Layers of Features from Tiny
-  Images"), read from the python-pickle batches in the format documented at
-  https://www.cs.toronto.edu/~kriz/cifar.html. The DDGAN, WaveDiff and LDDGAN papers all
-  benchmark on its training set (REFERENCE.md section 3 "Data").
+  Images"), the python batches of https://www.cs.toronto.edu/~kriz/cifar.html read by
+  ``torchvision.datasets.CIFAR10`` after it checked the official MD5s. The DDGAN (Xiao, Kreis and
+  Vahdat, 2022), WaveDiff (Phung, Dao and Tran, 2023) and LDDGAN (Trinh and Hamagami, 2024)
+  papers all benchmark on its training set (NVlabs/denoising-diffusion-gan train_ddgan.py: Resize
+  32, RandomHorizontalFlip, normalise to [-1, 1]).
 - ``image_folder``: every image under a local folder, center-cropped and resized as clean-fid
   does (PIL bicubic), for CelebA-HQ, LSUN or any user data.
 
@@ -15,9 +17,7 @@ All return an :class:`~genbench.data.base.ImageDataset` of uint8 images.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from genbench._io import json_hash
 from genbench.data.base import (
     ImageDataset,
     InMemoryImageDataset,
@@ -42,7 +43,7 @@ from genbench.errors import UserError
 from genbench.registry import register
 
 __all__ = [
-    "CIFAR10_FILES",
+    "CIFAR10_FOLDER",
     "DEFAULT_CIFAR10_ROOT",
     "DIGITS_SPLIT_SEED",
     "IMAGE_EXTENSIONS",
@@ -132,39 +133,55 @@ def digits(*, resolution: int = 8, split: str = "train", channels: int = 1) -> I
 
 DEFAULT_CIFAR10_ROOT = "~/.cache/genbench/cifar10"
 CIFAR10_FOLDER = "cifar-10-batches-py"
-# File -> MD5 of the official release (as listed by torchvision.datasets.CIFAR10).
-CIFAR10_FILES: dict[str, str] = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
-}
-_CIFAR10_SPLITS: dict[str, tuple[str, ...]] = {
-    "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
-    "test": ("test_batch",),
-    "all": tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",),
+_CIFAR10_SPLITS: dict[str, tuple[bool, ...]] = {  # split -> torchvision's ``train`` flags, in order
+    "train": (True,),
+    "test": (False,),
+    "all": (True, False),
 }
 
 
 def _cifar10_folder(root: Path) -> Path:
-    """``root/cifar-10-batches-py``, or ``root`` itself when it already holds the batches."""
-    if (root / "data_batch_1").is_file() or (root / "test_batch").is_file():
-        return root
-    return root / CIFAR10_FOLDER
+    """``root/cifar-10-batches-py`` when it exists or ``root`` holds no batches, else ``root``."""
+    nested = root / CIFAR10_FOLDER
+    if nested.is_dir() or not (root / "data_batch_1").is_file():
+        return nested
+    return root
+
+
+@lru_cache(maxsize=1)
+def _torchvision_cifar10() -> tuple[type, type]:
+    """torchvision's CIFAR10, and a subclass reading the batches from ``root`` itself."""
+    from torchvision.datasets import CIFAR10
+
+    class FlatCIFAR10(CIFAR10):
+        base_folder = ""  # the official files directly under root; the MD5 check is unchanged
+
+    return CIFAR10, FlatCIFAR10
+
+
+def _cifar10_expected() -> list[tuple[str, str]]:
+    """(file, MD5) that torchvision checks: the official release's five batches, test, meta."""
+    CIFAR10, _ = _torchvision_cifar10()
+    files = [*CIFAR10.train_list, *CIFAR10.test_list, [CIFAR10.meta["filename"],
+                                                       CIFAR10.meta["md5"]]]
+    return [(str(name), str(md5)) for name, md5 in files]
+
+
+def _cifar10_problem(folder: Path) -> str:
+    """The first expected file that is missing or fails its MD5 (after torchvision refused)."""
+    from torchvision.datasets.utils import check_integrity
+
+    for name, md5 in _cifar10_expected():
+        if not (folder / name).is_file():
+            return f"missing {name}"
+        if not check_integrity(str(folder / name), md5):
+            return f"{name} does not match the official MD5"
+    return "unreadable"
 
 
 def _download_cifar10(root: Path) -> None:
-    """Let torchvision download and verify the official archive into ``root``."""
-    try:
-        from torchvision.datasets import CIFAR10
-    except ImportError as exc:
-        raise UserError(
-            f"downloading CIFAR-10 needs torchvision ({exc}); install torchvision or put "
-            f"{CIFAR10_FOLDER} under {root} yourself"
-        ) from exc
+    """Let torchvision download and MD5-check the official archive into ``root`` (if needed)."""
+    CIFAR10, _ = _torchvision_cifar10()
     try:
         CIFAR10(str(root), train=True, download=True)
     except Exception as exc:  # network errors come in many types
@@ -173,67 +190,26 @@ def _download_cifar10(root: Path) -> None:
         ) from exc
 
 
-def _read_pickle(path: Path) -> dict[str, Any]:
-    """A CIFAR pickle as a dict with str keys (the release has str keys, re-pickles bytes keys)."""
+def _read_cifar10(base: Path, folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """(uint8 [N, 3, 32, 32], int64 [N], class names) of one torchvision split of ``folder``.
+
+    torchvision unpickles a file only after every file matched the official MD5s, so a crafted
+    batch is refused before any of its code could run.
+    """
+    CIFAR10, FlatCIFAR10 = _torchvision_cifar10()
+    nested = folder.name == CIFAR10_FOLDER
+    reader, root = (CIFAR10, folder.parent) if nested else (FlatCIFAR10, folder)
     try:
-        with path.open("rb") as handle:
-            entry = pickle.load(handle, encoding="latin1")
-    except Exception as exc:
+        data = reader(str(root), train=train, download=False)
+    except RuntimeError:  # torchvision: "Dataset (metadata file) not found or corrupted"
         raise UserError(
-            f"corrupt CIFAR-10 file {path} ({type(exc).__name__}); delete it and put the "
-            f"official {CIFAR10_FOLDER} there"
-        ) from exc
-    if not isinstance(entry, dict):
-        raise UserError(
-            f"corrupt CIFAR-10 file {path}: not a dict; replace it with the official one"
-        )
-    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
-
-
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 [N, 3, 32, 32], int64 [N]) from one batch: rows of 3,072 bytes, R then G then B."""
-    entry = _read_pickle(path)
-    data = np.asarray(entry.get("data"))
-    labels = np.asarray(entry.get("labels", []), dtype=np.int64)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise UserError(
-            f"corrupt CIFAR-10 file {path}: 'data' is {data.dtype} {data.shape}, expected uint8 "
-            f"[N, 3072]; replace it with the official file"
-        )
-    if labels.shape != (data.shape[0],) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise UserError(
-            f"corrupt CIFAR-10 file {path}: labels do not match the images or are not 0..9; "
-            f"replace it with the official file"
-        )
-    return data.reshape(-1, 3, 32, 32), labels
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class _Cifar10Dataset(InMemoryImageDataset):
-    """CIFAR-10 in memory; :meth:`identity` adds the root and whether the files are official."""
-
-    def __init__(self, *args: Any, files: list[Path], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.files = files
-        self._checksums: dict[str, Any] | None = None
-
-    def identity(self) -> dict[str, Any]:
-        if self._checksums is None:  # hashing ~180 MB once, only when a cache key is needed
-            md5s = {path.name: _md5(path) for path in self.files}
-            self._checksums = {
-                "verified": all(CIFAR10_FILES.get(n) == h for n, h in md5s.items()),
-                "fingerprint": hashlib.sha256(
-                    "".join(f"{n}:{h};" for n, h in sorted(md5s.items())).encode()
-                ).hexdigest()[:16],
-            }
-        return {**super().identity(), **self._checksums}
+            f"CIFAR-10 not found under {base} or corrupted ({_cifar10_problem(folder)}): expected "
+            f"{folder} to hold the official data_batch_1..5, test_batch and batches.meta "
+            f"(MD5-checked); put {CIFAR10_FOLDER} there or pass dataset.download=true on a "
+            f"machine with network"
+        ) from None
+    images = torch.from_numpy(np.ascontiguousarray(data.data)).permute(0, 3, 1, 2)  # from HWC
+    return images.contiguous(), torch.tensor(data.targets, dtype=torch.int64), list(data.classes)
 
 
 @register(
@@ -252,47 +228,27 @@ def cifar10(
 ) -> InMemoryImageDataset:
     """CIFAR-10 read from ``root/cifar-10-batches-py`` (or ``root`` holding the batches).
 
-    ``split`` is "train", "test" or "all". Nothing is fetched unless ``download`` is true; then
-    torchvision downloads and MD5-checks the official archive. Files are read in the documented
-    pickle format; :meth:`identity` records whether their MD5s match the official release.
+    ``split`` is "train", "test" or "all" (train then test). Files are read by torchvision's
+    ``CIFAR10``, which refuses them unless all match the official MD5s. Nothing is fetched
+    unless ``download`` is true; then torchvision downloads and MD5-checks the official archive.
+    :meth:`identity` names the root and a fingerprint of the MD5s checked.
     """
     check_resolution(resolution)
     check_split(split, tuple(_CIFAR10_SPLITS), "cifar10")
     base = Path(os.path.expanduser(str(root))).resolve()
-    folder = _cifar10_folder(base)
-    missing = [n for n in _CIFAR10_SPLITS[split] if not (folder / n).is_file()]
-    if missing and download:
+    if download:
         _download_cifar10(base)
-        folder = _cifar10_folder(base)
-        missing = [n for n in _CIFAR10_SPLITS[split] if not (folder / n).is_file()]
-    if missing:
-        raise UserError(
-            f"CIFAR-10 not found under {base} (missing {missing[0]}): put {CIFAR10_FOLDER} there "
-            f"or pass dataset.download=true on a machine with network"
-        )
-    files = [folder / n for n in _CIFAR10_SPLITS[split]]
-    batches = [_read_cifar_batch(path) for path in files]
-    images = torch.from_numpy(np.concatenate([b[0] for b in batches]))
-    labels = torch.from_numpy(np.concatenate([b[1] for b in batches]))
-    class_names = _cifar10_class_names(folder / "batches.meta")
-    return _Cifar10Dataset(
-        resize_images(images, resolution),
-        labels,
+    folder = _cifar10_folder(base)
+    parts = [_read_cifar10(base, folder, train) for train in _CIFAR10_SPLITS[split]]
+    return InMemoryImageDataset(
+        resize_images(torch.cat([p[0] for p in parts]), resolution),
+        torch.cat([p[1] for p in parts]),
         name="cifar10",
         split=split,
         num_classes=10,
-        source={"root": str(base)},
-        class_names=class_names,
-        files=files,
+        source={"root": str(base), "md5": json_hash(_cifar10_expected())},
+        class_names=parts[0][2],
     )
-
-
-def _cifar10_class_names(meta: Path) -> list[str] | None:
-    """The class names in ``batches.meta``, or None when that file is absent."""
-    if not meta.is_file():
-        return None
-    names = _read_pickle(meta).get("label_names")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names] if names else None
 
 
 # ------------------------------------------------------------------------------------ image folder
@@ -369,11 +325,8 @@ class ImageFolderDataset(ImageDataset):
 
     def identity(self) -> dict[str, Any]:
         """Adds the root and a fingerprint of the file list (relative paths and byte sizes)."""
-        listing = "".join(
-            f"{p.relative_to(self.root).as_posix()}:{p.stat().st_size};" for p in self.files
-        )
-        fingerprint = hashlib.sha256(listing.encode()).hexdigest()[:16]
-        return {**super().identity(), "root": str(self.root), "fingerprint": fingerprint}
+        listing = [[p.relative_to(self.root).as_posix(), p.stat().st_size] for p in self.files]
+        return {**super().identity(), "root": str(self.root), "fingerprint": json_hash(listing)}
 
 
 @register(
