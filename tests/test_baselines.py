@@ -22,8 +22,8 @@ from functools import cache
 
 import pytest
 
-from genbench.cli import _compose
-from genbench.config import baseline_names
+from genbench import registry
+from genbench.config import baseline_names, compose_plain
 from genbench.errors import UserError
 from genbench.metrics.cost import count_parameters
 
@@ -77,7 +77,7 @@ BUILT = {
 
 
 def _config(name: str, *extra: str) -> dict:
-    return _compose([f"baseline={name}", "device=cpu", *extra])
+    return compose_plain([f"baseline={name}", "device=cpu", *extra])
 
 
 def _profile(name: str, *extra: str) -> dict:
@@ -100,12 +100,13 @@ def _built(name: str) -> tuple[tuple[int, int, int], int, int]:
 
 
 def _built_discriminator(name: str):
-    from genbench.backbones.discriminator import make_discriminator
     from genbench.harness.build import build_components
 
     comps = build_components(_config(name), load_data=False)
     disc = dict(comps.train["discriminator"])  # as genbench.harness.train builds it
-    return make_discriminator(disc.pop("kind"), in_channels=comps.latent_shape[0], **disc), comps
+    D = registry.create("discriminator", disc.pop("kind"), in_channels=comps.latent_shape[0],
+                        **disc)
+    return D, comps
 
 
 def _yaml_paper(name: str) -> dict:
@@ -144,7 +145,7 @@ def test_baseline_composes(name):
 def test_256px_baselines_name_a_missing_dataset_root(tmp_path):
     from genbench.harness.build import build_dataset
 
-    cfg = _compose(["baseline=lddgan_celebahq256", f"dataset.root={tmp_path / 'nope'}"])
+    cfg = compose_plain(["baseline=lddgan_celebahq256", f"dataset.root={tmp_path / 'nope'}"])
     with pytest.raises(UserError, match="nope"):
         build_dataset(cfg)
 

@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-from genbench.cli import _compose
+from genbench.config import compose_plain
 from genbench.data.base import all_images
 from genbench.harness.build import build_components
 from genbench.harness.evaluate import Measurements, choose_extractors, measure_quality
@@ -63,7 +63,7 @@ def test_gaussian_like_matches_the_moments() -> None:
 
 def _score_gaussian(tmp_path, num_fake: int) -> Measurements:
     """The Gaussian baseline scored as the run scores its samples (cached extractor and stats)."""
-    cfg = _compose([])
+    cfg = compose_plain([])
     comps = build_components(cfg)
     cache_dir = tmp_path / "results" / ".cache"  # the default run's cache (<results_dir>/.cache)
     extractors = choose_extractors(cfg["eval"], comps, cache_dir,
