@@ -169,7 +169,7 @@ def test_preset_parameters_and_macs_match_official(name):
         got = macs(net, torch.zeros(1, c, r, r), torch.tensor([1]), torch.zeros(1, net.z_dim))
     # The official CPU path filters at full rate before decimating (18.2M MACs for DDGAN);
     # here only kept samples are computed, so the total is ~0.2% lower.
-    assert got == pytest.approx(ref_macs, rel=5e-3)
+    assert got == pytest.approx(ref_macs, rel=2.5e-3)  # known gap 0.18%: FIR at kept samples
     assert got < ref_macs
 
 
