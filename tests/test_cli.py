@@ -115,17 +115,26 @@ def test_report_command(run_cli, tmp_path):
     _one_line_error(run_cli("report", "results/nothing-here"))
 
 
+def _write_distribution(root: Path, module: str, source: str) -> None:
+    """A minimal installed distribution: ``module`` plus its dist-info with an entry point."""
+    (root / f"{module}.py").write_text(source)
+    info = root / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[genbench.plugins]\n{module} = {module}\n")
+    (info / "RECORD").write_text("")
+
+
 def _write_plugin(root: Path) -> None:
-    """A minimal installed distribution: a module plus its dist-info with an entry point."""
-    (root / "toyplug.py").write_text(textwrap.dedent('''
+    _write_distribution(root, "toyplug", textwrap.dedent('''
         import torch
         from genbench.registry import register
 
         class ToyNet(torch.nn.Module):
-            def __init__(self, in_channels, resolution, width, z_dim):
+            """A plain backbone: net(x, t, z); genbench's Denoiser adds tanh or reads eps."""
+
+            def __init__(self, in_channels, width, z_dim):
                 super().__init__()
-                self.in_channels, self.resolution, self.z_dim, self.output = (
-                    in_channels, resolution, z_dim, "x0")
                 self.conv = torch.nn.Conv2d(in_channels, width, 3, padding=1)
                 self.out = torch.nn.Conv2d(width, in_channels, 3, padding=1)
                 self.z = torch.nn.Linear(max(z_dim, 1), width)
@@ -134,19 +143,13 @@ def _write_plugin(root: Path) -> None:
                 h = self.conv(x) + t.float().view(-1, 1, 1, 1)
                 if z is not None:
                     h = h + self.z(z)[:, :, None, None]
-                return torch.tanh(self.out(torch.relu(h)))
+                return self.out(torch.relu(h))
 
         @register("backbone", "toy_convnet", paper="a test plugin")
-        def toy_convnet(in_channels: int, resolution: int, width: int = 8, z_dim: int = 4,
-                        output: str = "x0"):
+        def toy_convnet(in_channels: int, resolution: int, width: int = 8, z_dim: int = 4):
             """A two-layer toy backbone from a third-party package."""
-            return ToyNet(in_channels, resolution, width, z_dim)
+            return ToyNet(in_channels, width, z_dim)
     '''))
-    info = root / "toyplug-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toyplug\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[genbench.plugins]\ntoy = toyplug\n")
-    (info / "RECORD").write_text("")
 
 
 def test_plugin_registers_backbone_through_entry_point(run_cli, tmp_path):
@@ -162,6 +165,30 @@ def test_plugin_registers_backbone_through_entry_point(run_cli, tmp_path):
     conv, out, z = 1 * 16 * 9 + 16, 16 * 1 * 9 + 1, 4 * 16 + 16
     assert result["params_denoiser"] == conv + out + z
     assert result["nfe"] == 4
+
+
+def _readme_block(heading: str) -> str:
+    """The first ```python block under README.md's ``heading``."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split(heading, 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_adding_a_component_example_runs_as_printed(run_cli, tmp_path):
+    """README.md's plugin example, installed as a plugin, trains and samples with the default
+    adversarial sampler and with an eps sampler."""
+    plugin_dir = tmp_path / "site"
+    plugin_dir.mkdir()
+    _write_distribution(plugin_dir, "my_plugin", _readme_block("## Adding a component"))
+    env = {"PYTHONPATH": str(plugin_dir)}
+    for sampler in ("ddgan", "ddim"):
+        proc = run_cli("run", "backbone=my_net", "backbone.width=8", f"sampler={sampler}",
+                       "train=tiny", "eval=tiny", "progress=false", "experiment=readme",
+                       env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    records = list((tmp_path / "results" / "readme").glob("*/result.json"))
+    assert len(records) == 2
+    assert {json.loads(p.read_text())["status"] for p in records} == {"ok"}
 
 
 def test_lddgan_on_vq_latents_end_to_end(run_cli, tmp_path):

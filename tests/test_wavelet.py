@@ -23,7 +23,8 @@ def test_bands_equal_pywavelets_divided_by_two():
     x = _images(dtype=torch.float64)
     bands = WaveletSpace().encode(x)
     cA, (cH, cV, cD) = pywt.dwt2(x.numpy(), "haar", axes=(-2, -1))
-    # band-major: LL of every channel, then LH, HL, HH (REFERENCE.md B.4)
+    # band-major: LL of every channel, then LH, HL, HH, as WaveDiff's CIFAR-10 path concatenates
+    # pytorch_wavelets' DWTForward(J=1, wave="haar") bands (VinAIResearch/WaveDiff train_wddgan.py)
     expected = np.concatenate([cA, cH, cV, cD], axis=1) / 2.0
     assert bands.shape == (3, 12, 4, 3)
     np.testing.assert_allclose(bands.numpy(), expected, rtol=0, atol=1e-12)

@@ -11,7 +11,7 @@ import torch
 
 from genbench.errors import UserError
 
-_PACKAGES = ("genbench", "torch", "torchvision", "torch-fidelity", "clean-fid", "timm",
+_PACKAGES = ("genbench", "torch", "torchvision", "torch-fidelity", "timm",
              "diffusers", "hydra-core", "numpy", "scipy", "scikit-learn", "safetensors")
 
 
