@@ -7,6 +7,8 @@ status 2, without a traceback; library callers can catch it like any exception.
 
 from __future__ import annotations
 
+import sys
+
 
 class UserError(Exception):
     """Bad input; the message names the problem and the fix, on one line."""
@@ -26,3 +28,9 @@ class MissingWeightsError(UserError, FileNotFoundError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def notice(message: str) -> None:
+    """One line to stderr about something genbench did on its own (e.g. refit a corrupt cache
+    file), prefixed like its errors."""
+    print(f"genbench: {message}", file=sys.stderr, flush=True)
