@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from genbench import _io
-from genbench.errors import MissingWeightsError, UserError
+from genbench.errors import MissingWeightsError, UserError, short_reason
 
 WEIGHTS_ENV = "GENBENCH_WEIGHTS"
 _HASH_PREFIX_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
@@ -127,8 +127,7 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, zip errors, truncated files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"weights file {path} cannot be read safely ({first}); "
+        raise UserError(f"weights file {path} cannot be read safely ({short_reason(exc)}); "
                         f"replace it with the genuine file") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

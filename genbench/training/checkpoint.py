@@ -20,11 +20,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from genbench._io import atomic_write_with, previous_version, sha256_file, staging_dir, swap_dir
-from genbench.errors import UserError
+from genbench._io import (
+    atomic_write_with,
+    previous_version,
+    sha256_bytes,
+    sha256_file,
+    staging_dir,
+    swap_dir,
+)
+from genbench.errors import UserError, short_reason
 
 WEIGHTS = "weights.safetensors"
 STATE_TENSORS = "state.safetensors"
@@ -36,6 +43,14 @@ STATE_FORMAT = 1
 # cannot hold; every other dict whose keys are all strings without a leading "__" is written as is.
 _TENSOR, _TUPLE, _DICT, _NDARRAY, _FLOAT = "__tensor__", "__tuple__", "__dict__", "__ndarray__", \
     "__float__"
+
+
+_TREE_SHA = "genbench_state_json_sha256"
+
+
+def _tree_sha256(tree: Any) -> str:
+    text = json.dumps(tree, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return sha256_bytes(text.encode("utf-8"))
 
 
 def encode_state(state: Any) -> tuple[Any, dict[str, torch.Tensor]]:
@@ -159,13 +174,14 @@ def save_checkpoint(directory: Path, modules: dict[str, torch.nn.Module],
                     state: dict[str, Any]) -> None:
     """Write weights and training state into ``directory`` as one atomic unit.
 
-    ``state.json`` also records the SHA-256 of both safetensors files, so that a checkpoint
-    changed after it was written is recognised before anything is loaded from it.
+    ``state.json`` also records the SHA-256 of both safetensors files, and ``state.safetensors``
+    the SHA-256 of the JSON state, so that a checkpoint changed after it was written (any of its
+    three files) is recognised before anything is loaded from it.
     """
     tree, tensors = encode_state(state)
     with staging_dir(directory) as tmp:
         save_file(_flat_state(modules), str(tmp / WEIGHTS))
-        save_file(tensors, str(tmp / STATE_TENSORS))
+        save_file(tensors, str(tmp / STATE_TENSORS), metadata={_TREE_SHA: _tree_sha256(tree)})
         files = {name: sha256_file(tmp / name) for name in (WEIGHTS, STATE_TENSORS)}
         text = json.dumps({"format": STATE_FORMAT, "sha256": files, "state": tree},
                           allow_nan=False, indent=1)
@@ -198,11 +214,6 @@ def find_checkpoint(directory: Path) -> Path | None:
     return None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _read_state(directory: Path) -> tuple[Any, dict[str, torch.Tensor]]:
     """(JSON tree, state tensors) after checking both files' recorded SHA-256; loads nothing into
     modules. Any mismatch or unreadable file is a :class:`CorruptCheckpoint`."""
@@ -214,9 +225,14 @@ def _read_state(directory: Path) -> tuple[Any, dict[str, torch.Tensor]]:
         for name in (WEIGHTS, STATE_TENSORS):
             if sha256_file(directory / name) != recorded[name]:
                 raise ValueError(f"{name} does not match the SHA-256 recorded when it was written")
+        with safe_open(str(directory / STATE_TENSORS), framework="pt") as handle:
+            recorded_tree = (handle.metadata() or {}).get(_TREE_SHA)
+        if recorded_tree != _tree_sha256(payload["state"]):
+            raise ValueError(f"{STATE_JSON} does not match the SHA-256 recorded when it was "
+                             f"written")
         return payload["state"], load_file(str(directory / STATE_TENSORS))
     except (SafetensorError, OSError, ValueError, TypeError, KeyError) as exc:
-        raise CorruptCheckpoint(f"checkpoint {directory} is corrupt ({_first_line(exc)}); "
+        raise CorruptCheckpoint(f"checkpoint {directory} is corrupt ({short_reason(exc)}); "
                                 f"delete it to retrain") from None
 
 
@@ -232,7 +248,7 @@ def load_checkpoint(directory: Path, modules: dict[str, torch.nn.Module]) -> dic
     try:
         state = decode_state(tree, tensors)
     except (ValueError, TypeError, KeyError) as exc:
-        raise CorruptCheckpoint(f"training state in {directory} is corrupt ({_first_line(exc)}); "
+        raise CorruptCheckpoint(f"training state in {directory} is corrupt ({short_reason(exc)}); "
                                 f"delete {directory} to retrain") from None
     load_weights(directory / WEIGHTS, modules)
     return state
@@ -245,7 +261,7 @@ def _load_legacy_state(directory: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for anything but tensors and plain containers
         raise UserError(f"training state {path} of an older genbench cannot be read safely "
-                        f"({_first_line(exc)}); delete {directory} to retrain") from None
+                        f"({short_reason(exc)}); delete {directory} to retrain") from None
     if not isinstance(state, dict):
         raise UserError(f"training state {path} is not a dict; delete {directory} to retrain")
     return state

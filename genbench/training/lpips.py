@@ -28,7 +28,13 @@ from torch import nn
 
 from genbench._io import sha256_file
 from genbench.errors import MissingWeightsError, UserError
-from genbench.metrics.weights import LPIPS_LINEAR_SHA256, VGG16, resolve_spec, resolve_weights
+from genbench.metrics.weights import (
+    LPIPS_LINEAR_SHA256,
+    VGG16,
+    load_state_dict,
+    resolve_spec,
+    resolve_weights,
+)
 
 LPIPS_CHANNELS = (64, 128, 256, 512, 512)  # VGG16 relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
 _VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))  # torchvision vgg16().features
@@ -116,11 +122,8 @@ def _vgg16_features() -> nn.Sequential:
 
 
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip errors of many kinds
-        raise UserError(f"weights file {path} cannot be read ({exc}); replace it") from None
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+    """``torch.load(weights_only=True)`` only (a crafted file cannot run code); one-line errors."""
+    return load_state_dict(path)
 
 
 def _strict_load(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
