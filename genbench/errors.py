@@ -7,6 +7,9 @@ status 2, without a traceback; library callers can catch it like any exception.
 
 from __future__ import annotations
 
+import re
+import sys
+
 
 class UserError(Exception):
     """Bad input; the message names the problem and the fix, on one line."""
@@ -26,3 +29,18 @@ class MissingWeightsError(UserError, FileNotFoundError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def notice(message: str) -> None:
+    """One line to stderr about something genbench did on its own (e.g. refit a corrupt cache
+    file), prefixed like its errors."""
+    print(f"genbench: {message}", file=sys.stderr, flush=True)
+
+
+def short_reason(exc: BaseException) -> str:
+    """An exception as a short clause for a one-line message: its first sentence of its first
+    line, terminal colour codes removed (library messages, e.g. torch.load's, span paragraphs)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    sentence = line.split(". ")[0].rstrip(".")
+    return sentence or type(exc).__name__

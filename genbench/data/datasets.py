@@ -17,6 +17,7 @@ All return an :class:`~genbench.data.base.ImageDataset` of uint8 images.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -167,16 +168,27 @@ def _cifar10_expected() -> list[tuple[str, str]]:
     return [(str(name), str(md5)) for name, md5 in files]
 
 
-def _cifar10_problem(folder: Path) -> str:
-    """The first expected file that is missing or fails its MD5 (after torchvision refused)."""
-    from torchvision.datasets.utils import check_integrity
-
+def _cifar10_problem(folder: Path) -> str | None:
+    """The first expected file that is missing or fails its MD5, or None when all match."""
     for name, md5 in _cifar10_expected():
         if not (folder / name).is_file():
             return f"missing {name}"
-        if not check_integrity(str(folder / name), md5):
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(folder / name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != md5:
             return f"{name} does not match the official MD5"
-    return "unreadable"
+    return None
+
+
+def _cifar10_refusal(base: Path, folder: Path, problem: str) -> UserError:
+    return UserError(
+        f"CIFAR-10 not found under {base} or corrupted ({problem}): expected "
+        f"{folder} to hold the official data_batch_1..5, test_batch and batches.meta "
+        f"(MD5-checked); put {CIFAR10_FOLDER} there or pass dataset.download=true on a "
+        f"machine with network"
+    )
 
 
 def _download_cifar10(root: Path) -> None:
@@ -193,8 +205,9 @@ def _download_cifar10(root: Path) -> None:
 def _read_cifar10(base: Path, folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, list]:
     """(uint8 [N, 3, 32, 32], int64 [N], class names) of one torchvision split of ``folder``.
 
-    torchvision unpickles a file only after every file matched the official MD5s, so a crafted
-    batch is refused before any of its code could run.
+    The batch files are pickles: every one of them (batches.meta included) was checked against
+    the official release's MD5s by :func:`cifar10` before this is called, and torchvision checks
+    them again before it unpickles any, so a crafted batch is refused before its code could run.
     """
     CIFAR10, FlatCIFAR10 = _torchvision_cifar10()
     nested = folder.name == CIFAR10_FOLDER
@@ -202,12 +215,8 @@ def _read_cifar10(base: Path, folder: Path, train: bool) -> tuple[torch.Tensor, 
     try:
         data = reader(str(root), train=train, download=False)
     except RuntimeError:  # torchvision: "Dataset (metadata file) not found or corrupted"
-        raise UserError(
-            f"CIFAR-10 not found under {base} or corrupted ({_cifar10_problem(folder)}): expected "
-            f"{folder} to hold the official data_batch_1..5, test_batch and batches.meta "
-            f"(MD5-checked); put {CIFAR10_FOLDER} there or pass dataset.download=true on a "
-            f"machine with network"
-        ) from None
+        raise _cifar10_refusal(base, folder, _cifar10_problem(folder) or "changed while read"
+                               ) from None
     images = torch.from_numpy(np.ascontiguousarray(data.data)).permute(0, 3, 1, 2)  # from HWC
     return images.contiguous(), torch.tensor(data.targets, dtype=torch.int64), list(data.classes)
 
@@ -239,6 +248,9 @@ def cifar10(
     if download:
         _download_cifar10(base)
     folder = _cifar10_folder(base)
+    problem = _cifar10_problem(folder)  # every file, before anything is unpickled
+    if problem is not None:
+        raise _cifar10_refusal(base, folder, problem)
     parts = [_read_cifar10(base, folder, train) for train in _CIFAR10_SPLITS[split]]
     return InMemoryImageDataset(
         resize_images(torch.cat([p[0] for p in parts]), resolution),

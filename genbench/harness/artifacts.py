@@ -5,6 +5,11 @@ the same key and share one trained model; cells that differ in data, latent spac
 objective, training settings or seed do not. A model folder is complete once ``meta.json`` is
 there; training in progress keeps its resumable checkpoint in ``checkpoint/``. A file lock keeps
 two processes (grid workers) from training the same model at once.
+
+``meta.json`` records the SHA-256 of ``generator.safetensors`` when it is written, and
+:meth:`ModelCache.problem` checks it before the model is used: a file changed on disk since (or
+a ``meta.json`` that cannot be read) makes the model be trained again, with one line saying so,
+instead of a different FID with status ok.
 """
 
 from __future__ import annotations
@@ -60,8 +65,51 @@ class ModelCache:
         with open(self.folder(key) / META) as fh:
             return json.load(fh)
 
+    def problem(self, key: str) -> str | None:
+        """Why model ``key`` cannot be used as cached ("" when it is simply not there yet), or
+        None when ``meta.json`` reads and ``generator.safetensors`` has the SHA-256 recorded in
+        it."""
+        if not self.is_complete(key):
+            return ""
+        return file_problem(self.folder(key) / GENERATOR, self.folder(key) / META)
+
+    def write_meta(self, key: str, meta: dict[str, Any]) -> None:
+        """Write ``meta.json`` (after the generator), recording the generator's SHA-256."""
+        folder = self.folder(key)
+        _io.atomic_write_json(folder / META, {
+            **meta, "sha256": {GENERATOR: _io.sha256_file(folder / GENERATOR)}})
+
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
         """An exclusive lock for training model ``key`` (blocks while another process holds it)."""
         with _io.file_lock(self.root / f"{key}.lock"):
             yield
+
+
+def read_meta(path: Path) -> dict[str, Any] | None:
+    """A cache folder's ``meta.json`` as a dict, or None when it cannot be read as one."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):  # missing, truncated, garbled, not UTF-8
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def file_problem(path: Path, meta_path: Path) -> str | None:
+    """None when ``meta_path`` reads and records ``path``'s current SHA-256 under
+    ``sha256[<name>]``; else a short reason that names the file."""
+    meta = read_meta(meta_path)
+    if meta is None:
+        return f"{meta_path} cannot be read"
+    recorded = meta.get("sha256")
+    expected = recorded.get(path.name) if isinstance(recorded, dict) else None
+    if not isinstance(expected, str):
+        return f"{meta_path} records no SHA-256 for {path.name}"
+    try:
+        actual = _io.sha256_file(path)
+    except OSError as exc:
+        return f"{path} cannot be read ({exc.strerror or exc})"
+    if actual != expected:
+        return f"{path} does not match the SHA-256 recorded when it was written"
+    return None

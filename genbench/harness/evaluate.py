@@ -66,15 +66,17 @@ def _classifier(comps: Components, cache_dir: Path, progress: bool):
 
 def _pretrained(name: str, eval_cfg: dict[str, Any], device: torch.device, progress: bool):
     """Pretrained extractor ``name`` (a key of ``features.PRETRAINED``), weights from
-    ``eval.<name>_weights``."""
+    ``eval.<name>_weights``, verified against ``eval.<name>_sha256`` when set (else the
+    built-in full SHA-256 of the official file)."""
     from genbench.metrics.features import PRETRAINED
 
     if name not in PRETRAINED:
         raise UserError(f"a metric wants feature extractor {name!r}, which genbench does not "
                         f"know; known: {', '.join(PRETRAINED)}")
+    pinned = eval_cfg.get(f"{name}_sha256")  # only passed when set: builders may not take it
     return PRETRAINED[name](eval_cfg.get(f"{name}_weights"),
                             bool(eval_cfg.get("allow_download", False)), device,
-                            progress=progress)
+                            progress=progress, **({"sha256": str(pinned)} if pinned else {}))
 
 
 def choose_extractors(eval_cfg: dict[str, Any], comps: Components, cache_dir: Path,

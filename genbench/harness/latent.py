@@ -17,7 +17,7 @@ import torch
 
 from genbench import registry
 from genbench._io import atomic_write_text, json_hash, tensor_fingerprint
-from genbench.errors import UserError
+from genbench.errors import UserError, notice
 from genbench.harness.build import Components
 
 
@@ -69,7 +69,13 @@ def reconstruction_quality(cfg: dict[str, Any], comps: Components, extractor: An
                          "images": tensor_fingerprint(images)["sha256"]})
         path = Path(cache_dir) / "rfid" / f"{key}.json"
         if path.is_file():
-            return json.loads(path.read_text())
+            try:
+                cached = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):  # truncated or garbled: measure again
+                cached = None
+                notice(f"cached rFID {path} cannot be read; measuring it again")
+            if isinstance(cached, dict):
+                return cached
     batch = int(cfg["eval"].get("batch_size", 100))
     result = reconstruction_fid(comps.latent, images, extractor, batch_size=batch, device=device)
     result = {**result, "split": split}

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from genbench import registry
-from genbench._io import atomic_write_json, json_hash
-from genbench.errors import UserError
-from genbench.harness.artifacts import GENERATOR, META, ModelCache, training_payload
+from genbench._io import json_hash
+from genbench.errors import UserError, notice
+from genbench.harness.artifacts import GENERATOR, ModelCache, training_payload
 from genbench.harness.build import Components, build_backbone
 from genbench.training.checkpoint import load_weights, save_weights
 from genbench.training.seeding import seeded_global_rng
@@ -95,14 +95,18 @@ def train_or_load(cfg: dict[str, Any], comps: Components, cache: ModelCache,
     if objective not in _OBJECTIVES:
         raise UserError(f"no trainer for objective {objective!r}; known: {', '.join(_OBJECTIVES)}")
     with cache.lock(key):
-        if not cache.is_complete(key):
+        problem = cache.problem(key)
+        if problem is not None:
+            if problem:
+                notice(f"cached model not used: {problem}; training it again")
             info = _OBJECTIVES[objective](cfg, comps, G, folder, device, progress)
             save_weights(folder / GENERATOR, {"G_ema": G}, metadata={"key": key})
-            atomic_write_json(folder / META, {"key": key, "payload": payload, "training": info})
+            cache.write_meta(key, {"key": key, "payload": payload, "training": info})
             return G.eval(), {"source": "trained", "key": key, "folder": str(folder), **info}
-    load_weights(folder / GENERATOR, {"G_ema": G})
+        load_weights(folder / GENERATOR, {"G_ema": G})
+        meta = cache.meta(key)
     return G.eval(), {"source": "cache", "key": key, "folder": str(folder),
-                      **cache.meta(key).get("training", {})}
+                      **meta.get("training", {})}
 
 
 def _new_backbone(cfg: dict[str, Any], comps: Components, objective: str) -> torch.nn.Module:

@@ -34,8 +34,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from genbench import _io
-from genbench.errors import UserError
-from genbench.metrics.weights import INCEPTION_V3, VGG16, WeightsSpec, resolve_spec
+from genbench.errors import UserError, notice
+from genbench.metrics.weights import (
+    INCEPTION_V3,
+    VGG16,
+    WeightsSpec,
+    load_state_dict,
+    resolve_spec,
+)
 
 INCEPTION_NAME = "inception-v3-compat"
 VGG16_NAME = "vgg16"
@@ -144,6 +150,30 @@ def _pretrained_recipe(
     }
 
 
+def _fidelity_module(cls: type, name: str, layers: list[str], path: Path) -> nn.Module:
+    """torch-fidelity extractor ``cls`` with the weights of ``path``, which it never opens.
+
+    torch-fidelity 0.4's constructors read a weights path with ``torch.load(weights_only=False)``
+    (``feature_extractor_inceptionv3.py``, ``feature_extractor_vgg16.py``), which would run any
+    code a crafted file carries. genbench reads the (SHA-256-verified) file itself with
+    ``weights_only=True`` (:func:`genbench.metrics.weights.load_state_dict`) and hands the
+    constructor an in-memory copy of those tensors (a buffer that holds nothing but the plain
+    tensors just loaded); the constructor then loads it strictly, as it would the file.
+    """
+    import io
+
+    state = load_state_dict(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    try:
+        return cls(name, layers, feature_extractor_weights_path=buffer)
+    except RuntimeError as exc:  # load_state_dict: missing/unexpected keys, wrong shapes
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"weights file {path} does not fit the {name} network ({first}); "
+                        f"replace it with the genuine file") from None
+
+
 def _first_output(module: nn.Module) -> Network:
     # torch-fidelity extractors return a tuple with one entry per requested layer.
     return lambda batch: module(batch)[0]
@@ -167,17 +197,16 @@ def inception_extractor(
         allow_download: fetch the file from torch-fidelity's release when absent.
         device: where the network runs.
         batch_size: images per forward pass (the DDGAN line evaluates with 100).
-        sha256: a full expected hash that replaces the file-name prefix check (for files made
-            elsewhere, e.g. tests).
+        sha256: a full expected SHA-256 that replaces the built-in one (``eval.inception_sha256``:
+            pin another genuine copy; tests pass the hash of their random-weight files).
         progress: show a progress bar.
     """
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     spec = _with_hash(INCEPTION_V3, sha256)
     path = resolve_spec(spec, path=weights_path, allow_download=allow_download)
-    module = FeatureExtractorInceptionV3(
-        INCEPTION_NAME, ["2048"], feature_extractor_weights_path=str(path)
-    ).to(device)
+    module = _fidelity_module(FeatureExtractorInceptionV3, INCEPTION_NAME, ["2048"], path)
+    module = module.to(device)
     recipe = _pretrained_recipe(
         INCEPTION_NAME,
         spec,
@@ -215,9 +244,7 @@ def vgg16_extractor(
 
     spec = _with_hash(VGG16, sha256)
     path = resolve_spec(spec, path=weights_path, allow_download=allow_download)
-    module = FeatureExtractorVGG16(
-        VGG16_NAME, ["fc2_relu"], feature_extractor_weights_path=str(path)
-    ).to(device)
+    module = _fidelity_module(FeatureExtractorVGG16, VGG16_NAME, ["fc2_relu"], path).to(device)
     recipe = _pretrained_recipe(
         VGG16_NAME,
         spec,
@@ -399,8 +426,10 @@ def classifier_extractor(
 
     Training is deterministic (explicit generator for initialisation and minibatches, fixed step
     count, CPU) and cached in ``cache_dir`` as safetensors, keyed by a hash of (dataset_key,
-    architecture, seed, steps, the training data). About 6 s for the sklearn digits (one thread).
-    Its features are not Inception features; its recipe says so.
+    architecture, seed, steps, the training data), next to a ``.json`` that records the file's
+    SHA-256; a cached file that does not match it is trained again (one line says so). About
+    6 s for the sklearn digits (one thread). Its features are not Inception features; its
+    recipe says so.
 
     Args:
         train_images_uint8: training images, uint8 ``[N, C, H, W]``.
@@ -431,9 +460,13 @@ def classifier_extractor(
     path = Path(cache_dir) / f"{name}-{key[:16]}.safetensors"
     model = SmallClassifier(num_classes, feature_dims, input_size, width)
     train_seconds = None
-    if path.is_file():
+    meta_path = path.with_suffix(".json")
+    problem = _classifier_problem(path, meta_path) if path.is_file() else ""
+    if problem is None:
         model.load_state_dict(load_file(str(path)))
     else:
+        if problem:
+            notice(f"cached feature classifier not used: {problem}; training it again")
         generator = torch.Generator().manual_seed(seed)
         _init_weights(model, generator)
         start = time.perf_counter()
@@ -444,6 +477,7 @@ def classifier_extractor(
         metadata = {"genbench_classifier": json.dumps({"key": key, **key_fields}, sort_keys=True)}
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         _io.atomic_write_with(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+        _io.atomic_write_json(meta_path, {"key": key, "sha256": {path.name: _io.sha256_file(path)}})
     model.eval().requires_grad_(False)
     recipe = {
         "extractor": name,
@@ -472,6 +506,19 @@ def classifier_extractor(
         batch_size=batch_size,
         progress=progress,
     )
+
+
+def _classifier_problem(path: Path, meta_path: Path) -> str | None:
+    """None when ``meta_path`` (written after the weights) records ``path``'s current SHA-256,
+    else why the cached classifier cannot be used, naming the file."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        expected = meta["sha256"][path.name]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{meta_path} is missing or cannot be read"
+    if _io.sha256_file(path) != expected:
+        return f"{path} does not match the SHA-256 recorded when it was written"
+    return None
 
 
 def _check_labelled(

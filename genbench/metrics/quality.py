@@ -22,6 +22,7 @@ harness builds extractors and fetches reference data from that metadata alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from genbench import _io, registry
-from genbench.errors import UserError
+from genbench.errors import UserError, notice
 from genbench.registry import register
 
 if TYPE_CHECKING:
@@ -219,6 +220,18 @@ class ReferenceKey:
         return f"{stem}-{self.digest()[:12]}.npz"
 
 
+def _contents_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every array but ``sha256`` itself: name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        if name == "sha256":
+            continue
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class ReferenceStats:
     """Cached reference statistics, and the features when they were kept."""
@@ -231,8 +244,10 @@ class ReferenceStats:
 class ReferenceStatsCache:
     """Reference statistics (and optionally features) as ``.npz`` files in ``cache_dir``.
 
-    Files are written atomically (:func:`genbench._io.atomic_write_with`) and carry their key,
-    which is checked on load.
+    Files are written atomically (:func:`genbench._io.atomic_write_with`) and carry their key
+    and a SHA-256 of their contents (key, statistics, features), both checked on load: a file
+    that cannot be read or does not match is computed again, with one line saying so. The files
+    are read with ``allow_pickle=False``.
     """
 
     def __init__(self, cache_dir: str | Path) -> None:
@@ -247,12 +262,20 @@ class ReferenceStatsCache:
         path = self.path(key)
         if not path.is_file():
             return None
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["key"]) != json.dumps(asdict(key), sort_keys=True):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+            if str(arrays["key"]) != json.dumps(asdict(key), sort_keys=True):
                 return None
-            stats = Statistics(data["mu"], data["sigma"], int(data["num_samples"]))
-            features = data["features"] if "features" in data.files else None
-        return ReferenceStats(stats, features, path)
+            if str(arrays.get("sha256", "")) != _contents_sha256(arrays):
+                raise ValueError("its contents do not match the SHA-256 recorded when written")
+            stats = Statistics(arrays["mu"], arrays["sigma"], int(arrays["num_samples"]))
+        except Exception as exc:  # zip/CRC/format errors of many kinds: numpy, zipfile, zlib
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            notice(f"cached reference statistics {path} cannot be used ({reason}); "
+                   f"computing them again")
+            return None
+        return ReferenceStats(stats, arrays.get("features"), path)
 
     def save(
         self, key: ReferenceKey, statistics: Statistics, features: np.ndarray | None = None
@@ -267,6 +290,7 @@ class ReferenceStatsCache:
         }
         if features is not None:
             arrays["features"] = np.asarray(features)
+        arrays["sha256"] = np.array(_contents_sha256(arrays))
         return _io.atomic_write_with(path, lambda tmp: np.savez(tmp, **arrays))
 
     def get_or_compute(

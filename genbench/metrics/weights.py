@@ -16,8 +16,10 @@ Lookup order:
 4. a download into the torch-hub cache, only when ``allow_download`` is true.
 
 Hash convention: torch hub names files ``<stem>-<first 8 hex digits of the SHA-256>.<ext>``
-(``torch.hub.load_state_dict_from_url(check_hash=True)``), so a file can be verified against a
-known full SHA-256 or against that 8-hex prefix.
+(``torch.hub.load_state_dict_from_url(check_hash=True)``). The known files are verified against
+their full SHA-256 (an 8-hex prefix is only 32 bits: a crafted file can match it); a file given
+only by name is verified against the prefix in its name. Verified files are still only ever read
+with ``torch.load(weights_only=True)`` (:func:`load_state_dict`), never unpickled freely.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from genbench import _io
-from genbench.errors import MissingWeightsError, UserError
+from genbench.errors import MissingWeightsError, UserError, short_reason
 
 WEIGHTS_ENV = "GENBENCH_WEIGHTS"
 _HASH_PREFIX_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
@@ -57,6 +60,11 @@ INCEPTION_V3 = WeightsSpec(
         "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
         "weights-inception-2015-12-05-6726825d.pth"
     ),
+    # Full SHA-256 of that file, as public evaluation setups pin it next to its name and URL
+    # (found by exact search of public repositories for "6726825d"; e.g. pinning scripts with
+    # ``SOURCE_SHA256 = "6726825d0af5..."`` and 95,628,359 bytes); its first 8 digits are the
+    # 6726825d of the torch-hub file name. A user can pin another with eval.inception_sha256.
+    sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
     sha256_prefix="6726825d",
     config_key="eval.inception_weights",
 )
@@ -67,9 +75,18 @@ VGG16 = WeightsSpec(
     name="VGG16",
     filename="vgg16-397923af.pth",
     url="https://download.pytorch.org/models/vgg16-397923af.pth",
+    # Full SHA-256 of that file, as public setups pin it next to its URL (found by exact search
+    # of public repositories for "397923af"; e.g. ``VGG16_SHA256 = "397923af8e79..."`` beside
+    # https://download.pytorch.org/models/vgg16-397923af.pth, 553,433,881 bytes); its first 8
+    # digits are the 397923af of the torch-hub file name. Pin another with eval.vgg16_sha256.
+    sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
     sha256_prefix="397923af",
     config_key="eval.vgg16_weights",
 )
+
+# LPIPS' linear layers (richzhang/PerceptualSimilarity lpips/weights/v0.1/vgg.pth), full SHA-256
+# as public LPIPS setups pin it (exact search for "vgg.pth" hashes beside vgg16-397923af.pth).
+LPIPS_LINEAR_SHA256 = "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"
 
 
 def hub_checkpoint_dir() -> Path:
@@ -90,12 +107,34 @@ def verify_sha256(path: Path, *, sha256: str | None, sha256_prefix: str | None) 
     """
     actual = _io.sha256_file(path)
     expected = (sha256 or sha256_prefix or "").lower()
-    if expected and not actual.startswith(expected):
+    if sha256 and len(expected) != 64:
+        raise UserError(f"expected SHA-256 {sha256!r} for {path} is not 64 hex digits")
+    if expected and not (actual == expected if sha256 else actual.startswith(expected)):
         raise UserError(
             f"weights file {path} has SHA-256 {actual}, expected "
             f"{'prefix ' if not sha256 else ''}{expected}; delete it and put the genuine file there"
         )
     return actual
+
+
+def load_state_dict(path: Path) -> dict[str, Any]:
+    """A weights file's state dict read with ``torch.load(weights_only=True)``.
+
+    PyTorch's restricted unpickler builds tensors and plain containers only and refuses any other
+    class, so a file that would run code when unpickled fails here (a one-line UserError) before
+    anything of it runs. A ``{"state_dict": ...}`` wrapper is unwrapped.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, zip errors, truncated files
+        raise UserError(f"weights file {path} cannot be read safely ({short_reason(exc)}); "
+                        f"replace it with the genuine file") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise UserError(f"weights file {path} does not hold a state dict of tensors; "
+                        f"replace it with the genuine file")
+    return state
 
 
 def _candidates(filename: str, path: str | None) -> list[Path]:

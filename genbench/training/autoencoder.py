@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench._io import atomic_write_json, file_lock, json_hash
+from genbench._io import atomic_write_json, file_lock, json_hash, sha256_file
 from genbench.backbones.patchgan import NLayerDiscriminator
-from genbench.errors import UserError
+from genbench.errors import UserError, notice
 from genbench.latents.autoencoder import AutoencoderSpace, AutoencoderTrainingConfig
 from genbench.training.checkpoint import load_weights, save_weights
 from genbench.training.loop import LoopConfig, train
@@ -213,18 +213,42 @@ def fit_autoencoder(space: AutoencoderSpace, images: torch.Tensor, *, cache_dir:
     folder = root / key
     device = torch.device(device)
     with file_lock(root / f"{key}.lock"):
-        if (folder / META).is_file() and (folder / WEIGHTS).is_file():
+        problem = _cache_problem(folder)
+        if problem is None:
             load_weights(folder / WEIGHTS, {"autoencoder": space.autoencoder})
             info = {**_read_meta(folder)["fit"], "source": "cache"}
         else:
+            if problem:
+                notice(f"cached autoencoder not used: {problem}; fitting it again")
             meta = {"key": key, "payload": payload}
             info = _train_and_save(space, images, folder, meta, device, progress, files, status)
     return space.mark_fitted(info, key=key, folder=folder, device=device)
 
 
-def _read_meta(folder: Path) -> dict[str, Any]:
-    with open(folder / META) as fh:
-        return json.load(fh)
+def _cache_problem(folder: Path) -> str | None:
+    """"" when nothing is cached, None when ``meta.json`` reads, has the fit and records the
+    weights' current SHA-256, else why the cached files cannot be used (naming the file)."""
+    if not ((folder / META).is_file() and (folder / WEIGHTS).is_file()):
+        return ""
+    meta = _read_meta(folder)
+    if meta is None or not isinstance(meta.get("fit"), dict):
+        return f"{folder / META} cannot be read"
+    recorded = meta.get("sha256")
+    expected = recorded.get(WEIGHTS) if isinstance(recorded, dict) else None
+    if not isinstance(expected, str):
+        return f"{folder / META} records no SHA-256 for {WEIGHTS}"
+    if sha256_file(folder / WEIGHTS) != expected:
+        return f"{folder / WEIGHTS} does not match the SHA-256 recorded when it was written"
+    return None
+
+
+def _read_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        with open(folder / META, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):  # missing, truncated, garbled
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _train_and_save(space: AutoencoderSpace, images: torch.Tensor, folder: Path,
@@ -247,7 +271,8 @@ def _train_and_save(space: AutoencoderSpace, images: torch.Tensor, folder: Path,
     info.update(space.latent_statistics(images, device))
     save_weights(folder / WEIGHTS, {"autoencoder": space.autoencoder},
                  metadata={"key": meta["key"]})
-    atomic_write_json(folder / META, {**meta, "fit": info})
+    atomic_write_json(folder / META, {**meta, "fit": info,
+                                      "sha256": {WEIGHTS: sha256_file(folder / WEIGHTS)}})
     shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
     return {**info, "source": "trained"}
 

@@ -31,8 +31,13 @@ import torch
 from tqdm.auto import tqdm
 
 from genbench.data.base import random_hflip, to_model_range
-from genbench.errors import UserError
-from genbench.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from genbench.errors import UserError, notice
+from genbench.training.checkpoint import (
+    CorruptCheckpoint,
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from genbench.training.seeding import seeded_global_rng, stream_generator
 
 
@@ -163,7 +168,10 @@ def train(
     total = cfg.total_steps(steps_per_epoch)
     found = find_checkpoint(ckpt_dir)
     if found is not None:
-        trainer.load_state(load_checkpoint(found, trainer.modules()))
+        try:
+            trainer.load_state(load_checkpoint(found, trainer.modules()))
+        except CorruptCheckpoint as exc:  # raised before anything was loaded: start afresh
+            notice(f"{str(exc).split('; delete')[0]}; starting {cfg.what} again from step 0")
     bar = tqdm(total=total, initial=trainer.step, desc=cfg.what, disable=not progress,
                unit="step", dynamic_ncols=True)
     stepping = False  # a half-done step cannot be resumed exactly: never save one

@@ -28,7 +28,13 @@ from torch import nn
 
 from genbench._io import sha256_file
 from genbench.errors import MissingWeightsError, UserError
-from genbench.metrics.weights import VGG16, resolve_spec, resolve_weights
+from genbench.metrics.weights import (
+    LPIPS_LINEAR_SHA256,
+    VGG16,
+    load_state_dict,
+    resolve_spec,
+    resolve_weights,
+)
 
 LPIPS_CHANNELS = (64, 128, 256, 512, 512)  # VGG16 relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
 _VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))  # torchvision vgg16().features
@@ -116,11 +122,8 @@ def _vgg16_features() -> nn.Sequential:
 
 
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip errors of many kinds
-        raise UserError(f"weights file {path} cannot be read ({exc}); replace it") from None
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+    """``torch.load(weights_only=True)`` only (a crafted file cannot run code); one-line errors."""
+    return load_state_dict(path)
 
 
 def _strict_load(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -135,7 +138,8 @@ def resolve_lpips(weights: str | None) -> tuple[list[Path], str]:
     """The LPIPS weights files and a status: ``"used"`` or ``"missing: <why>"``.
 
     ``weights``: a genbench ``.safetensors`` LPIPS file, or a folder holding torchvision's
-    ``vgg16-397923af.pth`` and LPIPS' ``vgg.pth``, or None to look in the torch-hub checkpoint
+    ``vgg16-397923af.pth`` and LPIPS' ``vgg.pth`` (both checked against their full SHA-256, then
+    read with ``weights_only=True``), or None to look in the torch-hub checkpoint
     folder and ``$GENBENCH_WEIGHTS``. A configured path that does not exist is an error; nothing
     found without one is reported as missing (nothing is downloaded).
     """
@@ -144,7 +148,7 @@ def resolve_lpips(weights: str | None) -> tuple[list[Path], str]:
     try:
         vgg = resolve_spec(replace(VGG16, config_key="latent.lpips_weights"), path=weights)
         lin = resolve_weights("LPIPS linear layers", LPIPS_LIN_FILE, path=weights,
-                              config_key="latent.lpips_weights")
+                              sha256=LPIPS_LINEAR_SHA256, config_key="latent.lpips_weights")
     except MissingWeightsError as exc:
         if weights is not None:
             raise
