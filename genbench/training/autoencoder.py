@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench._io import atomic_write_json, file_lock, json_hash
+from genbench._io import atomic_write_json, file_lock, json_hash, remove_stale_temporaries
 from genbench.backbones.patchgan import NLayerDiscriminator
 from genbench.errors import UserError
 from genbench.latents.autoencoder import AutoencoderSpace, AutoencoderTrainingConfig
@@ -213,6 +213,7 @@ def fit_autoencoder(space: AutoencoderSpace, images: torch.Tensor, *, cache_dir:
     folder = root / key
     device = torch.device(device)
     with file_lock(root / f"{key}.lock"):
+        remove_stale_temporaries(folder)  # a killed fit's leftovers (a set-aside one put back)
         if (folder / META).is_file() and (folder / WEIGHTS).is_file():
             load_weights(folder / WEIGHTS, {"autoencoder": space.autoencoder})
             info = {**_read_meta(folder)["fit"], "source": "cache"}

@@ -162,8 +162,10 @@ def train(
     steps_per_epoch = batches_per_epoch(images.shape[0], cfg.batch_size, cfg.batch_setting)
     total = cfg.total_steps(steps_per_epoch)
     found = find_checkpoint(ckpt_dir)
+    saved = None  # the step of the checkpoint on disk (said when interrupted)
     if found is not None:
         trainer.load_state(load_checkpoint(found, trainer.modules()))
+        saved = trainer.step
     bar = tqdm(total=total, initial=trainer.step, desc=cfg.what, disable=not progress,
                unit="step", dynamic_ncols=True)
     stepping = False  # a half-done step cannot be resumed exactly: never save one
@@ -182,9 +184,14 @@ def train(
             stepping = False
             if trainer.step % cfg.ckpt_every == 0 or trainer.step == total:
                 save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
-    except KeyboardInterrupt:
+                saved = trainer.step
+    except KeyboardInterrupt as exc:
         if not stepping:
             save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
+            saved = trainer.step
+        # what the CLI tells the user will happen on a rerun (genbench.cli.main)
+        exc.genbench_training = {"what": cfg.what, "step": trainer.step,
+                                 "checkpoint_step": saved}
         raise
     finally:
         bar.close()
