@@ -158,9 +158,10 @@ def is_done(cell_dir: Path) -> bool:
     if not is_recorded(cell_dir):
         return False
     try:
-        return read_record(cell_dir).get("status") == "ok"
+        record = read_record(cell_dir)
     except (OSError, ValueError):
         return False
+    return isinstance(record, dict) and record.get("status") == "ok"
 
 
 def read_record(cell_dir: Path) -> dict[str, Any]:
