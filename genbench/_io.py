@@ -277,8 +277,9 @@ def swap_dir(new: Path, target: Path, *, kind: str = "swap",
 
                 raise UserError(f"{target} {why}; genbench replaces only its own folders: move it"
                                 f" away or choose another name")
-            fd = os.open(target, os.O_RDONLY)
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            if not target.is_symlink():  # locked while aside: see remove_stale_temporaries
+                fd = os.open(target, os.O_RDONLY)
+                fcntl.flock(fd, fcntl.LOCK_SH)
             old = _hidden_sibling(target, OLD_SUFFIX)
             os.replace(target, old)
             fault_point(f"{kind}.aside")
