@@ -134,6 +134,23 @@ def test_a_live_writers_temporaries_are_kept_a_killed_ones_removed(tmp_path):
             live.wait()
 
 
+def test_cache_cleaning_removes_leftovers_but_leaves_set_aside_checkpoints_to_their_lock(
+        tmp_path):
+    uid = "0123456789abcdef0123456789abcdef"
+    model = tmp_path / "models" / "key"
+    model.mkdir(parents=True)
+    (model / f".checkpoint.{uid}.tmp").mkdir()  # a killed save's staging folder
+    (model / f".checkpoint.{uid}.old").mkdir()  # the only checkpoint: the swap was cut short
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / f".stats.npz.{uid}.tmp.npz").write_bytes(b"half")
+    removed = _io.remove_stale_temporaries_below(tmp_path)
+    assert sorted(p.name for p in removed) == [f".checkpoint.{uid}.tmp",
+                                               f".stats.npz.{uid}.tmp.npz"]
+    assert (model / f".checkpoint.{uid}.old").is_dir()
+    _io.remove_stale_temporaries(model)  # under the model's lock (harness.train): put back
+    assert sorted(p.name for p in model.iterdir()) == ["checkpoint"]
+
+
 def test_fault_point_counts_hits_and_interrupts(monkeypatch):
     monkeypatch.setenv(_io.FAULT_ENV, "test.point@2:interrupt")
     _io._fault_hits.pop("test.point", None)
