@@ -328,7 +328,10 @@ def test_ctrl_c_says_what_a_rerun_will_do(run_cli, tmp_path, reference):
     assert run_cli(*args).returncode == 0
     line = _interrupted_line(run_cli(*args, "--overwrite",
                                      env={_io.FAULT_ENV: "record.staged:interrupt"}))
-    assert "nothing to resume" in line  # the earlier record is complete and kept
+    assert "earlier record is kept" in line and "without training" in line
+    line = _interrupted_line(run_cli(*args, "--overwrite",
+                                     env={_io.FAULT_ENV: "record.swapped:interrupt"}))
+    assert "the record is complete" in line and "nothing to resume" in line  # the new one
 
 
 def test_ctrl_c_during_training_names_the_checkpoint_or_its_absence(tmp_path, monkeypatch,
@@ -356,7 +359,7 @@ def test_ctrl_c_during_training_names_the_checkpoint_or_its_absence(tmp_path, mo
     monkeypatch.setattr(loop, "_one_step", interrupted_at(4))
     assert cli.main(args) == 130
     err = capsys.readouterr().err
-    assert "interrupted at step 4" in err and "from its checkpoint at step 3" in err
+    assert "at step 4" in err and "from its checkpoint at step 3" in err
 
 
 def test_ctrl_c_in_a_command_with_nothing_to_resume(tmp_path, monkeypatch, capsys):

@@ -98,34 +98,43 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
         if why is not None:  # said before anything runs, not after the training
             raise UserError(f"{cell_dir} {why}; genbench replaces only its own folders: move it "
                             f"away or choose another cell=NAME")
+    stage: dict[str, Any] = {}  # how far it got, for the Ctrl-C message
     try:
-        return _run_cell(cfg, cell_dir, cache_dir, overwrite, announce)
+        return _run_cell(cfg, cell_dir, cache_dir, overwrite, announce, stage)
     except KeyboardInterrupt as exc:
-        exc.genbench_resume = _resume_hint(cfg, cell_dir, exc)  # read by the CLI
+        exc.genbench_resume = _resume_hint(cell_dir, exc, stage, overwrite)  # read by the CLI
         raise
 
 
-def _resume_hint(cfg: dict[str, Any], cell_dir: Path, exc: BaseException) -> str:
+def _resume_hint(cell_dir: Path, exc: BaseException, stage: dict[str, Any],
+                 overwrite: bool) -> str:
     """What running the same command again will do after an interruption (Ctrl-C)."""
+    written = stage.get("record")
     if rec.is_done(cell_dir):
-        return f"the record is complete ({cell_dir}); nothing to resume"
+        if not overwrite or (written is not None and
+                             (cell_dir / rec.RESULT).read_text() == rec.dumps(written)):
+            return f"the record is complete ({cell_dir}); nothing to resume"
+        prefix = f"the earlier record is kept unchanged ({cell_dir}); "
+    else:
+        prefix = ""
     loop = getattr(exc, "genbench_training", None)  # set by genbench.training.loop.train
     if loop is not None:
         what, step, saved = loop["what"], loop["step"], loop["checkpoint_step"]
         if saved is None:
-            return (f"{what} was interrupted at step {step} before its first checkpoint; "
-                    f"running the same command again starts it from the beginning")
-        return (f"{what} was interrupted at step {step}; running the same command again resumes "
-                f"it from its checkpoint at step {saved}")
-    if getattr(exc, "genbench_stage", None) == "sampling":
-        return ("interrupted while sampling; the trained model is kept in the cache: running "
-                "the same command again samples and measures again without training")
-    return ("interrupted before any training step; running the same command again starts "
-            "from the beginning (trained models and checkpoints in the cache are reused)")
+            return prefix + (f"{what} at step {step}, before its first checkpoint: running the "
+                             f"same command again starts {what} from the beginning")
+        return prefix + (f"{what} at step {step}: running the same command again resumes it "
+                         f"from its checkpoint at step {saved}")
+    if stage.get("trained"):
+        return prefix + ("after training, while sampling or measuring: the trained model is "
+                         "kept in the cache, so running the same command again samples and "
+                         "measures without training")
+    return prefix + ("before training started: running the same command again starts from the "
+                     "beginning (models and checkpoints already in the cache are reused)")
 
 
 def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: bool,
-              announce: Callable[[str], None] | None) -> dict[str, Any]:
+              announce: Callable[[str], None] | None, stage: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("checkpoint") and not Path(str(cfg["checkpoint"])).expanduser().is_file():
         raise UserError(f"checkpoint file not found: {cfg['checkpoint']}; pass checkpoint=PATH to "
                         f"a generator .safetensors file, or leave it unset to train")
@@ -138,25 +147,21 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
     started = time.perf_counter()
     latent_info = fit_latent(comps, cache_dir, device, progress)
     net, training = train_or_load(cfg, comps, ModelCache(cache_dir), device, progress)
+    stage["trained"] = True  # a rerun samples without training
     eval_cfg = cfg["eval"]
-    try:
-        samples = generate(net, comps.latent, comps.sampler, comps.latent_shape,
-                           num_samples=int(eval_cfg["num_samples"]),
-                           batch_size=int(eval_cfg["batch_size"]), seed=int(eval_cfg["seed"]),
-                           device=device, progress=progress)
-        m = Measurements()
-        measure_quality(samples, comps, eval_cfg, cache_dir, extractors, m)
-        measure_cost(net, comps, eval_cfg, device, m)
-        if latent_info is not None:
-            rq = reconstruction_quality(cfg, comps, extractors[0]["fid"], device, cache_dir)
-            m.metrics["rfid"] = rq["rfid"]
-            m.recipes["rfid"] = {**rq["recipe"], "extractor": rq["extractor"],
-                                 "num_real": rq["num_images"], "split": rq["split"],
-                                 "protocol": "LDDGAN Table 1: FID(decode(encode(x)), x), "
-                                             "held out"}
-    except KeyboardInterrupt as exc:
-        exc.genbench_stage = "sampling"
-        raise
+    samples = generate(net, comps.latent, comps.sampler, comps.latent_shape,
+                       num_samples=int(eval_cfg["num_samples"]),
+                       batch_size=int(eval_cfg["batch_size"]), seed=int(eval_cfg["seed"]),
+                       device=device, progress=progress)
+    m = Measurements()
+    measure_quality(samples, comps, eval_cfg, cache_dir, extractors, m)
+    measure_cost(net, comps, eval_cfg, device, m)
+    if latent_info is not None:
+        rq = reconstruction_quality(cfg, comps, extractors[0]["fid"], device, cache_dir)
+        m.metrics["rfid"] = rq["rfid"]
+        m.recipes["rfid"] = {**rq["recipe"], "extractor": rq["extractor"],
+                             "num_real": rq["num_images"], "split": rq["split"],
+                             "protocol": "LDDGAN Table 1: FID(decode(encode(x)), x), held out"}
     record = rec.new_record(cfg.get("experiment") or "default", cell_dir.name, cfg,
                             **_provenance(cfg, device))
     record.update(
@@ -179,6 +184,7 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         rec.SAMPLES: sample_grid_png(samples, int(eval_cfg.get("grid_size", 10))),
         rec.CONFIG: yaml.safe_dump(cfg, sort_keys=False).encode(),
     }
+    stage["record"] = record
     rec.write_cell(cell_dir, record, files, overwrite=overwrite)
     return record
 
