@@ -15,7 +15,13 @@ at any point leaves either the previous file (or folder) or the new one, never h
 
 Temporary names are hidden (``.<name>.<uuid>.tmp[.suffix]``, ``.<name>.<uuid>.old``); readers that
 list folders skip them with :func:`is_temporary`; :func:`remove_stale_temporaries` deletes what a
-killed writer left.
+killed writer left. A live writer holds a shared ``flock`` on each of its temporaries (the lock
+dies with the process), so a cleaner tells a killed writer's leftovers from a concurrent writer's
+work in progress without any age margin, and puts back a set-aside ``.old`` folder whose swap was
+cut short instead of deleting it.
+
+:func:`fault_point` is a test-only hook (``GENBENCH_FAULT``) that kills the process at named
+points of these writes (tests/test_faults.py).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -82,6 +89,91 @@ def tensor_fingerprint(data: Any) -> dict[str, Any]:
     return {"sha256": sha256_bytes(array.tobytes()), "shape": list(array.shape), "dtype": dtype}
 
 
+# --------------------------------------------------------------------------- fault injection
+
+FAULT_ENV = "GENBENCH_FAULT"
+_fault_hits: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Test-only: stop the process here if ``GENBENCH_FAULT`` names this point.
+
+    ``GENBENCH_FAULT=POINT[@N][:ACTION]`` (comma-separated for several): at the ``N``-th time
+    (default 1) this process reaches ``POINT``, ``kill`` (default) ends it at once with
+    ``os._exit(137)``, as SIGKILL would (no cleanup, no ``finally``); ``interrupt`` raises
+    KeyboardInterrupt, as Ctrl-C would. Points: ``<kind>.staged`` (a folder is complete in its
+    staging sibling, nothing renamed yet), ``<kind>.aside`` (the old folder is set aside, the new
+    one not yet in place), ``<kind>.swapped`` (the new folder is in place, the old one not yet
+    deleted), where kind is ``record`` (a cell's record) or ``swap`` (other folders: training
+    checkpoints); ``sample.batch`` (after each batch of samples). Unset (always, outside tests)
+    it costs one environment lookup.
+    """
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    for item in spec.split(","):
+        where, _, action = item.strip().partition(":")
+        point, _, nth = where.partition("@")
+        if point != name:
+            continue
+        _fault_hits[name] = _fault_hits.get(name, 0) + 1
+        if _fault_hits[name] != int(nth or 1):
+            continue
+        if action == "interrupt":
+            raise KeyboardInterrupt
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(137)
+
+
+# --------------------------------------------------------------------------- temporaries in use
+
+
+def _new_locked(make_path: Callable[[], Path], create: Callable[[Path], int]) -> tuple[Path, int]:
+    """A new temporary ``create(path)`` (returns an fd) with a shared ``flock`` held on it, so
+    that cleaners see it in use; made again under a new name if a cleaner removed it between
+    its creation and the lock."""
+    while True:
+        path = make_path()
+        fd = create(path)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return path, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _mkdir_open(path: Path) -> int:
+    path.mkdir()
+    return os.open(path, os.O_RDONLY)
+
+
+def _create_open(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+
+
+@contextlib.contextmanager
+def claimed(path: str | Path) -> Iterator[bool]:
+    """Try to take ``path`` (a temporary) for cleaning: yields True while no live writer holds
+    it (and none can take it), False if one does (or it is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
 # --------------------------------------------------------------------------- atomic files
 
 
@@ -105,7 +197,8 @@ def atomic_write_with(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _hidden_sibling(path, TMP_SUFFIX + path.suffix)  # writers that add a suffix see it
+    # writers that add a suffix see it; the lock marks it as in use for cleaners
+    tmp, fd = _new_locked(lambda: _hidden_sibling(path, TMP_SUFFIX + path.suffix), _create_open)
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
@@ -114,6 +207,7 @@ def atomic_write_with(path: str | Path, write: Callable[[Path], Any]) -> Path:
     finally:
         if tmp.exists():
             tmp.unlink()
+        os.close(fd)
     _fsync_dir(path.parent)
     return path
 
@@ -149,36 +243,59 @@ def staging_dir(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _hidden_sibling(target, TMP_SUFFIX)
-    tmp.mkdir()
+    tmp, fd = _new_locked(lambda: _hidden_sibling(target, TMP_SUFFIX), _mkdir_open)
     try:
         yield tmp
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
 
 
-def swap_dir(new: Path, target: Path) -> None:
+def swap_dir(new: Path, target: Path, *, kind: str = "swap",
+             replaceable: Callable[[Path], str | None] | None = None) -> None:
     """Put folder ``new`` at ``target``; an existing ``target`` survives until ``new`` is there.
 
     The old folder is first renamed to a hidden ``.old`` sibling, then ``new`` is renamed into
     place, then the old one is deleted: a kill at any point leaves the old or the new folder
-    complete (an ``.old`` sibling left by a kill is found by :func:`previous_version`).
+    complete (an ``.old`` sibling left by a kill is found by :func:`previous_version` and put
+    back by :func:`remove_stale_temporaries`). The old folder stays locked while it is aside,
+    so that no cleaner or reader takes it for a killed writer's.
+
+    ``replaceable(target)``: None if an existing ``target`` may be replaced, else why not (then
+    :class:`~genbench.errors.UserError` and nothing changes). ``kind`` names the
+    :func:`fault_point` s of this swap.
     """
     new, target = Path(new), Path(target)
-    old = None
-    if target.exists():
-        old = _hidden_sibling(target, OLD_SUFFIX)
-        os.replace(target, old)
+    fault_point(f"{kind}.staged")
+    old, fd = None, None
     try:
-        os.rename(new, target)
-    except OSError:
-        if old is not None and not target.exists():
-            os.replace(old, target)  # put the old one back: nothing is lost
-        raise
-    _fsync_dir(target.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if target.exists() or target.is_symlink():
+            why = None if replaceable is None else replaceable(target)
+            if why is not None:
+                from genbench.errors import UserError
+
+                raise UserError(f"{target} {why}; genbench replaces only its own folders: move it"
+                                f" away or choose another name")
+            if not target.is_symlink():  # locked while aside: see remove_stale_temporaries
+                fd = os.open(target, os.O_RDONLY)
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            old = _hidden_sibling(target, OLD_SUFFIX)
+            os.replace(target, old)
+            fault_point(f"{kind}.aside")
+        try:
+            os.rename(new, target)
+        except OSError:
+            if old is not None and not target.exists():
+                os.replace(old, target)  # put the old one back: nothing is lost
+            raise
+        _fsync_dir(target.parent)
+        fault_point(f"{kind}.swapped")
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def previous_version(target: str | Path) -> list[Path]:
@@ -195,30 +312,64 @@ def is_temporary(path: str | Path) -> bool:
     return _TEMPORARY.match(Path(path).name) is not None
 
 
-def remove_stale_temporaries(folder: str | Path, *, older_than_s: float = 0.0) -> list[Path]:
-    """Delete the temporaries of atomic writes directly in ``folder`` older than ``older_than_s``.
+def set_aside_target(path: Path) -> Path | None:
+    """The folder an ``.old`` temporary was set aside from (``.<name>.<uuid>.old`` -> name)."""
+    match = re.match(r"^\.(.+)\.[0-9a-f]{32}\.old$", path.name)
+    return path.with_name(match.group(1)) if match else None
 
-    Returns what was removed. A writer that is still running keeps its temporary for well under a
-    second between creating and renaming it, so callers that may run beside other writers pass a
-    margin.
+
+def remove_stale_temporaries(folder: str | Path, *, older_than_s: float = 0.0,
+                             set_aside: bool = True) -> list[Path]:
+    """Clean what killed writers left directly in ``folder``; returns what was removed.
+
+    A temporary that a live writer holds (its lock, see the module's notes) is left alone, so
+    this is safe beside concurrent writers; so is one younger than ``older_than_s``. A set-aside
+    ``.old`` folder whose target is missing (a swap killed between its two renames) is renamed
+    back into place, not removed: it is the only copy. ``set_aside=False`` leaves ``.old``
+    folders alone (for folders whose writers hold a lock of their own that the caller does not
+    hold: they are cleaned under that lock).
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
     now, removed = time.time(), []
+    # newest first, so that of several set-aside versions the newest is the one put back
+    found = []
     for path in folder.iterdir():
-        if not is_temporary(path):
+        if is_temporary(path):
+            with contextlib.suppress(FileNotFoundError):
+                found.append((path.lstat().st_mtime, path))
+    for mtime, path in sorted(found, key=lambda item: -item[0]):
+        if now - mtime < older_than_s or (not set_aside and path.name.endswith(OLD_SUFFIX)):
             continue
-        try:
-            if now - path.lstat().st_mtime < older_than_s:
+        with claimed(path) as ours:
+            if not ours:
+                continue  # a live writer's (or already gone)
+            try:
+                target = set_aside_target(path) if path.is_dir() else None
+                if target is not None and not (target.exists() or target.is_symlink()):
+                    os.rename(path, target)  # the only copy: put it back
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+            except FileNotFoundError:  # another process cleaned it first
                 continue
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-            removed.append(path)
-        except FileNotFoundError:  # another process cleaned it first
-            continue
+    return removed
+
+
+def remove_stale_temporaries_below(root: str | Path, *, depth: int = 3) -> list[Path]:
+    """:func:`remove_stale_temporaries` in ``root`` and its sub-folders down to ``depth`` levels
+    (temporaries themselves are not entered), leaving ``.old`` folders to the writers' locks."""
+    root = Path(root)
+    removed = remove_stale_temporaries(root, set_aside=False)
+    if depth > 0 and root.is_dir():
+        for sub in sorted(root.iterdir()):
+            with contextlib.suppress(OSError):
+                if sub.is_dir() and not sub.is_symlink() and not is_temporary(sub):
+                    removed += remove_stale_temporaries_below(sub, depth=depth - 1)
     return removed
 
 
@@ -240,6 +391,7 @@ def file_lock(path: str | Path) -> Iterator[None]:
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "atomic_write_with",
-    "file_lock", "is_temporary", "json_hash", "previous_version", "remove_stale_temporaries",
+    "claimed", "fault_point", "file_lock", "is_temporary", "json_hash", "previous_version",
+    "remove_stale_temporaries", "remove_stale_temporaries_below", "set_aside_target",
     "sha256_bytes", "sha256_file", "staging_dir", "swap_dir", "tensor_fingerprint",
 ]

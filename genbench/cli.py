@@ -44,7 +44,13 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     report = None
     if cfg.get("report", True):
-        report = write_experiment_report([experiment_dir], experiment_dir / "report.html")
+        try:
+            report = write_experiment_report([experiment_dir], experiment_dir / "report.html")
+        except KeyboardInterrupt as exc:
+            exc.genbench_resume = (f"the record is complete ({cell_dir}); the report was not "
+                                   f"written: `genbench report {experiment_dir} -o "
+                                   f"{experiment_dir / 'report.html'}` writes it")
+            raise
     print(summary_text([record]))
     print(f"\nrecord:  {cell_dir / 'result.json'}")
     print(f"samples: {cell_dir / 'samples.png'}")
@@ -210,9 +216,24 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"genbench: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("genbench: interrupted; run the same command again to resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"genbench: interrupted; {_after_interrupt(args, exc)}", file=sys.stderr)
         return 130
+
+
+def _after_interrupt(args: argparse.Namespace, exc: BaseException) -> str:
+    """What running the same command again will do: a cell says it
+    (:func:`genbench.harness.cell.run_cell` attaches ``genbench_resume``); else by command."""
+    hint = getattr(exc, "genbench_resume", None)
+    if args.command == "run" and (args.grid is not None or args.multirun):
+        return ((f"{hint}; " if hint else "") + "the cells recorded so far are kept; running the "
+                "same command again runs only the others (each resumes from its training "
+                "checkpoint, if it wrote one)")
+    if hint:
+        return str(hint)
+    if args.command == "run" and args.cfg is None:
+        return "nothing was written yet; running the same command again starts from the beginning"
+    return "nothing to resume; run the command again"
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import yaml
 
-from genbench._io import json_hash
+from genbench._io import json_hash, remove_stale_temporaries, remove_stale_temporaries_below
 from genbench.errors import UserError
 from genbench.harness import record as rec
 from genbench.harness.artifacts import ModelCache
@@ -39,9 +39,10 @@ NOT_IN_CELL_IDENTITY = ("progress", "report", "presets", "results_dir", "cache_d
 
 
 def cell_name(cfg: dict[str, Any]) -> str:
-    """``<dataset>-<latent>-<backbone preset>-<sampler>-s<steps>-<hash>`` unless ``cell`` is set."""
-    if cfg.get("cell"):
-        return str(cfg["cell"])
+    """``<dataset>-<latent>-<backbone preset>-<sampler>-s<steps>-<hash>`` unless ``cell`` is set
+    (a plain name either way: :func:`genbench.harness.record.check_name`)."""
+    if cfg.get("cell") not in (None, ""):
+        return rec.check_name(cfg["cell"], "cell")
     presets = cfg.get("presets", {})
     parts = [
         presets.get("dataset") or cfg["dataset"]["name"],
@@ -51,13 +52,21 @@ def cell_name(cfg: dict[str, Any]) -> str:
         f"s{cfg['sampler'].get('steps', 'x')}",
     ]
     hashed = {k: v for k, v in cfg.items() if k not in NOT_IN_CELL_IDENTITY}
-    return "-".join(str(p) for p in parts) + "-" + json_hash(hashed, 8)
+    name = "-".join(str(p) for p in parts) + "-" + json_hash(hashed, 8)
+    try:
+        return rec.check_name(name, "cell")
+    except UserError as exc:  # e.g. dataset.name=a/b: the derived name is not a folder name
+        raise UserError(f"the cell name derived from the configuration is not a plain name "
+                        f"({exc}); set cell=NAME") from None
 
 
 def paths(cfg: dict[str, Any]) -> tuple[Path, Path, Path]:
-    """(experiment folder, cell folder, cache folder)."""
+    """(experiment folder, cell folder, cache folder); ``experiment`` and ``cell`` must be plain
+    names (one folder each), else :class:`~genbench.errors.UserError`."""
     results = Path(str(cfg.get("results_dir") or "results")).expanduser()
-    experiment_dir = results / str(cfg.get("experiment") or "default")
+    experiment = cfg.get("experiment")
+    experiment_dir = results / rec.check_name("default" if experiment in (None, "") else
+                                              experiment, "experiment")
     cache = Path(str(cfg["cache_dir"])).expanduser() if cfg.get("cache_dir") else results / ".cache"
     return experiment_dir, experiment_dir / cell_name(cfg), cache
 
@@ -78,9 +87,54 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
     ``announce`` is called with a one-line description once the configuration has been
     validated (components built), before the long steps start.
     """
-    _, cell_dir, cache_dir = paths(cfg)
+    experiment_dir, cell_dir, cache_dir = paths(cfg)
+    # what an earlier killed run left (live writers' temporaries are kept; see genbench._io)
+    remove_stale_temporaries(experiment_dir)
+    remove_stale_temporaries_below(cache_dir)
     if rec.is_done(cell_dir) and not overwrite:
         return {**rec.read_record(cell_dir), "_skipped": True}
+    if cell_dir.exists() or cell_dir.is_symlink():
+        why = rec.not_a_cell(cell_dir)
+        if why is not None:  # said before anything runs, not after the training
+            raise UserError(f"{cell_dir} {why}; genbench replaces only its own folders: move it "
+                            f"away or choose another cell=NAME")
+    stage: dict[str, Any] = {}  # how far it got, for the Ctrl-C message
+    try:
+        return _run_cell(cfg, cell_dir, cache_dir, overwrite, announce, stage)
+    except KeyboardInterrupt as exc:
+        exc.genbench_resume = _resume_hint(cell_dir, exc, stage, overwrite)  # read by the CLI
+        raise
+
+
+def _resume_hint(cell_dir: Path, exc: BaseException, stage: dict[str, Any],
+                 overwrite: bool) -> str:
+    """What running the same command again will do after an interruption (Ctrl-C)."""
+    written = stage.get("record")
+    if rec.is_done(cell_dir):
+        if not overwrite or (written is not None and
+                             (cell_dir / rec.RESULT).read_text() == rec.dumps(written)):
+            return f"the record is complete ({cell_dir}); nothing to resume"
+        prefix = f"the earlier record is kept unchanged ({cell_dir}); "
+    else:
+        prefix = ""
+    loop = getattr(exc, "genbench_training", None)  # set by genbench.training.loop.train
+    if loop is not None:
+        what, step, saved = loop["what"], loop["step"], loop["checkpoint_step"]
+        if saved is None:
+            return prefix + (f"{what} at step {step}, before its first checkpoint: running the "
+                             f"same command again starts {what} from the beginning")
+        return prefix + (f"{what} at step {step}: running the same command again resumes it "
+                         f"from its checkpoint at step {saved}")
+    if stage.get("trained"):
+        return prefix + ("after training, while sampling or measuring: the trained model is "
+                         "kept in the cache, so running the same command again samples and "
+                         "measures without training")
+    return prefix + ("before training started: running the same command again starts from the "
+                     "beginning (models and checkpoints already in the cache are reused)")
+
+
+def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: bool,
+              announce: Callable[[str], None] | None, stage: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("checkpoint") and not Path(str(cfg["checkpoint"])).expanduser().is_file():
         raise UserError(f"checkpoint file not found: {cfg['checkpoint']}; pass checkpoint=PATH to "
                         f"a generator .safetensors file, or leave it unset to train")
@@ -93,6 +147,7 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
     started = time.perf_counter()
     latent_info = fit_latent(comps, cache_dir, device, progress)
     net, training = train_or_load(cfg, comps, ModelCache(cache_dir), device, progress)
+    stage["trained"] = True  # a rerun samples without training
     eval_cfg = cfg["eval"]
     samples = generate(net, comps.latent, comps.sampler, comps.latent_shape,
                        num_samples=int(eval_cfg["num_samples"]),
@@ -129,6 +184,7 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
         rec.SAMPLES: sample_grid_png(samples, int(eval_cfg.get("grid_size", 10))),
         rec.CONFIG: yaml.safe_dump(cfg, sort_keys=False).encode(),
     }
+    stage["record"] = record
     rec.write_cell(cell_dir, record, files, overwrite=overwrite)
     return record
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from genbench._io import fault_point
 from genbench.data.base import to_uint8
 from genbench.samplers.base import Sampler
 from genbench.samplers.noise import PerSampleRNG
@@ -38,6 +39,7 @@ def generate(net: torch.nn.Module, latent, sampler: Sampler,
             out.append(generate_batch(net, latent, sampler, latent_shape, seed, start, count,
                                       device).cpu())
             bar.update(count)
+            fault_point("sample.batch")  # test-only kill point (genbench._io.fault_point)
     return torch.cat(out)
 
 

@@ -42,7 +42,8 @@ GRID_GROUP = "grid"
 DEFAULT_GRID = "default"
 OUTCOME = "grid.json"  # in Hydra's sweep folder
 SWEEP_DIR = "hydra.sweep.dir"  # registry/config.yaml: <results>/<experiment>/.hydra/<time>
-STALE_TMP_SECONDS = 3600.0  # a cell folder takes well under a second to write
+STALE_TMP_SECONDS = 3600.0  # an age past which nothing is a live write (writers lock theirs)
+NAME_SETTINGS = ("experiment", "cell")  # plain folder names (record.check_name)
 
 
 @dataclass
@@ -161,7 +162,7 @@ def expand(params: Mapping[str, Any] | None, arguments: list[str],
 def _record_invalid(cell: GridCell, settings: Mapping[str, Any], error: str) -> None:
     """A cell whose configuration does not compose: a failed record named after its overrides."""
     results = Path(str(settings.get("results_dir") or "results")).expanduser()
-    experiment = str(settings.get("experiment") or "default")
+    experiment = rec.check_name(settings.get("experiment") or "default", "experiment")
     name = "invalid-" + _io.json_hash({"overrides": cell.overrides}, 8)
     cell.cell_dir = results / experiment / name
     record = rec.failed_record(experiment, name, {"overrides": cell.overrides}, error,
@@ -297,7 +298,7 @@ def sweep(config: DictConfig, hydra_context: Any, task: Callable[[DictConfig], A
                                                                        "experiment")}
     todo = plan(cells, compose_cell, settings, overwrite=overwrite)
     for folder in {c.cell_dir.parent for c in cells if c.cell_dir is not None}:
-        _io.remove_stale_temporaries(folder, older_than_s=STALE_TMP_SECONDS)
+        _io.remove_stale_temporaries(folder)  # a live worker's temporaries are locked: kept
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
@@ -336,8 +337,19 @@ def run_grid(name: str | None, overrides: list[str], *,
     from genbench.config import compose, run_hydra
     from genbench.harness.task import CellTask
 
-    fixed_overrides = [o.input_line for o in _parse(overrides) if not o.is_sweep_override()]
+    parsed = _parse(overrides)
+    for override in parsed:  # every experiment/cell a job would write to: plain names
+        if override.get_key_element().lstrip("+~") in NAME_SETTINGS:
+            values = (list(override.sweep_string_iterator()) if override.is_discrete_sweep()
+                      else [override.get_value_element_as_str()])
+            for value in values:
+                if value not in ("", "null"):
+                    rec.check_name(value, override.get_key_element().lstrip("+~"))
+    fixed_overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
     fixed = compose(fixed_overrides, with_hydra=True)
+    for key in NAME_SETTINGS:  # a named grid's own settings
+        if fixed.get(key) not in (None, ""):
+            rec.check_name(fixed.get(key), key)
     sweeper = fixed.hydra.runtime.choices.get("hydra/sweeper")
     if sweeper != "genbench":  # another sweeper neither plans (resume) nor saves grid.json
         raise UserError(f"a grid needs genbench's sweeper, not {sweeper}; drop the hydra/sweeper"

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from genbench import registry
-from genbench._io import json_hash
+from genbench._io import json_hash, remove_stale_temporaries
 from genbench.errors import UserError, notice
 from genbench.harness.artifacts import GENERATOR, ModelCache, training_payload
 from genbench.harness.build import Components, build_backbone
@@ -95,6 +95,8 @@ def train_or_load(cfg: dict[str, Any], comps: Components, cache: ModelCache,
     if objective not in _OBJECTIVES:
         raise UserError(f"no trainer for objective {objective!r}; known: {', '.join(_OBJECTIVES)}")
     with cache.lock(key):
+        # a killed run's staging folders; a checkpoint it left aside is put back (in the lock)
+        remove_stale_temporaries(folder)
         problem = cache.problem(key)
         if problem is not None:
             if problem:

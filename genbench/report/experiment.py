@@ -21,12 +21,14 @@ def write_experiment_report(inputs: Iterable[Path], out_html: Path, *,
 
     Returns the written files by kind (``html``, tables), or None when there is no record.
     """
+    from genbench._io import remove_stale_temporaries
     from genbench.report.html import write_report
     from genbench.report.tables import load_records
 
     df = load_records(list(inputs))
     if df.empty:
         return None
+    remove_stale_temporaries(Path(out_html).parent)  # a killed report's half-written files
     return write_report(df, Path(out_html), include_paper=include_paper)
 
 

@@ -69,8 +69,19 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 
 
 def _in_temporary(path: Path, root: Path) -> bool:
-    """``path`` lies in a staging or set-aside folder of an atomic write (never a record)."""
-    return any(_io.is_temporary(part) for part in path.relative_to(root).parts)
+    """``path`` lies in a staging or set-aside folder of an atomic write, and is not the only copy
+    of a record (an ``--overwrite`` killed between its renames leaves the old record set aside
+    and none in place: that one is read, as the record of its cell)."""
+    parts = path.relative_to(root).parts
+    for i, part in enumerate(parts[:-1]):
+        if _io.is_temporary(part):
+            folder = root.joinpath(*parts[:i + 1])
+            target = _io.set_aside_target(folder)
+            sole = (i == len(parts) - 2 and target is not None and not target.exists()
+                    and _io.previous_version(target)[:1] == [folder])
+            if not sole:
+                return True
+    return False
 
 
 def _find_result_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -83,7 +94,8 @@ def _find_result_files(paths: Iterable[str | Path]) -> list[Path]:
             found.extend(p for p in sorted(path.rglob(RESULT_FILENAME))
                          if not _in_temporary(p, path))
         elif path.is_file():
-            found.append(path)
+            if not any(_io.is_temporary(part) for part in path.parent.parts):
+                found.append(path)  # a killed writer's staging copy is not a record
         else:
             raise UserError(
                 f"results path {path} does not exist; "

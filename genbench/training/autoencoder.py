@@ -43,7 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench._io import atomic_write_json, file_lock, json_hash, sha256_file
+from genbench._io import (
+    atomic_write_json,
+    file_lock,
+    json_hash,
+    remove_stale_temporaries,
+    sha256_file,
+)
 from genbench.backbones.patchgan import NLayerDiscriminator
 from genbench.errors import UserError, notice
 from genbench.latents.autoencoder import AutoencoderSpace, AutoencoderTrainingConfig
@@ -213,6 +219,7 @@ def fit_autoencoder(space: AutoencoderSpace, images: torch.Tensor, *, cache_dir:
     folder = root / key
     device = torch.device(device)
     with file_lock(root / f"{key}.lock"):
+        remove_stale_temporaries(folder)  # a killed fit's leftovers (a set-aside one put back)
         problem = _cache_problem(folder)
         if problem is None:
             load_weights(folder / WEIGHTS, {"autoencoder": space.autoencoder})

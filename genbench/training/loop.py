@@ -167,9 +167,11 @@ def train(
     steps_per_epoch = batches_per_epoch(images.shape[0], cfg.batch_size, cfg.batch_setting)
     total = cfg.total_steps(steps_per_epoch)
     found = find_checkpoint(ckpt_dir)
+    saved = None  # the step of the checkpoint on disk (said when interrupted)
     if found is not None:
         try:
             trainer.load_state(load_checkpoint(found, trainer.modules()))
+            saved = trainer.step
         except CorruptCheckpoint as exc:  # raised before anything was loaded: start afresh
             notice(f"{str(exc).split('; delete')[0]}; starting {cfg.what} again from step 0")
     bar = tqdm(total=total, initial=trainer.step, desc=cfg.what, disable=not progress,
@@ -190,9 +192,14 @@ def train(
             stepping = False
             if trainer.step % cfg.ckpt_every == 0 or trainer.step == total:
                 save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
-    except KeyboardInterrupt:
+                saved = trainer.step
+    except KeyboardInterrupt as exc:
         if not stepping:
             save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
+            saved = trainer.step
+        # what the CLI tells the user will happen on a rerun (genbench.cli.main)
+        exc.genbench_training = {"what": cfg.what, "step": trainer.step,
+                                 "checkpoint_step": saved}
         raise
     finally:
         bar.close()
