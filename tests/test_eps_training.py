@@ -127,8 +127,12 @@ def test_bad_settings_are_user_errors(tmp_path):
         train_eps(_trainer(batch_size=64), _images(), tmp_path)
     with pytest.raises(UserError):
         EpsConfig(epochs=0)
-    cfg = EpsConfig.from_section({"objective": "eps", "lr": 1e-3, "discriminator": {}}, seed=7)
+    # settings of the other objective are left out (one preset serves every sampler) ...
+    cfg = EpsConfig.from_section({"lr": 1e-3, "lr_g": 1.0, "discriminator": {}}, seed=7)
     assert cfg.lr == 1e-3 and cfg.seed == 7
+    # ... but a key that no objective reads is an error naming the closest ones (issue 10)
+    with pytest.raises(UserError, match="did you mean epochs"):
+        EpsConfig.from_section({"lr": 1e-3, "epoch": 3}, seed=7)
 
 
 def _record(tmp_path, experiment):

@@ -53,14 +53,20 @@ class EpsConfig:
 
     @classmethod
     def from_section(cls, train_cfg: dict[str, Any], seed: int) -> EpsConfig:
-        """From a ``train`` config section (keys that are not settings here are ignored)."""
+        """From a ``train`` config section: the settings of another objective (one preset serves
+        every sampler) are left out; a key that no objective reads is a :class:`UserError`
+        naming the closest known keys (a misspelt key must not be ignored)."""
+        from genbench.schema import check_training_keys
+
         known = {f.name for f in fields(cls)}
+        check_training_keys(train_cfg, known, "train")
         return cls(**{**{k: v for k, v in train_cfg.items() if k in known}, "seed": seed})
 
     def loop(self) -> LoopConfig:
         """What the shared loop needs: length, batches, flips, checkpoints."""
         return LoopConfig(batch_size=self.batch_size, seed=self.seed, epochs=self.epochs,
-                          hflip=self.hflip, ckpt_every=self.ckpt_every, what="train eps")
+                          hflip=self.hflip, ckpt_every=self.ckpt_every, what="train eps",
+                          lr_settings="train.eps.lr")
 
 
 def eps_loss(net: torch.nn.Module, schedule: GaussianSchedule, x0: torch.Tensor,
