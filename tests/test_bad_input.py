@@ -240,3 +240,36 @@ def test_divergence_names_step_and_loss_and_suggests_lower_lr(workdir, capsys):
     assert "lower the learning rate" in line and "train.adversarial.lr_g" in line
     assert "Traceback" not in err
     assert not list(workdir.glob("results/*/*/result.json"))
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+def _write_distribution(root: Path, module: str, source: str) -> None:
+    """A minimal installed distribution: ``module`` plus a dist-info with its entry point."""
+    (root / f"{module}.py").write_text(source)
+    info = root / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[genbench.plugins]\n{module} = {module}\n")
+    (info / "RECORD").write_text("")
+
+
+def test_plugin_that_fails_to_import_is_one_warning_and_the_rest_works(run_cli, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    _write_distribution(site, "brokenplug", "import not_installed_dependency_xyz\n")
+    _write_distribution(site, "goodplug", (
+        "from genbench.registry import register\n\n"
+        "@register('backbone', 'good_net', paper='a test plugin')\n"
+        "def good_net(in_channels: int, resolution: int, width: int = 8):\n"
+        "    '''A plugin that loads.'''\n"
+        "    raise NotImplementedError\n"))
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    proc = run_cli("list", "backbone", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("genbench: warning: plugin 'brokenplug'")
+    assert "not_installed_dependency_xyz" in lines[0] and "Traceback" not in proc.stderr
+    assert "ncsnpp" in proc.stdout and "good_net" in proc.stdout  # built-ins and other plugins
