@@ -7,6 +7,8 @@ status 2, without a traceback; library callers can catch it like any exception.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """Bad input; the message names the problem and the fix, on one line."""
@@ -26,3 +28,15 @@ class MissingWeightsError(UserError, FileNotFoundError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def unknown_key_error(full_key: str, key: str, known: Iterable[str]) -> UserError:
+    """The error for a configuration key that nothing reads, naming the closest known keys
+    (:func:`difflib.get_close_matches`): a misspelt key must not be ignored."""
+    import difflib
+
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    where = f"known keys here: {', '.join(known)}" if known else "nothing takes keys here"
+    return UserError(f"unknown key {full_key!r}; {hint}{where}")

@@ -22,7 +22,6 @@ the folder, a folder that cannot be written), without writing anything.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import os
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from genbench.errors import UserError
+from genbench.errors import UserError, unknown_key_error
 
 # --------------------------------------------------------------------------- constraints
 
@@ -150,15 +149,6 @@ def training_setting_names() -> set[str]:
     return set().union(*objective_fields().values())
 
 
-def check_training_keys(settings: Mapping[str, Any], own: Iterable[str], what: str) -> None:
-    """Refuse keys in ``settings`` that no objective reads (an objective ignores the keys of the
-    others, as one preset serves every sampler); ``own`` is the objective's own names."""
-    known = set(own) | training_setting_names()
-    for key in settings:
-        if key not in known:
-            raise unknown_key(f"{what}.{key}", key, sorted(known))
-
-
 # --------------------------------------------------------------------------- types
 
 
@@ -248,13 +238,7 @@ def check_value(key: str, value: Any, annotation: str, allowed: Range | None = N
         raise UserError(f"{key}={value!r}: {problem}")
 
 
-def unknown_key(full_key: str, key: str, known: Iterable[str]) -> UserError:
-    """The error for a key nothing reads, with the closest known keys."""
-    known = sorted(known)
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
-    where = f"known keys here: {', '.join(known)}" if known else "nothing takes keys here"
-    return UserError(f"unknown key {full_key!r}; {hint}{where}")
+unknown_key = unknown_key_error  # the error for a key nothing reads, with the closest ones
 
 
 def _check_section(prefix: str, section: Mapping[str, Any], types: Mapping[str, str],

@@ -161,11 +161,21 @@ def test_misspelt_key_in_a_yaml_train_preset_is_refused():
         check_train(preset)
     # a preset may hold every objective's section: eps keys are fine under an adversarial run
     check_train({"epochs": 1, "adversarial": {"lr_g": 1e-4}, "eps": {"lr": 1e-3, "warmup": 0}})
+    from genbench.harness.build import objective_settings
     from genbench.training.adversarial import AdversarialConfig
 
     with pytest.raises(UserError, match="did you mean ckpt_every"):
+        objective_settings(preset, "adversarial")
+    with pytest.raises(UserError, match="did you mean ckpt_every"):
         AdversarialConfig.from_section(preset, seed=0)
-    assert AdversarialConfig.from_section({"epochs": 2, "lr": 1e-3, "warmup": 3}, 0).epochs == 2
+    with pytest.raises(UserError, match="did you mean lr_g"):
+        objective_settings({"epochs": 1, "adversarial": {"lr_gg": 1.0}}, "adversarial")
+    # the eps settings of a preset are left out of the adversarial ones, and vice versa
+    both = {"epochs": 2, "warmup": 3, "adversarial": {"lr_g": 1e-4}, "eps": {"lr": 1e-3}}
+    settings = objective_settings(both, "adversarial")
+    assert settings == {"epochs": 2, "lr_g": 1e-4}
+    assert AdversarialConfig.from_section(settings, 0).epochs == 2
+    assert objective_settings(both, "eps") == {"epochs": 2, "warmup": 3, "lr": 1e-3}
 
 
 def test_every_shipped_preset_passes_the_schema():
