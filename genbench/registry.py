@@ -164,9 +164,11 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [k for k in kwargs if k not in params]
     if unknown and not takes_any:
+        close = difflib.get_close_matches(unknown[0], entry.arguments(), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UserError(
             f"{kind} {name!r} takes no argument(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(entry.arguments())}"
+            f"{hint}it takes: {', '.join(entry.arguments())}"
         )
     return entry.factory(**kwargs)
 

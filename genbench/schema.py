@@ -180,6 +180,7 @@ def _split_union(text: str) -> list[str]:
 
 
 _SEQUENCES = ("list", "List", "Sequence", "tuple", "Tuple", "Iterable")
+_PLURALS = {"int": "integers", "float": "numbers", "bool": "true/false values", "str": "strings"}
 _NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
           "None": "null", "dict": "a mapping of keys", "list": "a list"}
 
@@ -220,7 +221,7 @@ def _describe(annotation: str) -> str:
         outer = outer.strip()
         if outer in _SEQUENCES:
             item = inner.rstrip("]").split(",")[0].strip()
-            words.append(f"a list of {_NAMES.get(item, item)}s" if item else "a list")
+            words.append(f"a list of {_PLURALS.get(item, item)}" if item else "a list")
         else:
             words.append(_NAMES.get(outer, outer))
     return " or ".join(words)
@@ -229,8 +230,7 @@ def _describe(annotation: str) -> str:
 def check_value(key: str, value: Any, annotation: str, allowed: Range | None = None) -> None:
     """One setting: its type, then its range; a one-line :class:`UserError` naming ``key``."""
     if _matches(value, annotation) is False:
-        raise UserError(f"{key}={value!r} is not {_describe(annotation)}; "
-                        f"{key} must be {_describe(annotation)}")
+        raise UserError(f"{key} must be {_describe(annotation)}, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise UserError(f"{key}={value!r} is not a finite number")
     problem = allowed.problem(value) if allowed is not None and value is not None else None
