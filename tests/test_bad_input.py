@@ -153,6 +153,31 @@ def test_read_only_results_folder(workdir, capsys):
         locked.chmod(0o700)
 
 
+def test_unwritable_results_folder_as_the_schema_sees_it(workdir, capsys, monkeypatch):
+    """The same check as above where the tests run as root: os.access says no."""
+    from genbench import schema
+
+    monkeypatch.setattr(schema.os, "access", lambda path, mode: False)
+    code, _, err = _main(["run", *TINY, "results_dir=out"], capsys)
+    assert code == 2 and "cannot be written" in _one_line(err)
+    assert _files_under(workdir) == []
+
+
+def test_read_only_file_system_while_writing_is_one_line(workdir, capsys, monkeypatch):
+    """EROFS from the first atomic write (simulated in-process): one line, no temporaries."""
+    from genbench import _io
+
+    def read_only(path, write):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(_io, "atomic_write_with", read_only)
+    code, _, err = _main(["run", *TINY], capsys)
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("genbench: error")]
+    assert len(errors) == 1 and "read-only" in errors[0], err
+    assert "Traceback" not in err and _temporaries(workdir) == []
+
+
 def test_misspelt_key_in_a_yaml_train_preset_is_refused():
     """A train preset is checked key by key: a typo in YAML is an error, not an ignored key."""
     preset = OmegaConf.to_container(OmegaConf.create(
