@@ -10,6 +10,7 @@ line naming the problem and the fix, without a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -136,8 +137,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     from genbench.config import compose_plain
     from genbench.harness.profile import profile
+    from genbench.schema import validate
 
     cfg = compose_plain(args.overrides)
+    validate(cfg)
     result = profile(cfg, time_it=args.time)
     if args.json:
         print(json.dumps(result, indent=1, default=str))
@@ -159,6 +162,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"no such results folder or file: {', '.join(missing)}")
     out = Path(args.output)
+    if out.is_dir():
+        raise UserError(f"-o {out} is a folder; pass the report's file name, e.g. "
+                        f"-o {out / 'report.html'}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UserError(f"-o {out}: {out.parent} is a file, not a folder")
     written = write_experiment_report(inputs, out, include_paper=not args.no_paper)
     if written is None:
         raise UserError(f"no result.json records under {', '.join(map(str, inputs))}; "
@@ -169,6 +177,40 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- main
+
+# File-system failures that are the machine's state, not a bug: said in one line, exit status 2.
+_FILE_SYSTEM_ERRORS = {
+    errno.ENOSPC: "no space left on the device; free some space (or pass results_dir=/ "
+                  "cache_dir= on another disk) and run the same command again",
+    errno.EDQUOT: "disk quota exceeded; free some space and run the same command again",
+    errno.EROFS: "the file system is read-only; pass results_dir=FOLDER (and cache_dir=) on a "
+                 "writable one",
+    errno.EACCES: "permission denied; pass results_dir=FOLDER (and cache_dir=) that you can "
+                  "write to",
+    errno.EPERM: "operation not permitted; pass results_dir=FOLDER (and cache_dir=) that you can "
+                 "write to",
+}
+
+
+def _full_disk(exc: BaseException) -> bool:
+    """A full disk reported by a writer that does not raise OSError: torch.save's
+    ``PytorchStreamWriter failed writing file ...: file write failed`` and safetensors'
+    ``IoError(Os { code: 28, kind: StorageFull ... })``."""
+    text = str(exc)
+    return any(mark in text for mark in ("No space left on device", "StorageFull",
+                                         "file write failed"))
+
+
+def file_system_error(exc: OSError) -> str | None:
+    """One line for a full disk, a read-only file system or a permission error (None for other
+    errors, which are bugs and keep their traceback). The atomic writers of
+    :mod:`genbench._io` have removed their temporaries by the time this is reached."""
+    hint = _FILE_SYSTEM_ERRORS.get(exc.errno)
+    if hint is None:
+        return None
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or type(exc).__name__}{where}: {hint}"
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,6 +257,18 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"genbench: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:
+        message = file_system_error(exc)
+        if message is None:
+            raise
+        print(f"genbench: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:  # noqa: BLE001 - torch.save/safetensors wrap a full disk
+        if not _full_disk(exc):
+            raise
+        print(f"genbench: error: {type(exc).__name__} while writing: "
+              f"{_FILE_SYSTEM_ERRORS[errno.ENOSPC]}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as exc:
         print(f"genbench: interrupted; {_after_interrupt(args, exc)}", file=sys.stderr)

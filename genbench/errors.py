@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterable
 
 
 class UserError(Exception):
@@ -44,3 +45,15 @@ def short_reason(exc: BaseException) -> str:
     line = text.splitlines()[0].strip() if text else ""
     sentence = line.split(". ")[0].rstrip(".")
     return sentence or type(exc).__name__
+
+
+def unknown_key_error(full_key: str, key: str, known: Iterable[str]) -> UserError:
+    """The error for a configuration key that nothing reads, naming the closest known keys
+    (:func:`difflib.get_close_matches`): a misspelt key must not be ignored."""
+    import difflib
+
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    where = f"known keys here: {', '.join(known)}" if known else "nothing takes keys here"
+    return UserError(f"unknown key {full_key!r}; {hint}{where}")

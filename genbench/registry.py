@@ -22,6 +22,7 @@ import difflib
 import fnmatch
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -126,13 +127,19 @@ def load_builtins_and_plugins() -> None:
     for ep in entry_points(group=PLUGIN_GROUP):
         try:
             obj = ep.load()
-        except Exception as exc:  # a broken plugin must not hide the built-ins
-            raise UserError(
-                f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}; "
-                f"fix or uninstall the package that provides it"
-            ) from exc
-        if callable(obj) and not inspect.ismodule(obj):
-            obj()
+            if callable(obj) and not inspect.ismodule(obj):
+                obj()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the built-ins
+            _warn_plugin(ep, exc)
+
+
+def _warn_plugin(ep: Any, exc: BaseException) -> None:
+    """One warning line on stderr for a plugin that failed to load; its components are missing,
+    every other component (the built-ins, the other plugins) still works."""
+    reason = (str(exc).strip().splitlines() or [""])[0] or type(exc).__name__
+    print(f"genbench: warning: plugin {ep.name!r} ({ep.value}) failed to load and is skipped: "
+          f"{type(exc).__name__}: {reason}; fix or uninstall the package that provides it",
+          file=sys.stderr, flush=True)
 
 
 def get(kind: str, name: str) -> Entry:
@@ -157,9 +164,11 @@ def create(kind: str, name: str, **kwargs: Any) -> Any:
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [k for k in kwargs if k not in params]
     if unknown and not takes_any:
+        close = difflib.get_close_matches(unknown[0], entry.arguments(), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UserError(
             f"{kind} {name!r} takes no argument(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(entry.arguments())}"
+            f"{hint}it takes: {', '.join(entry.arguments())}"
         )
     return entry.factory(**kwargs)
 

@@ -9,7 +9,8 @@ dependency) is mapped to a layer, bottom to top:
 1. the components ``data``, ``diffusion``, ``backbones``, ``latents``, ``metrics``, ``samplers``,
    ``training``, ``report``: they may use one another only as an acyclic graph (of them, only
    ``report`` reads the config tree, for the published baselines' presets);
-2. ``genbench.harness``: build, run and record a cell, and the grid;
+2. ``genbench.harness``: build, run and record a cell, and the grid; ``genbench.schema``: the
+   typed configuration schema (it reads the trainers' settings and the registered factories);
 3. ``genbench.cli`` and ``genbench.__main__``: the command line.
 
 A module may import its own layer's units (subject to the cycle check) and any layer below, never
@@ -36,6 +37,7 @@ LAYERS: dict[str, int] = {
         "data", "diffusion", "backbones", "latents", "metrics", "samplers", "training", "report")},
     "genbench.config": 0,
     "genbench.harness": 2,
+    "genbench.schema": 2,  # the typed configuration schema: reads the trainers' settings
     "genbench.cli": 3,
     "genbench.__main__": 3,
 }

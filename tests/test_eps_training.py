@@ -127,8 +127,11 @@ def test_bad_settings_are_user_errors(tmp_path):
         train_eps(_trainer(batch_size=64), _images(), tmp_path)
     with pytest.raises(UserError):
         EpsConfig(epochs=0)
-    cfg = EpsConfig.from_section({"objective": "eps", "lr": 1e-3, "discriminator": {}}, seed=7)
+    cfg = EpsConfig.from_section({"lr": 1e-3}, seed=7)
     assert cfg.lr == 1e-3 and cfg.seed == 7
+    # a key that is not a setting is an error naming the closest ones, never ignored (issue 10)
+    with pytest.raises(UserError, match="did you mean epochs"):
+        EpsConfig.from_section({"lr": 1e-3, "epoch": 3}, seed=7)
 
 
 def _record(tmp_path, experiment):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -291,11 +292,41 @@ def _class_labels(folder: Path, files: list[Path]) -> tuple[list[int], list[str]
     return [index[parts[0]] for parts in tops], classes
 
 
+# Modes of single-channel images deeper than 8 bits (16-bit PNGs open as I;16 or I): PIL's
+# convert("L") clips them at 255 instead of scaling, so they are scaled from their bit depth here.
+_WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _to_8bit(image: Image.Image, path: Path) -> Image.Image:
+    """``image`` with 8 bits per channel: 16-bit grey scaled from 0..65535 to 0..255."""
+    if image.mode not in _WIDE_GREY_MODES:
+        return image
+    values = np.asarray(image).astype(np.float64)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise UserError(f"image {path} has {image.mode} pixel values outside 0..65535; "
+                        f"convert it to an 8- or 16-bit PNG")
+    scaled = np.clip(np.rint(values * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
+
+
+def _open_image(path: Path) -> Image.Image:
+    """``Image.open`` with PIL's decompression-bomb guard as an error, not a warning: a header
+    that claims more than ``Image.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise UserError(f"image {path} claims too many pixels ({exc}); "
+                            f"remove or downscale that file") from None
+
+
 def _load_square(path: Path, resolution: int, mode: str) -> np.ndarray:
-    """One image: converted to ``mode``, center-cropped to a square, PIL-bicubic resized."""
+    """One image: converted to ``mode`` (16-bit grey scaled to 8 bits, not clipped),
+    center-cropped to a square, PIL-bicubic resized."""
     try:
-        with Image.open(path) as image:
-            image = image.convert(mode)
+        with _open_image(path) as image:
+            image = _to_8bit(image, path).convert(mode)
             width, height = image.size
             side = min(width, height)
             left, top = (width - side) // 2, (height - side) // 2

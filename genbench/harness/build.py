@@ -13,8 +13,9 @@ from typing import Any
 
 from genbench import registry
 from genbench.backbones.denoiser import Denoiser
-from genbench.errors import UserError
+from genbench.errors import UserError, unknown_key_error
 from genbench.samplers.base import Sampler
+from genbench.schema import objective_fields, training_setting_names
 
 # The objective each backbone output parameterization can serve.
 _OUTPUT_FOR_OBJECTIVE = {"adversarial": "x0", "eps": "eps"}
@@ -91,7 +92,10 @@ def objective_settings(train_cfg: dict[str, Any], objective: str) -> dict[str, A
 
     A train preset holds keys common to every objective (epochs, batch_size, ema_decay, ...)
     and one section per objective (``adversarial:``, ``eps:``), so one preset serves every
-    sampler; the sampler decides which section applies.
+    sampler; the sampler decides which section applies. Top-level keys of another objective
+    are left out (that objective reads them); a key that no objective reads is a
+    :class:`UserError` naming the closest known keys (:mod:`genbench.schema` checks the same
+    before anything is built).
     """
     section = train_cfg.get(objective)
     if not isinstance(section, dict):
@@ -101,7 +105,19 @@ def objective_settings(train_cfg: dict[str, Any], objective: str) -> dict[str, A
             f"'{objective}:' section (it has: {', '.join(have) or 'none'}); choose a train preset "
             f"with one, e.g. train=digits_cpu"
         )
-    common = {k: v for k, v in train_cfg.items() if k not in OBJECTIVES}
+    own = objective_fields()[objective]
+    every = training_setting_names()
+    common = {}
+    for key, value in train_cfg.items():
+        if key in OBJECTIVES:
+            continue
+        if key not in every:  # a misspelt key is an error, never ignored
+            raise unknown_key_error(f"train.{key}", key, sorted(every | set(OBJECTIVES)))
+        if key in own:  # another objective's setting: that objective reads it
+            common[key] = value
+    for key in section:
+        if key not in own:
+            raise unknown_key_error(f"train.{objective}.{key}", key, sorted(own))
     return {**common, **section}
 
 

@@ -31,6 +31,7 @@ from genbench.harness.generate import generate, sample_grid_png
 from genbench.harness.latent import fit_latent, reconstruction_quality
 from genbench.harness.system import hardware, package_versions, resolve_device
 from genbench.harness.train import train_or_load
+from genbench.schema import validate
 
 # Settings that say where a cell is written or how it talks, not what it measures: the same
 # cell under another results folder, cache or experiment keeps its name (and is found as done).
@@ -85,8 +86,11 @@ def run_cell(cfg: dict[str, Any], *, overwrite: bool = False,
     """Run one cell and write its record; an existing record is returned as it is.
 
     ``announce`` is called with a one-line description once the configuration has been
-    validated (components built), before the long steps start.
+    validated (components built), before the long steps start. The configuration is checked
+    against :mod:`genbench.schema` first: a bad type, value or key stops here, before anything
+    is built, trained or written.
     """
+    validate(cfg)
     experiment_dir, cell_dir, cache_dir = paths(cfg)
     # what an earlier killed run left (live writers' temporaries are kept; see genbench._io)
     remove_stale_temporaries(experiment_dir)

@@ -22,6 +22,7 @@ result always says which features produced it.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -276,7 +277,11 @@ PRETRAINED: dict[str, Callable[..., FeatureExtractor]] = {
 def _with_hash(spec: WeightsSpec, sha256: str | None) -> WeightsSpec:
     if sha256 is None:
         return spec
-    return WeightsSpec(spec.name, spec.filename, spec.url, sha256, None, spec.config_key)
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha256)):
+        key = (spec.config_key or "weights").replace("_weights", "_sha256")
+        raise UserError(f"{key}={sha256!r} is not a full SHA-256 (64 hex digits)")
+    return WeightsSpec(spec.name, spec.filename, spec.url, str(sha256).lower(), None,
+                       spec.config_key)
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from genbench.diffusion.ddgan import (
     q_sample_pairs,
     weighted_learning_weights,
 )
-from genbench.errors import UserError
+from genbench.errors import UserError, unknown_key_error
 from genbench.training.ema import ema_model, update_ema
 from genbench.training.loop import LoopConfig
 from genbench.training.seeding import stream_generator
@@ -68,15 +68,21 @@ class AdversarialConfig:
 
     @classmethod
     def from_section(cls, train_cfg: dict[str, Any], seed: int) -> AdversarialConfig:
-        """From a ``train`` config section (keys that are not settings here are ignored)."""
+        """From the settings of this objective (:func:`genbench.harness.build.objective_settings`
+        leaves out those of other objectives); a key that is not a setting here is a
+        :class:`UserError` naming the closest ones: a misspelt key must not be ignored."""
         known = {f.name for f in fields(cls)}
+        for key in train_cfg:  # the seed is the run's (cfg.seed), not a train setting
+            if (key not in known or key == "seed") and key not in ("discriminator",):
+                raise unknown_key_error(f"train.{key}", key, sorted(known - {"seed"}))
         return cls(**{**{k: v for k, v in train_cfg.items() if k in known}, "seed": seed})
 
     def loop(self) -> LoopConfig:
         """What the shared loop needs: length, batches, flips, checkpoints."""
         return LoopConfig(batch_size=self.batch_size, seed=self.seed, epochs=self.epochs,
                           hflip=self.hflip, ckpt_every=self.ckpt_every,
-                          what="train adversarial")
+                          what="train adversarial",
+                          lr_settings="train.adversarial.lr_g, train.adversarial.lr_d")
 
 
 def _losses_d(G, D, sched, x0, cfg, step, noise_gen) -> dict[str, torch.Tensor]:

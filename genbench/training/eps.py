@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from genbench.diffusion.gaussian import GaussianSchedule, q_sample
-from genbench.errors import UserError
+from genbench.errors import UserError, unknown_key_error
 from genbench.training.ema import ema_model, update_ema
 from genbench.training.loop import LoopConfig
 from genbench.training.seeding import stream_generator
@@ -53,14 +53,20 @@ class EpsConfig:
 
     @classmethod
     def from_section(cls, train_cfg: dict[str, Any], seed: int) -> EpsConfig:
-        """From a ``train`` config section (keys that are not settings here are ignored)."""
+        """From the settings of this objective (:func:`genbench.harness.build.objective_settings`
+        leaves out those of other objectives); a key that is not a setting here is a
+        :class:`UserError` naming the closest ones: a misspelt key must not be ignored."""
         known = {f.name for f in fields(cls)}
+        for key in train_cfg:  # the seed is the run's (cfg.seed), not a train setting
+            if (key not in known or key == "seed") and key not in ():
+                raise unknown_key_error(f"train.{key}", key, sorted(known - {"seed"}))
         return cls(**{**{k: v for k, v in train_cfg.items() if k in known}, "seed": seed})
 
     def loop(self) -> LoopConfig:
         """What the shared loop needs: length, batches, flips, checkpoints."""
         return LoopConfig(batch_size=self.batch_size, seed=self.seed, epochs=self.epochs,
-                          hflip=self.hflip, ckpt_every=self.ckpt_every, what="train eps")
+                          hflip=self.hflip, ckpt_every=self.ckpt_every, what="train eps",
+                          lr_settings="train.eps.lr")
 
 
 def eps_loss(net: torch.nn.Module, schedule: GaussianSchedule, x0: torch.Tensor,

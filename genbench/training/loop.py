@@ -79,6 +79,7 @@ class LoopConfig:
     log_every: int = 1  # steps between history entries (and the last step)
     batch_setting: str = "train.batch_size"  # named when the batch exceeds the data
     what: str = "training"  # named in the progress bar and when the losses diverge
+    lr_settings: str = "the learning rate"  # the settings to lower when the losses diverge
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.steps is None):
@@ -103,11 +104,20 @@ def batches_per_epoch(num_items: int, batch_size: int, setting: str) -> int:
     return num_items // batch_size
 
 
-def check_finite(losses: dict[str, float], step: int, what: str = "training") -> None:
-    """Stop a run whose losses are no longer finite, naming them and the step."""
+class TrainingDiverged(UserError):
+    """Losses that are no longer finite: the settings (most often the learning rate) are the
+    cause, so it is a user error, said in one line with the step and the losses."""
+
+
+def check_finite(losses: dict[str, float], step: int, what: str = "training",
+                 lr_settings: str = "the learning rate") -> None:
+    """Stop a run whose losses are no longer finite, naming them, the step and the fix."""
     bad = [k for k, v in losses.items() if not math.isfinite(v)]
     if bad:
-        raise RuntimeError(f"{what} diverged at step {step}: non-finite {', '.join(bad)}")
+        raise TrainingDiverged(
+            f"{what} diverged at step {step}: non-finite loss {', '.join(bad)} "
+            f"({', '.join(f'{k}={losses[k]}' for k in bad)}); lower the learning rate "
+            f"({lr_settings}) and run again")
 
 
 def training_batch(images: torch.Tensor, cfg: LoopConfig, step: int,
@@ -133,7 +143,7 @@ def _model_input(batch: torch.Tensor, device: torch.device,
 def _one_step(trainer: Trainer, x: torch.Tensor, epoch: int, cfg: LoopConfig) -> dict[str, float]:
     with seeded_global_rng(cfg.seed, "global", trainer.step, device=trainer.device):
         losses = trainer.train_step(x, epoch)
-    check_finite(losses, trainer.step, cfg.what)
+    check_finite(losses, trainer.step, cfg.what, cfg.lr_settings)
     return losses
 
 
