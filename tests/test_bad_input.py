@@ -254,17 +254,21 @@ def test_full_disk_while_checkpointing_is_one_line_and_leaves_no_partial_folder(
     assert not list(workdir.glob("results/*/*/result.json"))
 
 
-def test_full_disk_reported_by_torch_save_is_one_line(workdir, capsys, monkeypatch):
-    """torch.save reports a full disk as RuntimeError ('file write failed'), not OSError."""
+def test_full_disk_reported_by_safetensors_is_one_line(workdir, capsys, monkeypatch):
+    """safetensors reports a full disk as SafetensorError (an IoError with kind StorageFull), not
+    OSError; checkpoints write their tensors through it."""
+    from safetensors import SafetensorError
+
     from genbench.training import checkpoint
 
-    def failing_save(obj, f, *a, **k):
-        raise RuntimeError(f"[enforce fail at inline_container.cc:778] . PytorchStreamWriter "
-                           f"failed writing file data/0: file write failed ({f})")
+    def failing_save(tensors, filename, *a, **k):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                              'message: "No space left on device" })')
 
-    monkeypatch.setattr(checkpoint.torch, "save", failing_save)
+    monkeypatch.setattr(checkpoint, "save_file", failing_save)
     code, _, err = _main(["run", *TINY, "train.ckpt_every=5"], capsys)
     assert code == 2 and "no space left" in err.lower(), err
+    assert len([line for line in err.splitlines() if line.startswith("genbench: error")]) == 1
     assert _temporaries(workdir) == []
 
 
