@@ -26,6 +26,7 @@ from genbench.backbones.denoiser import Denoiser
 from genbench.backbones.discriminator import DiscriminatorSmall
 from genbench.backbones.ncsnpp import ncsnpp
 from genbench.diffusion.ddgan import ddgan_schedule, q_sample_pairs
+from genbench.latents.wavelet import WaveletSpace
 from genbench.training.adversarial import (
     AdversarialConfig,
     AdversarialTrainer,
@@ -34,43 +35,71 @@ from genbench.training.adversarial import (
 )
 from genbench.training.loop import train
 
-FIX = Path(__file__).parent / "fixtures" / "ddgan_parity"
-META = json.loads((FIX / "meta.json").read_text())
-ARGS = META["settings"]
+FIXTURES = Path(__file__).parent / "fixtures"
 ATOL = 1e-5
 
 
-def official_config(**overrides) -> AdversarialConfig:
-    """The official run's settings as genbench's (``--lazy_reg``, ``--r1_gamma`` ...)."""
-    cfg = AdversarialConfig(
-        epochs=ARGS["num_epoch"], batch_size=ARGS["batch_size"], lr_g=ARGS["lr_g"],
-        lr_d=ARGS["lr_d"], beta1=ARGS["beta1"], beta2=ARGS["beta2"],
-        lr_decay=not ARGS["no_lr_decay"], lr_min=1e-5, ema_decay=ARGS["ema_decay"],
-        r1_gamma=ARGS["r1_gamma"], lazy_reg=ARGS["lazy_reg"], rec_loss="none", seed=0,
-        ckpt_every=1000)
-    return dataclasses.replace(cfg, **overrides)
+class Official:
+    """One recorded official run: its folder, settings (``meta.json``) and tensors."""
+
+    def __init__(self, name: str) -> None:
+        self.dir = FIXTURES / name
+        self.meta = json.loads((self.dir / "meta.json").read_text())
+        self.args = self.meta["settings"]
+        # both loops ran in float64 from float32 weights, data and draws (meta.json "dtype")
+        self.dtype = torch.float64
+
+    def load(self, what: str) -> dict[str, torch.Tensor]:
+        return load_file(self.dir / f"{what}.safetensors")
+
+    def config(self, **overrides) -> AdversarialConfig:
+        """The official run's settings as genbench's (``--lazy_reg``, ``--r1_gamma`` ...)."""
+        a = self.args
+        cfg = AdversarialConfig(
+            epochs=a["num_epoch"], batch_size=a["batch_size"], lr_g=a["lr_g"], lr_d=a["lr_d"],
+            beta1=a["beta1"], beta2=a["beta2"], lr_decay=not a["no_lr_decay"], lr_min=1e-5,
+            ema_decay=a["ema_decay"], r1_gamma=a["r1_gamma"], lazy_reg=a["lazy_reg"],
+            rec_loss="l1" if a.get("rec_loss") else "none", seed=0, ckpt_every=1000)
+        return dataclasses.replace(cfg, **overrides)
+
+    def networks(self) -> tuple[Denoiser, DiscriminatorSmall]:
+        a = self.args
+        backbone = ncsnpp(
+            in_channels=a["num_channels"], resolution=a["image_size"],
+            nf=a["num_channels_dae"], ch_mult=tuple(a["ch_mult"]),
+            num_res_blocks=a["num_res_blocks"], attn_resolutions=tuple(a["attn_resolutions"]),
+            dropout=a["dropout"], z_dim=a["nz"], z_emb_dim=a["z_emb_dim"], n_mlp=a["n_mlp"])
+        G = Denoiser(backbone, output="x0", z_dim=a["nz"])  # official tanh head
+        D = DiscriminatorSmall(a["num_channels"], ngf=a["ngf"], t_emb_dim=a["t_emb_dim"],
+                               num_layers=a.get("num_disc_layers", 4))
+        # the official state dicts load strictly: the parameter names are the official ones
+        G.load_state_dict(self.load("G_init"), strict=True)
+        D.load_state_dict(self.load("D_init"), strict=True)
+        return G.to(self.dtype), D.to(self.dtype)
+
+    def encode(self):
+        """What the loop maps images in [-1, 1] with: to float64, and for WaveDiff
+        (--use_pytorch_wavelet) genbench's wavelet latent space, whose output the recorded
+        batches (the official DWT's) must equal."""
+        if self.args.get("use_pytorch_wavelet"):
+            return lambda x: WaveletSpace().encode(x.to(self.dtype))
+        return lambda x: x.to(self.dtype)
 
 
-def networks() -> tuple[Denoiser, DiscriminatorSmall]:
-    backbone = ncsnpp(
-        in_channels=ARGS["num_channels"], resolution=ARGS["image_size"],
-        nf=ARGS["num_channels_dae"], ch_mult=tuple(ARGS["ch_mult"]),
-        num_res_blocks=ARGS["num_res_blocks"], attn_resolutions=tuple(ARGS["attn_resolutions"]),
-        dropout=ARGS["dropout"], z_dim=ARGS["nz"], z_emb_dim=ARGS["z_emb_dim"],
-        n_mlp=ARGS["n_mlp"])
-    G = Denoiser(backbone, output="x0", z_dim=ARGS["nz"])  # official tanh head
-    D = DiscriminatorSmall(ARGS["num_channels"], ngf=ARGS["ngf"], t_emb_dim=ARGS["t_emb_dim"])
-    # the official state dicts load strictly: the parameter names are the official ones
-    G.load_state_dict(load_file(FIX / "G_init.safetensors"), strict=True)
-    D.load_state_dict(load_file(FIX / "D_init.safetensors"), strict=True)
-    return G, D
+DDGAN = Official("ddgan_parity")  # NVlabs/denoising-diffusion-gan train_ddgan.py
+WDDGAN = Official("wddgan_parity")  # VinAIResearch/WaveDiff train_wddgan.py --rec_loss
+RUNS = {"ddgan": DDGAN, "wddgan": WDDGAN}
 
 
-def official_draws(inputs: dict[str, torch.Tensor], step: int, swap: bool = False) -> StepDraws:
+def official_draws(inputs: dict[str, torch.Tensor], step: int, swap: bool = False,
+                   dtype: torch.dtype = torch.float64) -> StepDraws:
     """The draws the official run used at ``step`` (``swap``: x_k's and x_{k+1}'s noise
     exchanged, i.e. the order genbench had before)."""
     def phase(name: str) -> PhaseDraws:
-        get = lambda what: inputs[f"step{step}.{name}.{what}"]  # noqa: E731
+        def get(what: str) -> torch.Tensor:
+            value = inputs[f"step{step}.{name}.{what}"]
+            return value if what == "k" else value.to(dtype)
+
         nxt, cur = get("noise_next"), get("noise_k")
         if swap:
             nxt, cur = cur, nxt
@@ -79,68 +108,83 @@ def official_draws(inputs: dict[str, torch.Tensor], step: int, swap: bool = Fals
     return StepDraws(phase("d"), phase("g"))
 
 
-def run_genbench(tmp_path: Path, swap: bool = False, **overrides) -> AdversarialTrainer:
-    inputs = load_file(FIX / "inputs.safetensors")
-    G, D = networks()
-    cfg = official_config(**overrides)
-    trainer = AdversarialTrainer(G, D, ddgan_schedule(ARGS["num_timesteps"],
-                                                      beta_min=ARGS["beta_min"],
-                                                      beta_max=ARGS["beta_max"]),
-                                 cfg, torch.device("cpu"))
+def run_genbench(run: Official, tmp_path: Path, swap: bool = False,
+                 **overrides) -> AdversarialTrainer:
+    inputs = run.load("inputs")
+    G, D = run.networks()
+    cfg = run.config(**overrides)
+    a = run.args
+    schedule = ddgan_schedule(a["num_timesteps"], beta_min=a["beta_min"], beta_max=a["beta_max"])
+    trainer = AdversarialTrainer(G, D, schedule, cfg, torch.device("cpu"))
 
     def source(step: int, x0: torch.Tensor) -> StepDraws:
-        # the loop feeds the batches the official run saw (same images, same order)
-        torch.testing.assert_close(x0, inputs["batches"][step], rtol=0, atol=0)
+        # the loop feeds the batches the official run trained on (same images, same order;
+        # for WaveDiff, genbench's Haar transform of them equals pytorch_wavelets')
+        torch.testing.assert_close(x0.float(), inputs["batches"][step], rtol=0, atol=1e-6)
         return official_draws(inputs, step, swap)
 
     trainer.draw_source = source
-    assert train(trainer, inputs["images"], tmp_path / "ckpt", cfg.loop(), progress=False)
-    assert trainer.step == META["steps"]
+    assert train(trainer, inputs["images"], tmp_path / "ckpt", cfg.loop(), encode=run.encode(),
+                 progress=False)
+    assert trainer.step == run.meta["steps"]
     return trainer
 
 
-def max_differences(trainer: AdversarialTrainer) -> dict[str, float]:
+def max_differences(run: Official, trainer: AdversarialTrainer) -> dict[str, float]:
     out = {}
     for name, module, fixture in (("G", trainer.G, "G_final"), ("D", trainer.D, "D_final"),
                                   ("G_ema", trainer.G_ema.module, "G_ema_final")):
-        expected = load_file(FIX / f"{fixture}.safetensors")
+        expected = run.load(fixture)
         got = module.state_dict()
         assert set(got) == set(expected), name
         out[name] = max(float((got[k] - expected[k]).abs().max()) for k in expected)
     return out
 
 
-def test_fixture_is_from_the_official_code_and_small():
-    assert META["official_repo"] == "https://github.com/NVlabs/denoising-diffusion-gan"
-    assert len(META["official_commit"]) == 40
-    assert sum(f.stat().st_size for f in FIX.iterdir()) < 1_000_000
+@pytest.mark.parametrize("name", list(RUNS))
+def test_fixture_is_from_the_official_code_and_small(name):
+    run = RUNS[name]
+    assert run.meta["official_repo"] in ("https://github.com/NVlabs/denoising-diffusion-gan",
+                                         "https://github.com/VinAIResearch/WaveDiff")
+    assert len(run.meta["official_commit"]) == 40
+    assert sum(f.stat().st_size for f in run.dir.iterdir()) < 1_000_000
     # the official draw order within a phase, as recorded from the official functions
-    assert META["draw_order"][:5] == ["step0.d.k", "step0.d.noise_next", "step0.d.noise_k",
-                                      "step0.d.z", "step0.d.posterior"]
+    assert run.meta["draw_order"][:5] == ["step0.d.k", "step0.d.noise_next", "step0.d.noise_k",
+                                          "step0.d.z", "step0.d.posterior"]
 
 
-def test_four_steps_match_the_official_loop(tmp_path):
-    trainer = run_genbench(tmp_path)
-    diffs = max_differences(trainer)
+@pytest.mark.parametrize("name", list(RUNS))
+def test_four_steps_match_the_official_loop(tmp_path, name):
+    run = RUNS[name]
+    trainer = run_genbench(run, tmp_path)
+    diffs = max_differences(run, trainer)
     assert all(v <= ATOL for v in diffs.values()), diffs
     # the weights moved much more than the tolerance, so the comparison means something
-    G0 = load_file(FIX / "G_init.safetensors")
+    G0 = run.load("G_init")
     moved = max(float((trainer.G.state_dict()[k] - G0[k]).abs().max()) for k in G0)
     assert moved > 100 * ATOL
     assert "r1" in trainer.history[0] and "r1" not in trainer.history[1]  # lazy: steps 0, 2
+    assert ("g_rec" in trainer.history[0]) == (name == "wddgan")
 
 
-@pytest.mark.parametrize("change", [
-    {"r1_gamma": ARGS["r1_gamma"] * 2},  # R1 weight
+CHANGES = [
+    {"r1_gamma": DDGAN.args["r1_gamma"] * 2},  # R1 weight
     {"lazy_reg": 1},  # R1 on every step
     {"lazy_reg": 3},  # R1 on steps 0, 3
     {"ema_decay": 0.99},
     {"lr_decay": False},  # no cosine schedule
     {"swap": True},  # x_k's noise drawn before x_{k+1}'s (genbench's order before this fix)
-])
+]
+
+
+@pytest.mark.parametrize("change", CHANGES)
 def test_the_fixture_detects_a_changed_loop(tmp_path, change):
-    trainer = run_genbench(tmp_path, **change)
-    diffs = max_differences(trainer)
+    diffs = max_differences(DDGAN, run_genbench(DDGAN, tmp_path, **change))
+    assert max(diffs.values()) > 10 * ATOL, diffs
+
+
+def test_the_wavediff_fixture_detects_a_missing_l1_term(tmp_path):
+    diffs = max_differences(WDDGAN, run_genbench(WDDGAN, tmp_path, rec_loss="none"))
     assert max(diffs.values()) > 10 * ATOL, diffs
 
 
