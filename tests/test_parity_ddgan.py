@@ -1,15 +1,19 @@
-"""Step-for-step parity of the adversarial trainer with the official DDGAN training loop.
+"""Step-for-step parity of the adversarial trainer with the official DDGAN, WaveDiff and LDDGAN
+training loops.
 
-The fixtures in tests/fixtures/ddgan_parity/ were recorded by running the official
-NVlabs/denoising-diffusion-gan code (commit in meta.json: ``train_ddgan.py``'s loop body,
-``q_sample_pairs``, ``sample_posterior``, the diffusion and posterior coefficients, ``EMA.py``,
-and the official ``NCSNpp`` and ``Discriminator_small`` at a tiny size) on the CPU for four steps,
-one batch per epoch, with every random draw injected and recorded under the name of the official
+The fixtures in tests/fixtures/{ddgan,wddgan,lddgan}_parity/ were recorded by running the official
+code (repository and commit in each meta.json and README: NVlabs/denoising-diffusion-gan
+``train_ddgan.py``, VinAIResearch/WaveDiff ``train_wddgan.py --rec_loss --use_pytorch_wavelet``,
+thanhluantrinh/LDDGAN ``train_ldgan.py --rec_loss --sigmoid_learning --no_lr_decay``: the loop
+body, ``q_sample_pairs``, ``sample_posterior``, the coefficients, ``EMA.py``, the official
+``NCSNpp`` and ``Discriminator_small`` at a tiny size) on the CPU in float64 for four steps, one
+batch per epoch, with every random draw injected and recorded under the name of the official
 function that asked for it. Here genbench's own networks load the official initial weights
 strictly (same parameter names), genbench's loop (:func:`genbench.training.loop.train`) runs the
-same four steps on the same images in the same order with the same draws, and G, D and the EMA of
+same four steps on the same data in the same order with the same draws, and G, D and the EMA of
 G must equal the official weights within 1e-5: D and G losses, R1 every ``lazy_reg`` steps, Adam,
-the per-epoch cosine schedule and the EMA (official ``EMA.py``) included.
+the per-epoch cosine schedule, the EMA, WaveDiff's L1 term (and its Haar bands) and LDDGAN's
+weighted learning included. Each fixture must also tell a changed loop apart.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ class Official:
             epochs=a["num_epoch"], batch_size=a["batch_size"], lr_g=a["lr_g"], lr_d=a["lr_d"],
             beta1=a["beta1"], beta2=a["beta2"], lr_decay=not a["no_lr_decay"], lr_min=1e-5,
             ema_decay=a["ema_decay"], r1_gamma=a["r1_gamma"], lazy_reg=a["lazy_reg"],
-            rec_loss="l1" if a.get("rec_loss") else "none", seed=0, ckpt_every=1000)
+            rec_loss=("weighted" if a.get("sigmoid_learning") else "l1") if a.get("rec_loss")
+            else "none", wl_delta=6.0, seed=0, ckpt_every=1000)  # train_ldgan.py: gamma = 6
         return dataclasses.replace(cfg, **overrides)
 
     def networks(self) -> tuple[Denoiser, DiscriminatorSmall]:
@@ -88,7 +93,8 @@ class Official:
 
 DDGAN = Official("ddgan_parity")  # NVlabs/denoising-diffusion-gan train_ddgan.py
 WDDGAN = Official("wddgan_parity")  # VinAIResearch/WaveDiff train_wddgan.py --rec_loss
-RUNS = {"ddgan": DDGAN, "wddgan": WDDGAN}
+LDDGAN = Official("lddgan_parity")  # thanhluantrinh/LDDGAN train_ldgan.py --sigmoid_learning
+RUNS = {"ddgan": DDGAN, "wddgan": WDDGAN, "lddgan": LDDGAN}
 
 
 def official_draws(inputs: dict[str, torch.Tensor], step: int, swap: bool = False,
@@ -145,7 +151,8 @@ def max_differences(run: Official, trainer: AdversarialTrainer) -> dict[str, flo
 def test_fixture_is_from_the_official_code_and_small(name):
     run = RUNS[name]
     assert run.meta["official_repo"] in ("https://github.com/NVlabs/denoising-diffusion-gan",
-                                         "https://github.com/VinAIResearch/WaveDiff")
+                                         "https://github.com/VinAIResearch/WaveDiff",
+                                         "https://github.com/thanhluantrinh/LDDGAN")
     assert len(run.meta["official_commit"]) == 40
     assert sum(f.stat().st_size for f in run.dir.iterdir()) < 1_000_000
     # the official draw order within a phase, as recorded from the official functions
@@ -164,7 +171,7 @@ def test_four_steps_match_the_official_loop(tmp_path, name):
     moved = max(float((trainer.G.state_dict()[k] - G0[k]).abs().max()) for k in G0)
     assert moved > 100 * ATOL
     assert "r1" in trainer.history[0] and "r1" not in trainer.history[1]  # lazy: steps 0, 2
-    assert ("g_rec" in trainer.history[0]) == (name == "wddgan")
+    assert ("g_rec" in trainer.history[0]) == (name in ("wddgan", "lddgan"))
 
 
 CHANGES = [
@@ -185,6 +192,20 @@ def test_the_fixture_detects_a_changed_loop(tmp_path, change):
 
 def test_the_wavediff_fixture_detects_a_missing_l1_term(tmp_path):
     diffs = max_differences(WDDGAN, run_genbench(WDDGAN, tmp_path, rec_loss="none"))
+    assert max(diffs.values()) > 10 * ATOL, diffs
+
+
+def test_lddgan_weighted_learning_is_the_official_schedule():
+    # train_ldgan.py lines 184-187, recorded by the driver: 1 - sigmoid(linspace(-6, 6, E + 1))
+    trainer = AdversarialTrainer(*LDDGAN.networks(), ddgan_schedule(4), LDDGAN.config(),
+                                 torch.device("cpu"))
+    weights = [trainer.rec_weight(e) for e in range(LDDGAN.args["num_epoch"] + 1)]
+    assert weights == pytest.approx(LDDGAN.meta["sigmoid_weights"], rel=1e-12)
+
+
+@pytest.mark.parametrize("change", [{"rec_loss": "l1"}, {"wl_delta": 4.0}, {"rec_loss": "none"}])
+def test_the_lddgan_fixture_detects_other_reconstruction_weights(tmp_path, change):
+    diffs = max_differences(LDDGAN, run_genbench(LDDGAN, tmp_path, **change))
     assert max(diffs.values()) > 10 * ATOL, diffs
 
 

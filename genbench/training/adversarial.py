@@ -15,13 +15,14 @@ One training step, as in the official ``NVlabs/denoising-diffusion-gan train_ddg
 
 The random draws of a step (:class:`StepDraws`: k, the noise of x_{k+1} then of x_k, z and the
 posterior noise, for D then for G) come from the ``noise`` stream in the official order, or are
-given (tests/test_parity_ddgan.py feeds the official run's draws and checks the weights after
-four steps against the official loop's). Two deliberate differences from the official loop, which
-change no weight: the generator's forward in the D step runs without gradients (officially its
-gradients are computed and then zeroed by ``netG.zero_grad()``), and the R1 and the D losses are
-backpropagated in one sum instead of three ``backward`` calls. One difference in length: the
-official loop runs ``range(num_epoch + 1)``, one epoch more than the cosine schedule's T_max (that
-last epoch at eta_min); ``epochs`` here is the number of epochs trained.
+given (tests/test_parity_ddgan.py feeds the draws of official DDGAN, WaveDiff and LDDGAN runs and
+checks the weights after four steps against the official loops'). Two deliberate differences
+from the official loops, which change no weight: the generator's forward in the D step runs
+without gradients (officially its gradients are computed and then zeroed by
+``netG.zero_grad()``), and the R1 and the D losses are backpropagated in one sum instead of three
+``backward`` calls. One difference in length: the official loops run ``range(num_epoch + 1)``,
+one epoch more than the cosine schedule's T_max (that last epoch at eta_min); ``epochs`` here is
+the number of epochs trained.
 
 The epochs, data, checkpoints and resume are the shared loop's (:mod:`genbench.training.loop`);
 the noise generator (the ``noise`` stream), optimizers, schedulers and EMA are in the checkpoint.
