@@ -10,7 +10,7 @@ VinAIResearch/WaveDiff and thanhluantrinh/LDDGAN ``diffusion.py``):
   geometric option: 1 - alpha_bar(t) = beta_min (beta_max / beta_min)^t (must stay below 1);
 * beta_i = 1 - alpha_bar(t_i) / alpha_bar(t_{i-1}) for i = 1..T, and beta_0 = 1e-8 (official);
 * forward: x_k = sqrt(abar_k) x0 + sqrt(1 - abar_k) eps, x_{k+1} = sqrt(1 - beta_{k+1}) x_k +
-  sqrt(beta_{k+1}) eps' (``q_sample_pairs``);
+  sqrt(beta_{k+1}) eps' (``q_sample_pairs``; eps' is drawn before eps, as officially);
 * posterior q(x_k | x_{k+1}, x0) (DDPM, Ho et al. 2020, Eq. 6-7) with index k mapping
   x_{k+1} -> x_k, k = 0..T-1.
 
@@ -132,12 +132,27 @@ def q_sample_pairs(
     x0: torch.Tensor,
     k: torch.Tensor,
     generator: torch.Generator | None = None,
+    *,
+    noise_next: torch.Tensor | None = None,
+    noise_k: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw (x_k, x_{k+1}) from the forward process for step indices k in 0..T-1."""
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    """Draw (x_k, x_{k+1}) from the forward process for step indices k in 0..T-1.
+
+    x_k = sqrt(abar_k) x0 + sqrt(1 - abar_k) ``noise_k``; x_{k+1} = sqrt(1 - beta_{k+1}) x_k +
+    sqrt(beta_{k+1}) ``noise_next``. Noise not given is drawn from ``generator`` in the official
+    order: x_{k+1}'s noise first, then x_k's (NVlabs/denoising-diffusion-gan ``train_ddgan.py``
+    ``q_sample_pairs``, lines 112-124: ``noise = torch.randn_like(x_start)`` before the call to
+    ``q_sample``, which draws x_t's noise), so that one seeded stream gives the official pairs.
+    """
+    def draw() -> torch.Tensor:
+        return torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+
+    if noise_next is None:
+        noise_next = draw()
+    if noise_k is None:
+        noise_k = draw()
     x_k = _at(schedule.sqrt_alphas_cumprod, k, x0) * x0 + _at(
-        schedule.sqrt_one_minus_alphas_cumprod, k, x0) * noise
-    noise_next = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        schedule.sqrt_one_minus_alphas_cumprod, k, x0) * noise_k
     beta_next = _at(schedule.betas, k + 1, x0)
     x_next = (1.0 - beta_next).sqrt() * x_k + beta_next.sqrt() * noise_next
     return x_k, x_next

@@ -13,12 +13,24 @@ One training step, as in the official ``NVlabs/denoising-diffusion-gan train_ddg
 * Adam(0.5, 0.9), cosine learning-rate decay per epoch to 1e-5, EMA of the generator
   (:mod:`genbench.training.ema`, started as ``NVlabs/denoising-diffusion-gan EMA.py`` starts it).
 
+The random draws of a step (:class:`StepDraws`: k, the noise of x_{k+1} then of x_k, z and the
+posterior noise, for D then for G) come from the ``noise`` stream in the official order, or are
+given (tests/test_parity_ddgan.py feeds the draws of official DDGAN, WaveDiff and LDDGAN runs and
+checks the weights after four steps against the official loops'). Two deliberate differences
+from the official loops, which change no weight: the generator's forward in the D step runs
+without gradients (officially its gradients are computed and then zeroed by
+``netG.zero_grad()``), and the R1 and the D losses are backpropagated in one sum instead of three
+``backward`` calls. One difference in length: the official loops run ``range(num_epoch + 1)``,
+one epoch more than the cosine schedule's T_max (that last epoch at eta_min); ``epochs`` here is
+the number of epochs trained.
+
 The epochs, data, checkpoints and resume are the shared loop's (:mod:`genbench.training.loop`);
 the noise generator (the ``noise`` stream), optimizers, schedulers and EMA are in the checkpoint.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -85,34 +97,84 @@ class AdversarialConfig:
                           lr_settings="train.adversarial.lr_g, train.adversarial.lr_d")
 
 
-def _losses_d(G, D, sched, x0, cfg, step, noise_gen) -> dict[str, torch.Tensor]:
-    """Discriminator losses on one batch (real, fake, and R1 on lazy steps)."""
-    k = torch.randint(0, sched.num_steps, (x0.shape[0],), generator=noise_gen, device=x0.device)
-    x_k, x_next = q_sample_pairs(sched, x0, k, noise_gen)
+@dataclass(frozen=True)
+class PhaseDraws:
+    """The random draws of one phase (the D update or the G update) of a training step.
+
+    ``k`` [B] step indices; ``noise_next`` and ``noise_k`` the noise of x_{k+1} and of x_k
+    (:func:`genbench.diffusion.ddgan.q_sample_pairs`); ``z`` [B, z_dim] the generator's latent;
+    ``posterior`` the noise of x'_k ~ q(x_k | x_{k+1}, x0'). The G phase draws ``noise_k`` too,
+    unused, as the official loop does.
+    """
+
+    k: torch.Tensor
+    noise_next: torch.Tensor
+    noise_k: torch.Tensor
+    z: torch.Tensor
+    posterior: torch.Tensor
+
+    @classmethod
+    def draw(cls, num_steps: int, x0: torch.Tensor, z_dim: int,
+             generator: torch.Generator | None) -> PhaseDraws:
+        """Draw in the official order (NVlabs/denoising-diffusion-gan ``train_ddgan.py``, lines
+        335-379 for D and 400-412 for G): ``t = torch.randint``, then ``q_sample_pairs``
+        (x_{t+1}'s noise, then x_t's), ``latent_z = torch.randn``, and the ``sample_posterior``
+        noise."""
+        def normal(shape: tuple[int, ...]) -> torch.Tensor:
+            return torch.randn(shape, generator=generator, device=x0.device, dtype=x0.dtype)
+
+        b = x0.shape[0]
+        k = torch.randint(0, num_steps, (b,), generator=generator, device=x0.device)
+        noise_next = normal(tuple(x0.shape))
+        noise_k = normal(tuple(x0.shape))
+        z = normal((b, z_dim))
+        return cls(k, noise_next, noise_k, z, normal(tuple(x0.shape)))
+
+
+@dataclass(frozen=True)
+class StepDraws:
+    """Every random draw of one training step: the D phase's, then the G phase's.
+
+    Normal training draws them from the trainer's ``noise`` stream (:meth:`draw`: the same
+    sequence, drawn up front, that the official loop draws as it goes); a test can feed them.
+    """
+
+    d: PhaseDraws
+    g: PhaseDraws
+
+    @classmethod
+    def draw(cls, num_steps: int, x0: torch.Tensor, z_dim: int,
+             generator: torch.Generator | None) -> StepDraws:
+        d = PhaseDraws.draw(num_steps, x0, z_dim, generator)
+        return cls(d, PhaseDraws.draw(num_steps, x0, z_dim, generator))
+
+
+def _losses_d(G, D, sched, x0, cfg, step, dr: PhaseDraws) -> dict[str, torch.Tensor]:
+    """Discriminator losses on one batch (real, fake, and R1 on lazy steps).
+
+    R1 = r1_gamma / 2 * mean ||grad_{x_k} D(x_k, k, x_{k+1})||^2 when ``step % lazy_reg == 0``
+    (``train_ddgan.py`` lines 362-372, the global step counted from 0, not scaled by lazy_reg).
+    """
+    x_k, x_next = q_sample_pairs(sched, x0, dr.k, noise_next=dr.noise_next, noise_k=dr.noise_k)
     x_k.requires_grad_(True)
-    d_real = D(x_k, k, x_next)
+    d_real = D(x_k, dr.k, x_next)
     losses = {"d_real": F.softplus(-d_real).mean()}
     if step % cfg.lazy_reg == 0 and cfg.r1_gamma > 0:
         (grad,) = torch.autograd.grad(d_real.sum(), x_k, create_graph=True)
         losses["r1"] = cfg.r1_gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()
-    z = torch.randn(x0.shape[0], G.z_dim, generator=noise_gen, device=x0.device)
-    with torch.no_grad():
-        x0_fake = G(x_next, k, z)
-    noise = torch.randn(x0.shape, generator=noise_gen, device=x0.device)
-    x_k_fake = posterior_sample(sched, x0_fake, x_next, k, noise)
-    losses["d_fake"] = F.softplus(D(x_k_fake, k, x_next)).mean()
+    with torch.no_grad():  # officially with gradients, which netG.zero_grad() then discards
+        x0_fake = G(x_next, dr.k, dr.z)
+    x_k_fake = posterior_sample(sched, x0_fake, x_next, dr.k, dr.posterior)
+    losses["d_fake"] = F.softplus(D(x_k_fake, dr.k, x_next)).mean()
     return losses
 
 
-def _losses_g(G, D, sched, x0, rec_weight, noise_gen) -> dict[str, torch.Tensor]:
+def _losses_g(G, D, sched, x0, rec_weight, dr: PhaseDraws) -> dict[str, torch.Tensor]:
     """Generator losses on one batch: non-saturating adversarial (+ weighted L1)."""
-    k = torch.randint(0, sched.num_steps, (x0.shape[0],), generator=noise_gen, device=x0.device)
-    _, x_next = q_sample_pairs(sched, x0, k, noise_gen)
-    z = torch.randn(x0.shape[0], G.z_dim, generator=noise_gen, device=x0.device)
-    x0_fake = G(x_next, k, z)
-    noise = torch.randn(x0.shape, generator=noise_gen, device=x0.device)
-    x_k_fake = posterior_sample(sched, x0_fake, x_next, k, noise)
-    losses = {"g_adv": F.softplus(-D(x_k_fake, k, x_next)).mean()}
+    _, x_next = q_sample_pairs(sched, x0, dr.k, noise_next=dr.noise_next, noise_k=dr.noise_k)
+    x0_fake = G(x_next, dr.k, dr.z)
+    x_k_fake = posterior_sample(sched, x0_fake, x_next, dr.k, dr.posterior)
+    losses = {"g_adv": F.softplus(-D(x_k_fake, dr.k, x_next)).mean()}
     if rec_weight > 0:
         losses["g_rec"] = rec_weight * F.l1_loss(x0_fake, x0)
     return losses
@@ -137,6 +199,15 @@ class AdversarialTrainer:
         self.rec_weights = weighted_learning_weights(cfg.epochs, cfg.wl_delta)
         self.step = 0
         self.history: list[dict[str, float]] = []
+        # None: draw each step's randomness from the noise stream; a callable (step, x0) ->
+        # StepDraws feeds given draws instead (the official-parity test)
+        self.draw_source: Callable[[int, torch.Tensor], StepDraws] | None = None
+
+    def draws(self, x0: torch.Tensor) -> StepDraws:
+        """The random draws of the next step on batch ``x0``."""
+        if self.draw_source is not None:
+            return self.draw_source(self.step, x0)
+        return StepDraws.draw(self.sched.num_steps, x0, self.G.z_dim, self.noise_gen)
 
     def rec_weight(self, epoch: int) -> float:
         """Weight of the L1 term at ``epoch`` (0, 1, or the weighted-learning schedule)."""
@@ -146,17 +217,19 @@ class AdversarialTrainer:
             return 1.0
         return float(self.rec_weights[epoch])
 
-    def train_step(self, x0: torch.Tensor, epoch: int) -> dict[str, float]:
-        """One D update then one G update (official order), then the EMA update."""
+    def train_step(self, x0: torch.Tensor, epoch: int,
+                   draws: StepDraws | None = None) -> dict[str, float]:
+        """One D update then one G update (official order), then the EMA update; ``draws``:
+        the step's random draws (default :meth:`draws`)."""
+        dr = self.draws(x0) if draws is None else draws
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
-        d_losses = _losses_d(self.G, self.D, self.sched, x0, self.cfg, self.step, self.noise_gen)
+        d_losses = _losses_d(self.G, self.D, self.sched, x0, self.cfg, self.step, dr.d)
         sum(d_losses.values()).backward()
         self.opt_d.step()
         self.D.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
-        g_losses = _losses_g(self.G, self.D, self.sched, x0, self.rec_weight(epoch),
-                             self.noise_gen)
+        g_losses = _losses_g(self.G, self.D, self.sched, x0, self.rec_weight(epoch), dr.g)
         sum(g_losses.values()).backward()
         self.opt_g.step()
         update_ema(self.G_ema, self.G)
