@@ -33,8 +33,10 @@ from genbench.training.checkpoint import load_weights, save_weights
 from genbench.training.seeding import seeded_global_rng
 
 
-def _train_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Module,
-                       folder: Path, device: torch.device, progress: bool) -> dict[str, Any]:
+def _setup_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Module,
+                       device: torch.device) -> tuple[Callable[[Any, bool], Any], Any, dict]:
+    """(make trainer, settings, discriminator info); ``make(settings, True)`` builds a throwaway
+    trainer on copies of the networks (to measure a step's cost)."""
     from genbench.training.adversarial import AdversarialConfig, AdversarialTrainer
 
     train_cfg = comps.train
@@ -49,18 +51,14 @@ def _train_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Modul
         g, d = (copy.deepcopy(G), copy.deepcopy(D)) if probe else (G, D)
         return AdversarialTrainer(g, d, comps.sampler.schedule, c, device)
 
-    trainer, info = _run_objective(make, adv_cfg, comps, folder, device, progress)
-    G.load_state_dict(trainer.G_ema.module.state_dict())
-    return {
-        **info,
-        "discriminator": {"kind": kind, **disc_cfg,
-                          "params": sum(p.numel() for p in D.parameters())},
-        "final_losses": trainer.history[-1] if trainer.history else {},
-    }
+    info = {"discriminator": {"kind": kind, **disc_cfg,
+                              "params": sum(p.numel() for p in D.parameters())}}
+    return make, adv_cfg, info
 
 
-def _train_eps(cfg: dict[str, Any], comps: Components, net: torch.nn.Module,
-               folder: Path, device: torch.device, progress: bool) -> dict[str, Any]:
+def _setup_eps(cfg: dict[str, Any], comps: Components, net: torch.nn.Module,
+               device: torch.device) -> tuple[Callable[[Any, bool], Any], Any, dict]:
+    """(make trainer, settings, {}), as :func:`_setup_adversarial`."""
     from genbench.training.eps import EpsConfig, EpsTrainer
 
     eps_cfg = EpsConfig.from_section(comps.train, cfg["seed"])
@@ -68,9 +66,49 @@ def _train_eps(cfg: dict[str, Any], comps: Components, net: torch.nn.Module,
     def make(c: EpsConfig, probe: bool) -> EpsTrainer:
         return EpsTrainer(copy.deepcopy(net) if probe else net, comps.sampler.schedule, c, device)
 
-    trainer, info = _run_objective(make, eps_cfg, comps, folder, device, progress)
-    net.load_state_dict(trainer.net_ema.module.state_dict())
-    return {**info, "final_losses": trainer.history[-1] if trainer.history else {}}
+    return make, eps_cfg, {}
+
+
+_SETUPS = {"adversarial": _setup_adversarial, "eps": _setup_eps}
+
+
+def _train_objective(cfg: dict[str, Any], comps: Components, net: torch.nn.Module,
+                     folder: Path, device: torch.device, progress: bool) -> dict[str, Any]:
+    """Train the sampler's objective; ``net`` ends with the EMA weights (the ones sampled)."""
+    make, obj_cfg, extra = _SETUPS[comps.sampler.objective](cfg, comps, net, device)
+    trainer, info = _run_objective(make, obj_cfg, comps, folder, device, progress)
+    ema = trainer.G_ema if hasattr(trainer, "G_ema") else trainer.net_ema
+    net.load_state_dict(ema.module.state_dict())
+    return {**info, **extra,
+            "final_losses": trainer.history[-1] if trainer.history else {}}
+
+
+def training_step_cost(cfg: dict[str, Any], device: torch.device | None = None
+                       ) -> dict[str, Any]:
+    """The training cost of a composed configuration's model, measured as training measures it
+    (:func:`genbench.training.budget.measure_step_cost` on the first batch), without training:
+    ``step_macs`` (a :class:`~genbench.training.budget.StepCost` as a dict), ``macs_per_step``
+    (their mean over a lazy-regularisation period), ``batch_size``, ``steps_per_epoch`` and the
+    ``epochs`` configured."""
+    from genbench.harness.build import build_components
+    from genbench.training.loop import _model_input, batches_per_epoch, training_batch
+
+    device = torch.device("cpu") if device is None else device
+    comps = build_components(cfg)
+    net = _new_backbone(cfg, comps, comps.sampler.objective).to(device)
+    make, obj_cfg, _ = _SETUPS[comps.sampler.objective](cfg, comps, net, device)
+    loop_cfg = obj_cfg.loop()
+    images = _training_images(comps)
+    per_epoch = batches_per_epoch(images.shape[0], loop_cfg.batch_size, loop_cfg.batch_setting)
+    first = _model_input(training_batch(images, loop_cfg, 0, per_epoch), device,
+                         comps.latent.encode)
+    every = int(getattr(obj_cfg, "lazy_reg", 1))
+    cost = step_cost_of(measure_step_cost(lambda: make(obj_cfg, True), first,
+                                          obj_cfg.cost_probes()), every)
+    return {"objective": comps.sampler.objective, "step_macs": cost.as_dict(),
+            "macs_per_step": cost.total(cost.every) / cost.every,
+            "batch_size": loop_cfg.batch_size, "steps_per_epoch": per_epoch,
+            "epochs": obj_cfg.epochs}
 
 
 STEP_COST = "step_cost.json"  # the objective's measured training MACs per step, in the model folder
@@ -140,7 +178,7 @@ def _training_images(comps: Components) -> torch.Tensor:
     return all_images(comps.dataset)[0]
 
 
-_OBJECTIVES = {"adversarial": _train_adversarial, "eps": _train_eps}
+_OBJECTIVES = {"adversarial": _train_objective, "eps": _train_objective}
 
 
 def train_or_load(cfg: dict[str, Any], comps: Components, cache: ModelCache,
