@@ -100,6 +100,9 @@ def test_budget_steps_is_the_first_step_boundary_at_the_budget():
     for amount in range(1, 200):
         n = budget_steps(Budget("macs", amount), 8, cost)
         assert cost.total(n) >= amount > cost.total(n - 1)
+    later = StepCost(base=10, later=7, later_from=4)  # an autoencoder's D from step 4
+    assert [later.of(s) for s in range(6)] == [10, 10, 10, 10, 17, 17]
+    assert later.total(6) == 74 and budget_steps(Budget("macs", 57), 8, later) == 5
     assert budget_steps(Budget("images", 64), 8, None) == 8
     assert budget_steps(Budget("images", 65), 8, None) == 9
     assert budget_steps(Budget("seconds", 3), 8, cost) is None

@@ -71,29 +71,37 @@ def parse_budget(value: Any, key: str = "train.budget") -> Budget | None:
 @dataclass(frozen=True)
 class StepCost:
     """Training MACs per step: every step costs ``base``; steps with ``step % every == 0`` cost
-    ``extra`` more (the adversarial objective's lazy R1 steps; ``extra`` 0 elsewhere)."""
+    ``extra`` more (the adversarial objective's lazy R1 steps), and steps from ``later_from`` on
+    ``later`` more (an autoencoder's discriminator from ``disc_start``); both 0 elsewhere."""
 
     base: int
     extra: int = 0
     every: int = 1
+    later: int = 0
+    later_from: int = 0
 
     def of(self, step: int) -> int:
         """MACs of step ``step`` (0-based)."""
-        return self.base + (self.extra if step % self.every == 0 else 0)
+        return (self.base + (self.extra if step % self.every == 0 else 0)
+                + (self.later if step >= self.later_from else 0))
 
     def total(self, steps: int) -> int:
         """MACs of steps ``0 .. steps-1``."""
-        return self.base * steps + self.extra * ((steps + self.every - 1) // self.every)
+        return (self.base * steps + self.extra * ((steps + self.every - 1) // self.every)
+                + self.later * max(0, steps - self.later_from))
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
-def step_cost_of(macs: dict[str, int], every: int) -> StepCost:
+def step_cost_of(macs: dict[str, int], every: int = 1, later_from: int = 0) -> StepCost:
     """The :class:`StepCost` of measured probes: ``{"r1": .., "plain": ..}`` (lazy R1 every
-    ``every`` steps) or a single kind that every step costs."""
+    ``every`` steps), ``{"ae": .., "ae+d": ..}`` (the discriminator from step ``later_from``) or
+    a single kind that every step costs."""
     if "r1" in macs and "plain" in macs:
         return StepCost(base=macs["plain"], extra=macs["r1"] - macs["plain"], every=every)
+    if "ae" in macs and "ae+d" in macs:
+        return StepCost(base=macs["ae"], later=macs["ae+d"] - macs["ae"], later_from=later_from)
     (value,) = macs.values()
     return StepCost(base=value)
 
