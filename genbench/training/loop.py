@@ -158,9 +158,9 @@ def _one_step(trainer: Trainer, x: torch.Tensor, epoch: int, cfg: LoopConfig) ->
     return losses
 
 
-def _log(trainer: Trainer, losses: dict[str, float], cfg: LoopConfig, total: int,
+def _log(trainer: Trainer, losses: dict[str, float], cfg: LoopConfig, last: bool,
          bar: tqdm) -> None:
-    if trainer.step % cfg.log_every == 0 or trainer.step == total:
+    if trainer.step % cfg.log_every == 0 or last:
         trainer.history.append({"step": trainer.step, **losses})
     bar.update(1)
     bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k != "r1"})
@@ -240,9 +240,9 @@ def train(
             consumed.add_step(cfg.batch_size, clock() - started, cost)
             if trainer.step % steps_per_epoch == 0:
                 trainer.end_epoch()
-            _log(trainer, losses, cfg, total, bar)
-            stepping = False
             last = trainer.step == total or consumed.reached(cfg.budget)
+            _log(trainer, losses, cfg, last, bar)
+            stepping = False
             if trainer.step % cfg.ckpt_every == 0 or last:
                 save_checkpoint(ckpt_dir, trainer.modules(), _state(trainer, consumed))
                 saved = trainer.step
