@@ -232,3 +232,22 @@ def test_bad_budget_on_the_command_line_exits_2(run_cli, tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("genbench: error: train.budget='epochs:3': unknown budget kind")
     assert not (tmp_path / "r").exists()
+
+
+def test_no_budget_keeps_the_model_keys_and_cell_names_of_before():
+    """The presets' ``budget: null`` names the same models and cells as before budgets existed
+    (a cache of trained models stays valid); a budget makes another model and cell."""
+    from genbench.harness.artifacts import training_payload
+    from genbench.harness.cell import cell_name
+
+    def payload(train):
+        return training_payload({"seed": 0}, train, {}, {}, {}, {}, "eps")
+
+    assert payload({"epochs": 3, "budget": None}) == payload({"epochs": 3})
+    assert payload({"epochs": 3, "budget": "images:64"}) != payload({"epochs": 3})
+    cfg = {"dataset": {"name": "digits"}, "latent": {"name": "pixel"},
+           "backbone": {"name": "ncsnpp"}, "sampler": {"name": "ddim", "steps": 4},
+           "train": {"epochs": 3}}
+    with_null = {**cfg, "train": {"epochs": 3, "budget": None}}
+    with_budget = {**cfg, "train": {"epochs": 3, "budget": "macs:10"}}
+    assert cell_name(with_null) == cell_name(cfg) != cell_name(with_budget)
