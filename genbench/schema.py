@@ -332,6 +332,19 @@ def check_train(train: Any) -> None:
             raise unknown_key(f"train.{key}", key, [*sorted(types), *OBJECTIVE_SECTIONS])
         else:
             check_value(f"train.{key}", value, types[key], TRAIN_RANGES.get(key))
+    _check_budgets(train)
+
+
+def _check_budgets(train: dict[str, Any]) -> None:
+    """``train.budget`` (and an objective section's): ``KIND:AMOUNT``, a known kind and an amount
+    > 0 (:func:`genbench.training.budget.parse_budget`), before anything is trained."""
+    from genbench.training.budget import parse_budget
+
+    parse_budget(train.get("budget"), "train.budget")
+    for objective in OBJECTIVE_SECTIONS:
+        section = train.get(objective)
+        if isinstance(section, dict):
+            parse_budget(section.get("budget"), f"train.{objective}.budget")
 
 
 def _check_discriminator(prefix: str, section: Any) -> None:

@@ -313,3 +313,16 @@ def test_presets_are_valid(preset):
         arch = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items() if k in fields}
         expected_f = {"f2": 2, "f4": 4, "f8": 8}.get(preset.split("_")[-1], 2)
         assert AutoencoderConfig(kind=name, **arch).factor == expected_f
+
+
+def test_consumed_training_compute_is_recorded(fitted_kl):
+    """Images, steps and training MACs of the fit: AE-only steps before disc_start, then the
+    discriminator's step and the adversarial terms on top (counted over real steps)."""
+    from genbench.training.budget import StepCost
+
+    _, info, _, _ = fitted_kl
+    consumed, cost = info["consumed"], StepCost(**info["step_macs"])
+    assert consumed["steps"] == STEPS and consumed["images"] == STEPS * TINY["batch_size"]
+    assert cost.later_from == 16 and cost.later > 0 and cost.base > 0
+    assert consumed["macs"] == 16 * cost.base + (STEPS - 16) * (cost.base + cost.later)
+    assert consumed["seconds"] > 0

@@ -131,8 +131,9 @@ def test_planning_skips_recorded_and_repeated_cells_and_records_invalid_ones(tmp
 @pytest.mark.slow
 def test_default_grid_runs_in_tiny_form(run_cli, tmp_path, cache_dir):
     results = tmp_path / "results"
+    # the grid's own budget (macs:3.65e12) is sized for ncsnpp_digits; a tiny one here
     result = run_cli("run", "--grid", *TINY, "dataset.split=test", f"results_dir={results}",
-                     f"cache_dir={cache_dir}")
+                     f"cache_dir={cache_dir}", "train.budget=macs:5e9")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[grid] cell 6/6" in result.stderr and "6 cells: 6 ran" in result.stdout
     records = _records(results / "grid")
@@ -140,6 +141,12 @@ def test_default_grid_runs_in_tiny_form(run_cli, tmp_path, cache_dir):
     # three models: DDGAN in pixel and in wavelet space, one eps model for DDIM and DDPM
     keys = {r["training"]["key"] for r in records.values()}
     assert len(keys) == 3
+    # equal training compute: each model stopped on the first step at or past the budget
+    for record in records.values():
+        training = record["training"]
+        macs, cost = training["consumed"]["macs"], training["step_macs"]
+        assert training["budget"] == "macs:5e+09"
+        assert 5e9 <= macs < 5e9 + cost["base"] + cost["extra"]
     assert (results / "grid" / "report.html").is_file()
 
 

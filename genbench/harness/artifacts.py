@@ -36,7 +36,8 @@ def training_payload(cfg: dict[str, Any], train_settings: dict[str, Any],
     ``train_settings`` are the objective's settings only, so editing the eps section of a train
     preset does not invalidate adversarially trained models and vice versa.
     """
-    train = {k: v for k, v in train_settings.items() if k not in ("ckpt_every",)}
+    train = {k: v for k, v in train_settings.items() if k not in ("ckpt_every",)
+             and not (k == "budget" and v is None)}  # no budget: the keys of before budgets
     return {
         "dataset": dataset_identity,
         "latent": latent_identity,

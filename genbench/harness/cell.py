@@ -53,6 +53,9 @@ def cell_name(cfg: dict[str, Any]) -> str:
         f"s{cfg['sampler'].get('steps', 'x')}",
     ]
     hashed = {k: v for k, v in cfg.items() if k not in NOT_IN_CELL_IDENTITY}
+    if isinstance(hashed.get("train"), dict) and hashed["train"].get("budget") is None:
+        # no budget (the presets' null) names the same cells as before train.budget existed
+        hashed["train"] = {k: v for k, v in hashed["train"].items() if k != "budget"}
     name = "-".join(str(p) for p in parts) + "-" + json_hash(hashed, 8)
     try:
         return rec.check_name(name, "cell")

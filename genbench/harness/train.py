@@ -8,25 +8,36 @@ swapping in the EMA parameters) and as DDPM samples them (Ho et al. 2020, Sec. 4
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from genbench import registry
-from genbench._io import json_hash, remove_stale_temporaries
+from genbench._io import atomic_write_json, json_hash, remove_stale_temporaries
 from genbench.errors import UserError, notice
-from genbench.harness.artifacts import GENERATOR, ModelCache, training_payload
+from genbench.harness.artifacts import GENERATOR, ModelCache, read_meta, training_payload
 from genbench.harness.build import Components, build_backbone
+from genbench.training.budget import (
+    Consumed,
+    StepCost,
+    budget_steps,
+    measure_step_cost,
+    step_cost_of,
+)
 from genbench.training.checkpoint import load_weights, save_weights
 from genbench.training.seeding import seeded_global_rng
 
 
-def _train_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Module,
-                       folder: Path, device: torch.device, progress: bool) -> dict[str, Any]:
+def _setup_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Module,
+                       device: torch.device) -> tuple[Callable[[Any, bool], Any], Any, dict]:
+    """(make trainer, settings, discriminator info); ``make(settings, True)`` builds a throwaway
+    trainer on copies of the networks (to measure a step's cost)."""
     from genbench.training.adversarial import AdversarialConfig, AdversarialTrainer
-    from genbench.training.loop import train
 
     train_cfg = comps.train
     disc_cfg = dict(train_cfg.get("discriminator") or {"kind": "small"})
@@ -35,35 +46,128 @@ def _train_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Modul
         D = registry.create("discriminator", kind, in_channels=comps.latent_shape[0],
                             **disc_cfg).to(device)
     adv_cfg = AdversarialConfig.from_section(train_cfg, cfg["seed"])
-    trainer = AdversarialTrainer(G, D, comps.sampler.schedule, adv_cfg, device)
-    started = time.perf_counter()
-    train(trainer, _training_images(comps), folder / "checkpoint", adv_cfg.loop(),
-          encode=comps.latent.encode, progress=progress)
-    G.load_state_dict(trainer.G_ema.module.state_dict())
-    return {
-        "steps": trainer.step,
-        "seconds": round(time.perf_counter() - started, 2),
-        "discriminator": {"kind": kind, **disc_cfg,
-                          "params": sum(p.numel() for p in D.parameters())},
-        "final_losses": trainer.history[-1] if trainer.history else {},
-    }
+
+    def make(c: AdversarialConfig, probe: bool) -> AdversarialTrainer:
+        g, d = (copy.deepcopy(G), copy.deepcopy(D)) if probe else (G, D)
+        return AdversarialTrainer(g, d, comps.sampler.schedule, c, device)
+
+    info = {"discriminator": {"kind": kind, **disc_cfg,
+                              "params": sum(p.numel() for p in D.parameters())}}
+    return make, adv_cfg, info
 
 
-def _train_eps(cfg: dict[str, Any], comps: Components, net: torch.nn.Module,
-               folder: Path, device: torch.device, progress: bool) -> dict[str, Any]:
+def _setup_eps(cfg: dict[str, Any], comps: Components, net: torch.nn.Module,
+               device: torch.device) -> tuple[Callable[[Any, bool], Any], Any, dict]:
+    """(make trainer, settings, {}), as :func:`_setup_adversarial`."""
     from genbench.training.eps import EpsConfig, EpsTrainer
-    from genbench.training.loop import train
 
     eps_cfg = EpsConfig.from_section(comps.train, cfg["seed"])
-    trainer = EpsTrainer(net, comps.sampler.schedule, eps_cfg, device)
+
+    def make(c: EpsConfig, probe: bool) -> EpsTrainer:
+        return EpsTrainer(copy.deepcopy(net) if probe else net, comps.sampler.schedule, c, device)
+
+    return make, eps_cfg, {}
+
+
+_SETUPS = {"adversarial": _setup_adversarial, "eps": _setup_eps}
+
+
+def _train_objective(cfg: dict[str, Any], comps: Components, net: torch.nn.Module,
+                     folder: Path, device: torch.device, progress: bool) -> dict[str, Any]:
+    """Train the sampler's objective; ``net`` ends with the EMA weights (the ones sampled)."""
+    make, obj_cfg, extra = _SETUPS[comps.sampler.objective](cfg, comps, net, device)
+    trainer, info = _run_objective(make, obj_cfg, comps, folder, device, progress)
+    ema = trainer.G_ema if hasattr(trainer, "G_ema") else trainer.net_ema
+    net.load_state_dict(ema.module.state_dict())
+    return {**info, **extra,
+            "final_losses": trainer.history[-1] if trainer.history else {}}
+
+
+def training_step_cost(cfg: dict[str, Any], device: torch.device | None = None
+                       ) -> dict[str, Any]:
+    """The training cost of a composed configuration's model, measured as training measures it
+    (:func:`genbench.training.budget.measure_step_cost` on the first batch), without training:
+    ``step_macs`` (a :class:`~genbench.training.budget.StepCost` as a dict), ``macs_per_step``
+    (their mean over a lazy-regularisation period), ``batch_size``, ``steps_per_epoch`` and the
+    ``epochs`` configured."""
+    from genbench.harness.build import build_components
+    from genbench.training.loop import _model_input, batches_per_epoch, training_batch
+
+    device = torch.device("cpu") if device is None else device
+    comps = build_components(cfg)
+    net = _new_backbone(cfg, comps, comps.sampler.objective).to(device)
+    make, obj_cfg, _ = _SETUPS[comps.sampler.objective](cfg, comps, net, device)
+    loop_cfg = obj_cfg.loop()
+    images = _training_images(comps)
+    per_epoch = batches_per_epoch(images.shape[0], loop_cfg.batch_size, loop_cfg.batch_setting)
+    first = _model_input(training_batch(images, loop_cfg, 0, per_epoch), device,
+                         comps.latent.encode)
+    every = int(getattr(obj_cfg, "lazy_reg", 1))
+    cost = step_cost_of(measure_step_cost(lambda: make(obj_cfg, True), first,
+                                          obj_cfg.cost_probes()), every)
+    return {"objective": comps.sampler.objective, "step_macs": cost.as_dict(),
+            "macs_per_step": cost.total(cost.every) / cost.every,
+            "batch_size": loop_cfg.batch_size, "steps_per_epoch": per_epoch,
+            "epochs": obj_cfg.epochs}
+
+
+STEP_COST = "step_cost.json"  # the objective's measured training MACs per step, in the model folder
+
+
+def _step_cost(make: Callable[[Any, bool], Any], obj_cfg: Any, x: torch.Tensor,
+               folder: Path) -> StepCost:
+    """The objective's training MACs per step, measured once per model (one real training step
+    of each kind on copies of the networks) and kept in the model's folder for resumes."""
+    probes = obj_cfg.cost_probes()
+    every = int(getattr(obj_cfg, "lazy_reg", 1))
+    cached = read_meta(folder / STEP_COST)
+    if cached is not None and cached.get("probes") == probes:
+        macs = cached.get("macs")
+        if isinstance(macs, dict) and set(macs) == set(probes) and all(
+                isinstance(v, int) and v >= 0 for v in macs.values()):
+            return step_cost_of(macs, every)
+    macs = measure_step_cost(lambda: make(obj_cfg, True), x, probes)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / STEP_COST, {"probes": probes, "macs": macs,
+                                           "counter": "genbench.metrics.cost.measure_flops"})
+    return step_cost_of(macs, every)
+
+
+def _run_objective(make: Callable[[Any, bool], Any], obj_cfg: Any, comps: Components,
+                   folder: Path, device: torch.device, progress: bool) -> tuple[Any, dict]:
+    """Train an objective through the shared loop, to its epochs or its ``train.budget``.
+
+    With an images or MACs budget the run's length is the budget's (the steps after which it is
+    reached), and the schedules that span the run (the cosine learning-rate decay, LDDGAN's
+    weighted learning) span that many epochs instead of ``train.epochs``; a seconds budget stops
+    when the device seconds reach it, or at ``train.epochs``, whichever comes first.
+    """
+    from genbench.training.loop import _model_input, batches_per_epoch, train, training_batch
+
+    images = _training_images(comps)
+    loop_cfg = obj_cfg.loop()
+    per_epoch = batches_per_epoch(images.shape[0], loop_cfg.batch_size, loop_cfg.batch_setting)
+    first = _model_input(training_batch(images, loop_cfg, 0, per_epoch), device,
+                         comps.latent.encode)
+    cost = _step_cost(make, obj_cfg, first, folder)
+    budget = loop_cfg.budget
+    steps = None if budget is None else budget_steps(budget, loop_cfg.batch_size, cost)
+    if steps is not None:
+        obj_cfg = dataclasses.replace(obj_cfg, epochs=-(-steps // per_epoch))
+        loop_cfg = obj_cfg.loop()
+    trainer = make(obj_cfg, False)
+    consumed = Consumed()
     started = time.perf_counter()
-    train(trainer, _training_images(comps), folder / "checkpoint", eps_cfg.loop(),
-          encode=comps.latent.encode, progress=progress)
-    net.load_state_dict(trainer.net_ema.module.state_dict())
-    return {
+    train(trainer, images, folder / "checkpoint", loop_cfg, encode=comps.latent.encode,
+          progress=progress, cost=cost, consumed=consumed)
+    return trainer, {
         "steps": trainer.step,
         "seconds": round(time.perf_counter() - started, 2),
-        "final_losses": trainer.history[-1] if trainer.history else {},
+        "budget": None if budget is None else str(budget),
+        "epochs": obj_cfg.epochs,
+        "batch_size": loop_cfg.batch_size,
+        "consumed": consumed.as_dict(),
+        "step_macs": cost.as_dict(),
     }
 
 
@@ -74,7 +178,7 @@ def _training_images(comps: Components) -> torch.Tensor:
     return all_images(comps.dataset)[0]
 
 
-_OBJECTIVES = {"adversarial": _train_adversarial, "eps": _train_eps}
+_OBJECTIVES = {"adversarial": _train_objective, "eps": _train_objective}
 
 
 def train_or_load(cfg: dict[str, Any], comps: Components, cache: ModelCache,

@@ -95,7 +95,24 @@ class FlopCount:
         return self.macs / 1e9
 
 
-def measure_flops(fn: Callable[[], Any]) -> FlopCount:
+class _GlobalOnly:
+    """Stands in for ``FlopCounterMode``'s module tracker: every count goes to "Global" only.
+
+    The tracker's backward hooks make ``torch.autograd.grad`` with respect to a leaf fail
+    ("A leaf node was passed to _will_engine_execute_node ...", torch 2.x), which R1's gradient
+    of D with respect to its real input is; the totals here read only "Global" anyway.
+    """
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _GlobalOnly:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        return None
+
+
+def measure_flops(fn: Callable[[], Any], *, per_module: bool = True) -> FlopCount:
     """Run ``fn()`` once under ``FlopCounterMode`` and return its FLOP and MAC counts.
 
     Only operators with a FLOP formula (matmul, convolution, attention, ...) count; elementwise
@@ -106,8 +123,13 @@ def measure_flops(fn: Callable[[], Any]) -> FlopCount:
     backend here, which is two batched matmuls the counter knows (Q K^T and A V). The fused CPU
     kernels it would otherwise dispatch to have no FLOP formula in some torch releases and would
     count as zero (the kl_f2 decoder's mid-block attention: 3.479 instead of 3.613 GMACs).
+
+    ``per_module=False`` turns off the counter's module tracking (the totals are the same): a
+    training step that takes ``torch.autograd.grad`` of a leaf (R1) needs it off.
     """
     counter = FlopCounterMode(display=False)
+    if not per_module:
+        counter.mod_tracker = _GlobalOnly()  # type: ignore[assignment]
     with counter, sdpa_kernel(SDPBackend.MATH):
         fn()
     by_operator = {str(op): int(n) for op, n in counter.get_flop_counts()["Global"].items()}

@@ -37,6 +37,7 @@ __all__ = [
     "Panel",
     "fid_vs_gmacs_figures",
     "fid_vs_time_figures",
+    "fid_vs_training_macs_figures",
     "hover_text",
     "pareto_front",
     "recall_vs_fid_figures",
@@ -77,6 +78,10 @@ FIGURE_KINDS: dict[str, _Kind] = {
         _Kind("recall_vs_fid", "fid", "recall", "fid", "recall", "FID", False, True),
         _Kind("fid_vs_gmacs", "gmacs_per_sample", "fid", "gmacs_per_sample", "fid",
               "GMACs per sample (NFE x denoiser + decoder)", True),
+        # quality against the compute the model's training consumed (genbench.training.budget):
+        # measured cells only; papers do not report training MACs in a comparable way
+        _Kind("fid_vs_training_macs", "train_macs", "fid", "training_macs", "fid",
+              "training MACs consumed [forward + backward, measure_flops]", True),
     )
 }  # fmt: skip
 
@@ -111,6 +116,8 @@ def hover_text(row: pd.Series) -> str:
         ("time/batch", "time_per_batch_s", " s"),
         ("NFE", "nfe", ""),
         ("GMACs/sample", "gmacs_per_sample", ""),
+        ("training MACs", "train_macs", ""),
+        ("training images", "train_images", ""),
     ):
         value = row.get(column)
         if isinstance(value, int | float) and math.isfinite(value):
@@ -436,6 +443,11 @@ def fid_vs_gmacs_figures(df: pd.DataFrame, paper: pd.DataFrame | None = None
                          ) -> list[go.Figure]:
     """FID against GMACs per sample (NFE x denoiser + decoder; log x)."""
     return _figures_of(df, paper, "fid_vs_gmacs")
+
+
+def fid_vs_training_macs_figures(df: pd.DataFrame) -> list[go.Figure]:
+    """FID against the training MACs each cell's model consumed (log x; measured cells)."""
+    return _figures_of(df, None, "fid_vs_training_macs")
 
 
 def report_figures(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> list[go.Figure]:

@@ -163,6 +163,33 @@ def _not_plotted_html(df: pd.DataFrame) -> str:
     return f"<h2>Not plotted</h2><ul class='note'>{''.join(rows + skipped)}</ul>"
 
 
+def _compute_html(df: pd.DataFrame) -> str:
+    """Says how the models were trained: to which training-compute budgets (equal compute when
+    one budget), or epochs; what each consumed is in the summary table's train columns."""
+    if "train_images" not in df.columns or df["train_images"].isna().all():
+        return ""
+    budgets = sorted({str(b) for b in df.get("train_budget", pd.Series(dtype=object)).dropna()})
+    unbudgeted = int((df["train_images"].notna() & df.get(
+        "train_budget", pd.Series([None] * len(df), index=df.index)).isna()).sum())
+    if len(budgets) == 1 and not unbudgeted:
+        kind = budgets[0].split(":")[0]
+        equal = {"macs": "equal training compute (MACs)", "images": "equal images seen",
+                 "seconds": "equal device seconds of training"}.get(kind, "equal budget")
+        text = (f"Every model was trained to the same training-compute budget "
+                f"(train.budget={html.escape(budgets[0])}): the cells compare the methods at "
+                f"{equal}, not at equal epochs.")
+    elif budgets:
+        text = (f"Models were trained to different training-compute budgets "
+                f"({html.escape(', '.join(budgets))})"
+                + (f" and {unbudgeted} record(s) to their epochs" if unbudgeted else "")
+                + "; compare cells at equal compute only within one budget.")
+    else:
+        text = ("The models were trained for a number of epochs, not to a compute budget: a GAN "
+                "step costs more than an eps step, so equal epochs are not equal compute.")
+    return (f"<p class='remark'>{text} The training compute each model consumed (images, steps, "
+            f"training MACs, device seconds) is in the summary table.</p>")
+
+
 def _grids_html(df: pd.DataFrame) -> str:
     figures = []
     for _, row in df.iterrows():
@@ -229,6 +256,7 @@ def write_report(
         _panels_html(report_panels(df, paper)),
         *tables_html,
         "<h2>Summary of all records</h2>",
+        _compute_html(df),
         _table_html(summary),
         _not_plotted_html(df),
         _recipes_html(df),

@@ -173,6 +173,12 @@ def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     timing = record.get("timing") or {}
     for name, value in timing.items():
         row[f"timing_{name}"] = value
+    training = record.get("training")
+    consumed = training.get("consumed") if isinstance(training, Mapping) else None
+    if isinstance(consumed, Mapping):  # what training consumed (genbench.training.budget)
+        for name in ("images", "steps", "macs", "seconds"):
+            row[f"train_{name}"] = consumed.get(name)
+        row["train_budget"] = training.get("budget")
     # older or partial records: the timing block alone still places the cell on the time axis
     row.setdefault("time_per_batch_s", timing.get("median_s"))
     row.setdefault("time_per_batch_iqr_s", timing.get("iqr_s"))
@@ -245,6 +251,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     Columns: [experiment when several], cell, dataset, backbone, latent, sampler, NFE, one column
     per quality metric and extractor (``FID [inception-v3-compat]``), time per batch and its IQR
     [s], timing device and batch size, GMACs per sample, parameters [M], peak memory [MB],
+    the training compute consumed (images, steps, TMACs, device seconds, the budget if any),
     status and note (the error, or why a metric is missing).
     """
     table = pd.DataFrame(index=df.index)
@@ -262,6 +269,12 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     table["GMACs/sample"] = _numeric(df, "gmacs_per_sample")
     table["params [M]"] = _numeric(df, "params") / 1e6
     table["memory [MB]"] = _numeric(df, "peak_memory_mb")
+    # the training compute each model consumed (cells sharing a model show the same numbers)
+    table["train images"] = _numeric(df, "train_images").astype("Int64")
+    table["train steps"] = _numeric(df, "train_steps").astype("Int64")
+    table["train TMACs"] = _numeric(df, "train_macs") / 1e12
+    table["train device s"] = _numeric(df, "train_seconds")
+    table["train budget"] = df["train_budget"] if "train_budget" in df.columns else None
     table["status"] = df["status"]
     table["note"] = [_note(row) for _, row in df.iterrows()]
     return table.sort_values(["dataset", "cell"], kind="stable", na_position="last").reset_index(

@@ -44,6 +44,7 @@ from genbench.diffusion.ddgan import (
     weighted_learning_weights,
 )
 from genbench.errors import UserError, unknown_key_error
+from genbench.training.budget import parse_budget
 from genbench.training.ema import ema_model, update_ema
 from genbench.training.loop import LoopConfig
 from genbench.training.seeding import stream_generator
@@ -71,12 +72,22 @@ class AdversarialConfig:
     hflip: bool = False  # random horizontal flip of training images
     seed: int = 0
     ckpt_every: int = 200  # steps between checkpoints
+    budget: str | None = None  # training compute instead of epochs: images:N | macs:N | seconds:N
+
+    def cost_probes(self) -> dict[str, int]:
+        """Steps whose training MACs tell every step's (:mod:`genbench.training.budget`): a lazy
+        R1 step (step 0) and, when lazy steps are not every step, a plain one (step 1)."""
+        r1 = self.r1_gamma > 0
+        if r1 and self.lazy_reg == 1:
+            return {"r1": 0}
+        return {"r1": 0, "plain": 1} if r1 else {"plain": 1}
 
     def __post_init__(self) -> None:
         if self.rec_loss not in REC_LOSSES:
             raise UserError(f"train.rec_loss={self.rec_loss!r}; use one of {', '.join(REC_LOSSES)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lazy_reg < 1:
             raise UserError("train.epochs, train.batch_size and train.lazy_reg must be >= 1")
+        parse_budget(self.budget)
 
     @classmethod
     def from_section(cls, train_cfg: dict[str, Any], seed: int) -> AdversarialConfig:
@@ -93,7 +104,7 @@ class AdversarialConfig:
         """What the shared loop needs: length, batches, flips, checkpoints."""
         return LoopConfig(batch_size=self.batch_size, seed=self.seed, epochs=self.epochs,
                           hflip=self.hflip, ckpt_every=self.ckpt_every,
-                          what="train adversarial",
+                          budget=parse_budget(self.budget), what="train adversarial",
                           lr_settings="train.adversarial.lr_g, train.adversarial.lr_d")
 
 

@@ -33,6 +33,7 @@ autoencoder shares it.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
@@ -51,10 +52,12 @@ from genbench._io import (
     sha256_file,
 )
 from genbench.backbones.patchgan import NLayerDiscriminator
+from genbench.data.base import to_model_range
 from genbench.errors import UserError, notice
 from genbench.latents.autoencoder import AutoencoderSpace, AutoencoderTrainingConfig
+from genbench.training.budget import Consumed, StepCost, measure_step_cost, step_cost_of
 from genbench.training.checkpoint import load_weights, save_weights
-from genbench.training.loop import LoopConfig, train
+from genbench.training.loop import LoopConfig, batches_per_epoch, train, training_batch
 from genbench.training.lpips import LPIPS, load_lpips, lpips_fingerprint, resolve_lpips
 from genbench.training.seeding import seeded_global_rng, stream_generator
 
@@ -106,6 +109,15 @@ class AutoencoderTrainer:
 
     def modules(self) -> dict[str, nn.Module]:
         return {"autoencoder": self.ae, "discriminator": self.D}
+
+    def cost_probes(self) -> dict[str, int]:
+        """Steps whose training MACs tell every step's (:mod:`genbench.training.budget`): an
+        autoencoder-only step and, when the run reaches ``disc_start``, one with the
+        discriminator (its own step plus the adversarial and adaptive-weight terms)."""
+        start, steps = self.cfg.disc_start, self.cfg.steps
+        if start <= 0:
+            return {"ae+d": 0}
+        return {"ae": 0, "ae+d": start} if start < steps else {"ae": 0}
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "opt_ae": self.opt_ae.state_dict(),
@@ -266,10 +278,14 @@ def _train_and_save(space: AutoencoderSpace, images: torch.Tensor, folder: Path,
     space.autoencoder.requires_grad_(True)
     trainer = AutoencoderTrainer(space.autoencoder, space.arch.image_channels, space.training,
                                  device, space.seed, load_lpips(files) if files else None)
+    cost = _step_cost(space, trainer, images, device)
+    consumed = Consumed()
     started = time.perf_counter()
-    train(trainer, images, folder / CHECKPOINT, trainer.loop(), progress=progress)
+    train(trainer, images, folder / CHECKPOINT, trainer.loop(), progress=progress, cost=cost,
+          consumed=consumed)
     decoder = _count(space.decoder_module())
     info = {"steps": trainer.step, "seconds": round(time.perf_counter() - started, 2),
+            "consumed": consumed.as_dict(), "step_macs": cost.as_dict(),
             "lpips": status,
             "final_losses": trainer.history[-1] if trainer.history else {},
             "history": trainer.history,
@@ -282,6 +298,22 @@ def _train_and_save(space: AutoencoderSpace, images: torch.Tensor, folder: Path,
                                       "sha256": {WEIGHTS: sha256_file(folder / WEIGHTS)}})
     shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
     return {**info, "source": "trained"}
+
+
+def _step_cost(space: AutoencoderSpace, trainer: AutoencoderTrainer, images: torch.Tensor,
+               device: str | torch.device) -> StepCost:
+    """Training MACs per step, counted over real steps of a throwaway trainer on a copy of the
+    autoencoder (the real one, its optimisers and streams are not touched)."""
+    loop = trainer.loop()
+    per_epoch = batches_per_epoch(images.shape[0], loop.batch_size, loop.batch_setting)
+    first = to_model_range(training_batch(images, loop, 0, per_epoch).to(trainer.device))
+
+    def make() -> AutoencoderTrainer:
+        return AutoencoderTrainer(copy.deepcopy(space.autoencoder), space.arch.image_channels,
+                                  space.training, device, space.seed, trainer.lpips)
+
+    macs = measure_step_cost(make, first, trainer.cost_probes())
+    return step_cost_of(macs, later_from=space.training.disc_start)
 
 
 def _count(module: nn.Module) -> int:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from genbench.diffusion.gaussian import GaussianSchedule, q_sample
 from genbench.errors import UserError, unknown_key_error
+from genbench.training.budget import parse_budget
 from genbench.training.ema import ema_model, update_ema
 from genbench.training.loop import LoopConfig
 from genbench.training.seeding import stream_generator
@@ -44,12 +45,18 @@ class EpsConfig:
     hflip: bool = False  # random horizontal flips (Ho et al. flip CIFAR-10: ddpm_cifar10.yaml)
     seed: int = 0
     ckpt_every: int = 2000  # steps between checkpoints
+    budget: str | None = None  # training compute instead of epochs: images:N | macs:N | seconds:N
+
+    def cost_probes(self) -> dict[str, int]:
+        """Every step costs the same: one network forward and backward (step 0 tells it)."""
+        return {"step": 0}
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.ckpt_every < 1:
             raise UserError("train.epochs, train.batch_size and train.ckpt_every must be >= 1")
         if self.lr <= 0 or self.warmup < 0 or self.grad_clip < 0:
             raise UserError("train.lr must be > 0, train.warmup and train.grad_clip >= 0")
+        parse_budget(self.budget)
 
     @classmethod
     def from_section(cls, train_cfg: dict[str, Any], seed: int) -> EpsConfig:
@@ -65,7 +72,8 @@ class EpsConfig:
     def loop(self) -> LoopConfig:
         """What the shared loop needs: length, batches, flips, checkpoints."""
         return LoopConfig(batch_size=self.batch_size, seed=self.seed, epochs=self.epochs,
-                          hflip=self.hflip, ckpt_every=self.ckpt_every, what="train eps",
+                          hflip=self.hflip, ckpt_every=self.ckpt_every,
+                          budget=parse_budget(self.budget), what="train eps",
                           lr_settings="train.eps.lr")
 
 

@@ -13,7 +13,10 @@ step on a batch; this loop owns everything around the steps, the same for all of
   generators seeded from the ``global`` stream of that step;
 * resume from the checkpoint in ``ckpt_dir``, a checkpoint every ``ckpt_every`` steps and at the
   end, a progress bar, a stop on non-finite losses, and on KeyboardInterrupt a checkpoint of the
-  last complete step.
+  last complete step;
+* the compute consumed (:class:`genbench.training.budget.Consumed`: images, steps, training MACs,
+  device seconds), saved in every checkpoint, and the stop when a training-compute budget
+  (``train.budget``, :mod:`genbench.training.budget`) is reached, on a step boundary.
 
 Because every draw is a function of (seed, stream, step or epoch) or lives in the checkpoint, an
 interrupted run resumes to bitwise the same weights as an uninterrupted one.
@@ -32,6 +35,7 @@ from tqdm.auto import tqdm
 
 from genbench.data.base import random_hflip, to_model_range
 from genbench.errors import UserError, notice
+from genbench.training.budget import Budget, Consumed, StepCost, budget_steps, device_clock
 from genbench.training.checkpoint import (
     CorruptCheckpoint,
     find_checkpoint,
@@ -80,6 +84,7 @@ class LoopConfig:
     batch_setting: str = "train.batch_size"  # named when the batch exceeds the data
     what: str = "training"  # named in the progress bar and when the losses diverge
     lr_settings: str = "the learning rate"  # the settings to lower when the losses diverge
+    budget: Budget | None = None  # stop when this much compute is consumed (at most the length)
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.steps is None):
@@ -87,8 +92,14 @@ class LoopConfig:
         if self.ckpt_every < 1 or self.log_every < 1:
             raise UserError("ckpt_every and the logging interval must be >= 1")
 
-    def total_steps(self, steps_per_epoch: int) -> int:
-        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
+    def total_steps(self, steps_per_epoch: int, cost: StepCost | None = None) -> int:
+        """The steps to run: the configured length, or fewer where an images or MACs budget is
+        reached first (a seconds budget is checked while training)."""
+        length = self.steps if self.steps is not None else self.epochs * steps_per_epoch
+        if self.budget is None:
+            return length
+        steps = budget_steps(self.budget, self.batch_size, cost)
+        return length if steps is None else min(length, steps)
 
 
 def epoch_order(num_items: int, seed: int, epoch: int) -> torch.Tensor:
@@ -147,12 +158,32 @@ def _one_step(trainer: Trainer, x: torch.Tensor, epoch: int, cfg: LoopConfig) ->
     return losses
 
 
-def _log(trainer: Trainer, losses: dict[str, float], cfg: LoopConfig, total: int,
+def _log(trainer: Trainer, losses: dict[str, float], cfg: LoopConfig, last: bool,
          bar: tqdm) -> None:
-    if trainer.step % cfg.log_every == 0 or trainer.step == total:
+    if trainer.step % cfg.log_every == 0 or last:
         trainer.history.append({"step": trainer.step, **losses})
     bar.update(1)
     bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k != "r1"})
+
+
+CONSUMED = "genbench_consumed"  # the loop's entry in the checkpointed training state
+
+
+def _state(trainer: Trainer, consumed: Consumed) -> dict[str, Any]:
+    return {**trainer.state(), CONSUMED: consumed.as_dict()}
+
+
+def _resume_consumed(state: dict[str, Any], consumed: Consumed, trainer: Trainer,
+                     batch_size: int, cost: StepCost | None) -> None:
+    """Take the consumed compute from a checkpoint's state; a checkpoint of an older genbench
+    (none recorded) gets the deterministic parts from its step, its device seconds unknown (0)."""
+    recorded = state.get(CONSUMED)
+    if isinstance(recorded, dict):
+        loaded = Consumed.from_dict(recorded)
+    else:
+        loaded = Consumed(images=trainer.step * batch_size, steps=trainer.step,
+                          macs=None if cost is None else cost.total(trainer.step))
+    consumed.__dict__.update(loaded.__dict__)
 
 
 def train(
@@ -164,48 +195,60 @@ def train(
     encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    cost: StepCost | None = None,
+    consumed: Consumed | None = None,
 ) -> bool:
-    """Train to the configured length, resuming from ``ckpt_dir`` if it holds a checkpoint.
+    """Train to the configured length or budget, resuming from ``ckpt_dir`` if it holds a
+    checkpoint.
 
     ``images``: the training set, uint8 ``[N, C, H, W]`` on the CPU. ``encode``: maps a batch in
     [-1, 1] into the space the objective works in (None: the images themselves). ``stop_after``:
-    leave after that many total steps, as an interruption would (tests). Returns True when
-    training is complete.
+    leave after that many total steps, as an interruption would (tests). ``cost``: the
+    objective's training MACs per step (:func:`genbench.training.budget.measure_step_cost`),
+    needed by a MACs budget and summed into ``consumed``, which the loop fills with what the run
+    consumed (restored from the checkpoint on resume). Returns True when training is complete.
     """
     if images.dtype != torch.uint8:
         raise UserError(f"training images must be uint8 [N, C, H, W], got {images.dtype}")
+    consumed = Consumed() if consumed is None else consumed
     steps_per_epoch = batches_per_epoch(images.shape[0], cfg.batch_size, cfg.batch_setting)
-    total = cfg.total_steps(steps_per_epoch)
+    total = cfg.total_steps(steps_per_epoch, cost)
     found = find_checkpoint(ckpt_dir)
     saved = None  # the step of the checkpoint on disk (said when interrupted)
     if found is not None:
         try:
-            trainer.load_state(load_checkpoint(found, trainer.modules()))
+            state = load_checkpoint(found, trainer.modules())
+            trainer.load_state(state)
+            _resume_consumed(state, consumed, trainer, cfg.batch_size, cost)
             saved = trainer.step
         except CorruptCheckpoint as exc:  # raised before anything was loaded: start afresh
             notice(f"{str(exc).split('; delete')[0]}; starting {cfg.what} again from step 0")
     bar = tqdm(total=total, initial=trainer.step, desc=cfg.what, disable=not progress,
                unit="step", dynamic_ncols=True)
+    clock = device_clock(trainer.device)
     stepping = False  # a half-done step cannot be resumed exactly: never save one
     try:
-        while trainer.step < total:
+        while trainer.step < total and not consumed.reached(cfg.budget):
             if stop_after is not None and trainer.step >= stop_after:
-                save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
+                save_checkpoint(ckpt_dir, trainer.modules(), _state(trainer, consumed))
                 return False
             batch = training_batch(images, cfg, trainer.step, steps_per_epoch)
             x = _model_input(batch, trainer.device, encode)
             stepping = True
+            started = clock()
             losses = _one_step(trainer, x, trainer.step // steps_per_epoch, cfg)
+            consumed.add_step(cfg.batch_size, clock() - started, cost)
             if trainer.step % steps_per_epoch == 0:
                 trainer.end_epoch()
-            _log(trainer, losses, cfg, total, bar)
+            last = trainer.step == total or consumed.reached(cfg.budget)
+            _log(trainer, losses, cfg, last, bar)
             stepping = False
-            if trainer.step % cfg.ckpt_every == 0 or trainer.step == total:
-                save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
+            if trainer.step % cfg.ckpt_every == 0 or last:
+                save_checkpoint(ckpt_dir, trainer.modules(), _state(trainer, consumed))
                 saved = trainer.step
     except KeyboardInterrupt as exc:
         if not stepping:
-            save_checkpoint(ckpt_dir, trainer.modules(), trainer.state())
+            save_checkpoint(ckpt_dir, trainer.modules(), _state(trainer, consumed))
             saved = trainer.step
         # what the CLI tells the user will happen on a rerun (genbench.cli.main)
         exc.genbench_training = {"what": cfg.what, "step": trainer.step,
