@@ -52,6 +52,10 @@ def _time_span(row: pd.Series) -> tuple[float, float, float] | None:
 
 
 def _collapse(rows: pd.DataFrame) -> dict[str, Any]:
+    if "seed" in rows.columns:  # replicates in the order of their seeds
+        order = pd.to_numeric(rows["seed"], errors="coerce").sort_values(kind="stable",
+                                                                         na_position="last")
+        rows = rows.loc[order.index]
     first = rows.iloc[0].to_dict()
     seen: dict[Any, Mapping[str, Any]] = {}
     for _, row in rows.iterrows():
@@ -61,7 +65,7 @@ def _collapse(rows: pd.DataFrame) -> dict[str, Any]:
     out = dict(first)
     out["cells"] = ", ".join(str(c) for c in rows["cell"])
     out["n"] = len(reps) if seen else 1
-    out["seeds"] = ", ".join(str(s) for s in seen if s is not None)
+    out["seeds"] = ", ".join(str(s) for s in sorted(s for s in seen if isinstance(s, int)))
     for key in SEED_METRICS:
         summary = summarize(rep.get(key) for rep in reps)
         if summary is None:
