@@ -238,3 +238,11 @@ def test_a_seed_grid_is_one_configuration_in_the_report(run_cli, tmp_path):
     page = (folder / "report.html").read_text()
     assert '"text":["ddgan s4 n=2"]' in page  # one point, labelled with its n
     assert "configurations over training seeds" in proc.stdout
+
+
+def test_the_same_seed_twice_or_no_seed_is_not_a_replicate(tmp_path):
+    _write_record(tmp_path, "a", 2, 0, 20.0, 0.010)
+    _write_record(tmp_path, "b", 2, 0, 30.0, 0.010)  # the same run measured again
+    df = load_records([tmp_path])
+    assert list(configurations(df)["n"]) == [1, 1]
+    assert configurations(df.assign(seed=[None, None]))["n"].tolist() == [1, 1]

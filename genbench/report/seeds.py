@@ -83,22 +83,31 @@ def _collapse(rows: pd.DataFrame) -> dict[str, Any]:
 
 
 def configurations(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration of the ok records (per experiment), in first-seen order, with
-    the means over its seeds in the metric columns and ``<metric>_std``/``_min``/``_max``,
-    ``n``, ``seeds`` and ``cells``; records that are not ok stay one row each (n = 1)."""
+    """One row per configuration of the ok records (per experiment and FID extractor), in
+    first-seen order, with the means over its seeds in the metric columns and
+    ``<metric>_std``/``_min``/``_max``, ``n``, ``seeds`` and ``cells``. Records that are not
+    ok, records without a ``seed`` in their configuration, and records of one configuration
+    that share a seed (the same run measured twice) stay one row each."""
     if df.empty:
         return df.assign(n=pd.Series(dtype="Int64"))
     rows = []
     ok = df["status"] == "ok"
     keys = df["config_key"] if "config_key" in df.columns else df["cell"]
-    order: dict[Any, list[int]] = {}
-    for i in df.index:
-        if ok[i]:
-            order.setdefault((df.at[i, "experiment"], keys[i]), []).append(i)
-        else:
-            order[("", f"not ok {i}")] = [i]
+    extractors = df["fid_extractor"] if "fid_extractor" in df.columns else [None] * len(df)
+    order: dict[Any, list[Any]] = {}
+    for i, extractor in zip(df.index, extractors):
+        seed = _float(df.at[i, "seed"]) if "seed" in df.columns else None
+        if ok[i] and seed is not None and seed.is_integer():
+            # replicates: same experiment, configuration and FID extractor, another seed
+            order.setdefault((df.at[i, "experiment"], keys[i], str(extractor)), []).append(i)
+        else:  # not ok, or no seed to tell replicates by: a row of its own
+            order[("", f"own {i}", "")] = [i]
     for indices in order.values():
-        rows.append(_collapse(df.loc[indices]))
+        seeds = [rep.get("seed") for i in indices for rep in _replicates(df.loc[i])]
+        if len(seeds) != len(set(seeds)):  # one seed measured twice: not replicates, kept apart
+            rows.extend(_collapse(df.loc[[i]]) for i in indices)
+        else:
+            rows.append(_collapse(df.loc[indices]))
     out = pd.DataFrame(rows)
     out.attrs = dict(df.attrs)
     return out
