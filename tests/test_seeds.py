@@ -246,3 +246,12 @@ def test_the_same_seed_twice_or_no_seed_is_not_a_replicate(tmp_path):
     df = load_records([tmp_path])
     assert list(configurations(df)["n"]) == [1, 1]
     assert configurations(df.assign(seed=[None, None]))["n"].tolist() == [1, 1]
+
+
+def test_a_bad_seed_count_still_records_the_failed_cell(tmp_path):
+    from genbench.harness.cell import record_failure
+
+    cfg = compose_plain([*FAST, "train.seeds=two", f"results_dir={tmp_path}", "cell=bad"])
+    record = record_failure(cfg, UserError("train.seeds must be an integer, got 'two'"))
+    assert record["status"] == "failed" and record["seeds"]["train"] == 0
+    assert "train_replicates" not in record["seeds"]

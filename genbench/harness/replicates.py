@@ -43,10 +43,11 @@ NOT_IN_CONFIGURATION = ("progress", "report", "presets", "results_dir", "cache_d
 
 
 def seeds_of(cfg: Mapping[str, Any]) -> int:
-    """``train.seeds`` (1 when not set)."""
+    """``train.seeds`` (1 when not set, or not a valid count: :func:`genbench.schema.validate`
+    refuses those before a cell runs; a failed cell's record still names its one seed)."""
     train = cfg.get("train")
     value = train.get("seeds", 1) if isinstance(train, Mapping) else 1
-    return 1 if value is None else int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
 
 
 def replicate_seeds(cfg: Mapping[str, Any]) -> list[int]:
