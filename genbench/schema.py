@@ -132,6 +132,9 @@ TRAIN_RANGES: dict[str, Range] = {
     "rec_loss": Range(choices=("none", "l1", "weighted")),
 }
 OBJECTIVE_SECTIONS = ("adversarial", "eps")
+# ``train.seeds``: how many models a cell trains (seeds seed, seed+1, ...); the harness reads it,
+# no trainer does, so it is not a training setting and not in any model's cache key.
+SEEDS = "seeds"
 DISCRIMINATOR = "discriminator"  # a sub-section of the adversarial settings
 COMPONENT_SECTIONS = ("dataset", "latent", "backbone", "sampler")
 # Factory arguments the harness passes itself (shapes, the denoiser's output): not config keys.
@@ -306,7 +309,8 @@ def check_component(kind: str, prefix: str, section: Any, *, name_key: str = "na
 
 def check_train(train: Any) -> None:
     """The ``train`` section: its top level against every objective's settings, each objective
-    section against its own, the discriminator against its factory."""
+    section against its own, the discriminator against its factory; ``train.seeds`` (default 1)
+    is an integer >= 1."""
     if not isinstance(train, dict):
         raise UserError(f"train must be a section of training settings, not {train!r}")
     per_objective = objective_fields()
@@ -328,8 +332,11 @@ def check_train(train: Any) -> None:
                 _check_discriminator(f"train.{key}.{DISCRIMINATOR}", value[DISCRIMINATOR])
         elif key == DISCRIMINATOR:
             _check_discriminator(f"train.{DISCRIMINATOR}", value)
+        elif key == SEEDS:
+            check_value(f"train.{SEEDS}", value, "int", AT_LEAST_1)
         elif key not in types:
-            raise unknown_key(f"train.{key}", key, [*sorted(types), *OBJECTIVE_SECTIONS])
+            raise unknown_key(f"train.{key}", key,
+                              [*sorted(types), SEEDS, *OBJECTIVE_SECTIONS])
         else:
             check_value(f"train.{key}", value, types[key], TRAIN_RANGES.get(key))
     _check_budgets(train)

@@ -489,7 +489,8 @@ def test_write_report_is_self_contained(mixed: Path, baselines: Path, tmp_path: 
     written = write_report(load_records([mixed]), out, baselines_dir=baselines)
     tables = {f"table{n}_{s}": out.with_name(f"report.table{n}.{s}")
               for n in (2, 3) for s in ("csv", "md", "tex")}
-    assert written == {"html": out, "csv": out.with_suffix(".csv"), **tables}
+    assert written == {"html": out, "csv": out.with_suffix(".csv"),
+                       "seeds_csv": out.with_suffix(".seeds.csv"), **tables}
     page = out.read_text(encoding="utf-8")
     assert page.count("plotly.js v") == 1  # inlined once
     assert len(page) > 1_000_000  # plotly.js is inlined, not linked

@@ -15,7 +15,7 @@ from genbench import registry
 from genbench.backbones.denoiser import Denoiser
 from genbench.errors import UserError, unknown_key_error
 from genbench.samplers.base import Sampler
-from genbench.schema import objective_fields, training_setting_names
+from genbench.schema import SEEDS, objective_fields, training_setting_names
 
 # The objective each backbone output parameterization can serve.
 _OUTPUT_FOR_OBJECTIVE = {"adversarial": "x0", "eps": "eps"}
@@ -109,7 +109,7 @@ def objective_settings(train_cfg: dict[str, Any], objective: str) -> dict[str, A
     every = training_setting_names()
     common = {}
     for key, value in train_cfg.items():
-        if key in OBJECTIVES:
+        if key in OBJECTIVES or key == SEEDS:  # train.seeds: the harness's (harness.cell)
             continue
         if key not in every:  # a misspelt key is an error, never ignored
             raise unknown_key_error(f"train.{key}", key, sorted(every | set(OBJECTIVES)))

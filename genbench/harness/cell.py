@@ -29,6 +29,14 @@ from genbench.harness.evaluate import (
 )
 from genbench.harness.generate import generate, sample_grid_png
 from genbench.harness.latent import fit_latent, reconstruction_quality
+from genbench.harness.replicates import (
+    SEED_METRICS,
+    SEED_RULE,
+    SPREAD,
+    aggregate_metrics,
+    replicate_config,
+    replicate_seeds,
+)
 from genbench.harness.system import hardware, package_versions, resolve_device
 from genbench.harness.train import train_or_load
 from genbench.schema import validate
@@ -53,9 +61,12 @@ def cell_name(cfg: dict[str, Any]) -> str:
         f"s{cfg['sampler'].get('steps', 'x')}",
     ]
     hashed = {k: v for k, v in cfg.items() if k not in NOT_IN_CELL_IDENTITY}
-    if isinstance(hashed.get("train"), dict) and hashed["train"].get("budget") is None:
-        # no budget (the presets' null) names the same cells as before train.budget existed
-        hashed["train"] = {k: v for k, v in hashed["train"].items() if k != "budget"}
+    if isinstance(hashed.get("train"), dict):
+        # no budget (the presets' null) and train.seeds=1 (the default) name the same cells as
+        # before those settings existed
+        defaults = {"budget": None, "seeds": 1}
+        hashed["train"] = {k: v for k, v in hashed["train"].items()
+                           if not (k in defaults and v == defaults[k])}
     name = "-".join(str(p) for p in parts) + "-" + json_hash(hashed, 8)
     try:
         return rec.check_name(name, "cell")
@@ -77,8 +88,10 @@ def paths(cfg: dict[str, Any]) -> tuple[Path, Path, Path]:
 
 def _provenance(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """The record sections that say how a cell was run: seeds, package versions, hardware."""
+    seeds = replicate_seeds(cfg)
     return {
-        "seeds": {"train": cfg["seed"], "sampling": cfg["eval"].get("seed")},
+        "seeds": {"train": cfg["seed"], "sampling": cfg["eval"].get("seed")}
+        | ({"train_replicates": seeds} if len(seeds) > 1 else {}),
         "versions": package_versions(),
         "hardware": hardware(device),
     }
@@ -124,6 +137,10 @@ def _resume_hint(cell_dir: Path, exc: BaseException, stage: dict[str, Any],
         prefix = f"the earlier record is kept unchanged ({cell_dir}); "
     else:
         prefix = ""
+    done = stage.get("seeds_done", 0)
+    if stage.get("seeds", 1) > 1:  # train.seeds=N: the finished seeds' models are cached
+        prefix += (f"{done} of {stage['seeds']} seeds finished (their models are cached and "
+                   f"are not trained again); ")
     loop = getattr(exc, "genbench_training", None)  # set by genbench.training.loop.train
     if loop is not None:
         what, step, saved = loop["what"], loop["step"], loop["checkpoint_step"]
@@ -145,6 +162,9 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
     if cfg.get("checkpoint") and not Path(str(cfg["checkpoint"])).expanduser().is_file():
         raise UserError(f"checkpoint file not found: {cfg['checkpoint']}; pass checkpoint=PATH to "
                         f"a generator .safetensors file, or leave it unset to train")
+    if cfg.get("checkpoint") and len(replicate_seeds(cfg)) > 1:
+        raise UserError(f"checkpoint= evaluates one given model; train.seeds="
+                        f"{len(replicate_seeds(cfg))} trains several: drop one of the two")
     device = resolve_device(str(cfg.get("device", "auto")))
     progress = bool(cfg.get("progress", True))
     comps = build_components(cfg)
@@ -153,16 +173,38 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         announce(f"cell {cell_dir.name} -> {cell_dir} ({device})")
     started = time.perf_counter()
     latent_info = fit_latent(comps, cache_dir, device, progress)
-    net, training = train_or_load(cfg, comps, ModelCache(cache_dir), device, progress)
-    stage["trained"] = True  # a rerun samples without training
     eval_cfg = cfg["eval"]
-    samples = generate(net, comps.latent, comps.sampler, comps.latent_shape,
-                       num_samples=int(eval_cfg["num_samples"]),
-                       batch_size=int(eval_cfg["batch_size"]), seed=int(eval_cfg["seed"]),
-                       device=device, progress=progress)
-    m = Measurements()
-    measure_quality(samples, comps, eval_cfg, cache_dir, extractors, m)
+    seeds = replicate_seeds(cfg)
+    stage["seeds"] = len(seeds)
+    per_seed: list[dict[str, Any]] = []
+    first: tuple[torch.nn.Module, torch.Tensor, Measurements] | None = None
+    for seed in seeds:  # each seed's model is cached apart: a rerun trains the unfinished ones
+        if len(seeds) > 1 and announce is not None:
+            announce(f"  seed {seed} ({len(per_seed) + 1} of {len(seeds)})")
+        net, training = train_or_load(replicate_config(cfg, seed), comps, ModelCache(cache_dir),
+                                      device, progress)
+        stage["trained"] = True  # a rerun samples without training (this seed)
+        samples = generate(net, comps.latent, comps.sampler, comps.latent_shape,
+                           num_samples=int(eval_cfg["num_samples"]),
+                           batch_size=int(eval_cfg["batch_size"]), seed=int(eval_cfg["seed"]),
+                           device=device, progress=progress)
+        m = Measurements()
+        measure_quality(samples, comps, eval_cfg, cache_dir, extractors, m)
+        per_seed.append({"seed": seed, "metrics": dict(m.metrics), "training": training})
+        if first is None:
+            first = (net, samples, m)
+        stage["seeds_done"] = len(per_seed)
+    net, samples, m = first  # type: ignore[misc]  # (seeds is never empty)
+    if len(seeds) > 1:  # the record's metrics are the means; per seed and spread beside them
+        aggregate = aggregate_metrics([p["metrics"] for p in per_seed])
+        m.metrics.update({k: aggregate[k]["mean"] if k in aggregate else None
+                          for k in m.metrics if k in SEED_METRICS})
+        training = {"replicates": len(seeds), "per_seed": [p["training"] for p in per_seed]}
+    # cost: NFE, parameters, MACs and memory follow from the architecture, the same for every
+    # seed; sampling time is measured once, on the first seed's model
     measure_cost(net, comps, eval_cfg, device, m)
+    if len(seeds) > 1:
+        m.timing["measured_on_seed"] = seeds[0]
     if latent_info is not None:
         rq = reconstruction_quality(cfg, comps, extractors[0]["fid"], device, cache_dir)
         m.metrics["rfid"] = rq["rfid"]
@@ -187,6 +229,13 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         seconds=round(time.perf_counter() - started, 2),
         artifacts={"samples": rec.SAMPLES, "config": rec.CONFIG},
     )
+    if len(seeds) > 1:
+        record["replicates"] = {
+            "n": len(seeds), "seeds": seeds, "seed_rule": SEED_RULE, "spread": SPREAD,
+            "samples_of_seed": seeds[0],
+            "per_seed": [{"seed": p["seed"], "metrics": p["metrics"]} for p in per_seed],
+            "aggregate": aggregate,
+        }
     files = {
         rec.SAMPLES: sample_grid_png(samples, int(eval_cfg.get("grid_size", 10))),
         rec.CONFIG: yaml.safe_dump(cfg, sort_keys=False).encode(),

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-SUMMARY_HEADER = ("cell", "FID", "extractor", "prec", "recall", "NFE", "s/batch", "GMACs/smp",
+SUMMARY_HEADER = ("cell", "n", "FID", "extractor", "prec", "recall", "NFE", "s/batch", "GMACs/smp",
                   "params M", "mem MB")
 
 
@@ -40,15 +40,49 @@ def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
     m = record.get("metrics") or {}
     extractor = (record.get("metric_recipes") or {}).get("fid", {}).get("extractor", "-")
     params = None if m.get("params") is None else m["params"] / 1e6
-    return (str(record.get("cell", "?")), _fmt(m.get("fid"), ".3f"), str(extractor),
+    reps = record.get("replicates") if isinstance(record.get("replicates"), Mapping) else {}
+    n = reps.get("n") if isinstance(reps.get("n"), int) else 1
+    std = ((reps.get("aggregate") or {}).get("fid") or {}).get("std")
+    fid = _fmt(m.get("fid"), ".3f") + (f" ± {std:.3f}" if isinstance(std, float) else "")
+    return (str(record.get("cell", "?")), str(n), fid, str(extractor),
             _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"),
             _fmt(m.get("nfe"), "d"), _fmt(m.get("time_per_batch_s"), ".4f"),
             _fmt(m.get("gmacs_per_sample"), ".4f"), _fmt(params, ".3f"),
             _fmt(m.get("peak_memory_mb"), ".1f"))
 
 
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
 def summary_text(records: Iterable[Mapping[str, Any]]) -> str:
-    """A plain-text table of the main numbers, one row per record (FID with its extractor)."""
-    rows = [SUMMARY_HEADER, *(_summary_row(r) for r in records)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(SUMMARY_HEADER))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
+    """A plain-text table of the main numbers, one row per record (FID with its extractor; n
+    training seeds, a ``train.seeds=N`` record's FID as mean ± std); then, when records are
+    replicates of one configuration over seeds, one row per configuration, and a warning per
+    pair of configurations whose intervals overlap (:func:`genbench.report.seeds
+    .ranking_warnings`)."""
+    from pathlib import Path
+
+    from genbench.report.seeds import ranking_warnings, seeds_table
+    from genbench.report.tables import _record_row
+
+    records = list(records)
+    text = _table([SUMMARY_HEADER, *(_summary_row(r) for r in records)])
+    try:
+        import pandas as pd
+
+        frame = pd.DataFrame([_record_row(dict(r), Path(str(r.get("cell", "?"))) / "result.json")
+                              for r in records])
+        table = seeds_table(frame, text=True)
+        warnings = ranking_warnings(frame)
+    except (KeyError, TypeError, ValueError):  # a record too partial to aggregate
+        return text
+    if not table.empty and len(table) < len(records):  # some cells are replicates
+        rows = [tuple(str(c) for c in table.columns),
+                *(tuple("-" if v is None else str(v) for v in row)
+                  for row in table.astype(object).itertuples(index=False))]
+        text += "\n\nconfigurations over training seeds (mean ± std [min, max]):\n" + _table(rows)
+    for line in warnings:
+        text += f"\nwarning: {line}"
+    return text

@@ -11,7 +11,10 @@ extractors (recall figures are split by the recall extractor as well). Published
 ``<method> (reported, <source>)``, only in panels of their own extractor and dataset; a panel
 with reported points and no measured cell is still drawn. The Pareto front is that of the
 measured cells. Failed cells and cells without the plotted numbers are not drawn; the summary
-table lists them.
+table lists them. Replicates of one configuration over training seeds are one point
+(:func:`genbench.report.seeds.configurations`): the mean, with error bars from the lowest to the
+highest seed on quality axes and the timing quartiles on the time axis; every point's label says
+its n (n=1: one training run, no quality error bar).
 
 ``figure.layout.meta`` holds ``{"kind", "extractor", "dataset", "measured", "reported"}``
 (``"recall_extractor"`` too on recall figures); each trace's ``meta["role"]`` is ``"measured"``,
@@ -29,7 +32,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from genbench.harness.replicates import SEED_METRICS
 from genbench.report.paper import PAPER_COLUMNS, same_dataset
+from genbench.report.seeds import configurations
 from genbench.report.tables import extractor_of, quality_column
 
 __all__ = [
@@ -109,7 +114,13 @@ def _dataset_label(dataset: str, resolution: int | None) -> str:
 
 def hover_text(row: pd.Series) -> str:
     """The cell name, its headline numbers and its full configuration, one ``key=value`` a line."""
-    lines = [f"<b>{html.escape(str(row['cell']))}</b>"]
+    cells = row.get("cells") if isinstance(row.get("cells"), str) else row["cell"]
+    lines = [f"<b>{html.escape(str(cells))}</b>"]
+    n = row.get("n")
+    if isinstance(n, int | float) and math.isfinite(n):
+        seeds = row.get("seeds") if isinstance(row.get("seeds"), str) else ""
+        lines.append(f"n={int(n)} training seed{'s' if n != 1 else ''}"
+                     + (f" ({html.escape(seeds)}): mean, bars min..max" if n > 1 else ""))
     for label, column, unit in (
         ("FID", "fid", ""),
         ("recall", "recall", ""),
@@ -255,20 +266,48 @@ def point_labels(group: pd.DataFrame) -> list[str]:
             for label, cell in zip(labels, cells)]
 
 
+def _seed_error_bars(group: pd.DataFrame, column: str) -> dict[str, Any] | None:
+    """[min, max] over training seeds around the mean (no bar for a configuration with n = 1)."""
+    n = _column(group, "n")
+    if not (n > 1).any():
+        return None
+    mean = _column(group, column)
+    low, high = _column(group, f"{column}_min"), _column(group, f"{column}_max")
+
+    def values(series: pd.Series) -> list[float | None]:
+        return [float(v) if k > 1 and math.isfinite(v) else None
+                for v, k in zip(series.clip(lower=0), n)]
+
+    return {"type": "data", "array": values(high - mean), "arrayminus": values(mean - low),
+            "symmetric": False, "thickness": 1.2, "width": 4}
+
+
+def _error_bars(group: pd.DataFrame, column: str) -> dict[str, Any] | None:
+    if column == "time_per_batch_s":
+        return _time_error_bars(group)
+    return _seed_error_bars(group, column) if column in SEED_METRICS else None
+
+
+def _with_n(labels: list[str], group: pd.DataFrame) -> list[str]:
+    """Each label with the number of training seeds behind its point (n=1: a single run)."""
+    n = _column(group, "n").tolist()
+    return [f"{label} n={int(k) if math.isfinite(k) else 1}".strip() for label, k in zip(labels, n)]
+
+
 def _measured_trace(group: pd.DataFrame, kind: _Kind, extractor: str) -> go.Scatter:
-    error_x = _time_error_bars(group) if kind.x == "time_per_batch_s" else None
     return go.Scatter(
         x=_column(group, kind.x).tolist(),
         y=_column(group, kind.y).tolist(),
         mode="markers+text",
-        text=point_labels(group),
+        text=_with_n(point_labels(group), group),
         textposition="top center",
         textfont={"size": 9},
         hovertext=[hover_text(row) for _, row in group.iterrows()],
         hoverinfo="text",
-        error_x=error_x,
+        error_x=_error_bars(group, kind.x),
+        error_y=_error_bars(group, kind.y),
         marker={"size": 10, "color": MEASURED_COLOR},
-        name=f"{quality_column('fid', extractor)} ({len(group)} cells, measured)",
+        name=f"{quality_column('fid', extractor)} ({len(group)} configurations, measured)",
         meta={"role": "measured"},
     )
 
@@ -401,7 +440,7 @@ def report_panels(df: pd.DataFrame, paper: pd.DataFrame | None = None,
     Panels with the most measured cells come first; the first figure of the first panel is the
     report's main figure (FID vs time when the panel has timings).
     """
-    measured = _measured(df)
+    measured = _measured(configurations(df))  # one point per configuration over its seeds
     paper = _empty_paper() if paper is None else paper
     colors = _method_colors(paper)
     panels = []

@@ -26,6 +26,7 @@ from genbench.report.export import display_value, sections, write_table
 from genbench.report.figures import FIGURE_HEIGHT, Panel, report_panels
 from genbench.report.paper import paper_points
 from genbench.report.paper_tables import TABLE2_NOTE, TABLE3_NOTE, table2, table3
+from genbench.report.seeds import ranking_warnings, seeds_table
 from genbench.report.tables import summary_table
 
 __all__ = ["MAIN_FIGURE_ID", "write_report"]
@@ -89,7 +90,8 @@ def _panels_html(panels: list[Panel]) -> str:
             parts.append("<p class='remark'>No measured cell uses these feature extractors and "
                          "datasets; the points are the papers' reported numbers only.</p>")
         for panel in group:
-            counts = f"{panel.measured} measured cells, {panel.reported} reported points"
+            counts = (f"{panel.measured} measured configurations, {panel.reported} reported "
+                      f"points")
             parts.append(f"<h3>{html.escape(panel.title)} ({counts})</h3>")
             for figure in panel.figures:
                 parts.append(_figure_html(figure, index))
@@ -127,6 +129,27 @@ def _paper_table_html(key: str, table: pd.DataFrame, files: dict[str, Path]) -> 
     if len(parts) == 2:
         parts.append("<p>No rows.</p>")
     parts.append(f"<p class='remark'>{html.escape(note)}</p>")
+    return "\n".join(parts)
+
+
+def _seeds_html(df: pd.DataFrame, csv: Path) -> str:
+    """Each configuration over its training seeds (mean ± std [min, max], n), and the pairs
+    whose intervals overlap (their ranking is not supported)."""
+    table = seeds_table(df, text=True)
+    warnings = ranking_warnings(df)
+    parts = ["<h2 id='seeds'>Training seeds</h2>",
+             "<p class='remark'>Cells that differ only in <code>seed</code> and the seeds of a "
+             "<code>train.seeds=N</code> cell are replicates of one configuration: quality is "
+             "shown as mean ± sample standard deviation [min, max] over the seeds, n the number "
+             "of seeds; each figure draws one point per configuration at the mean, with error "
+             "bars from the lowest to the highest seed (none for n=1, a single training run) "
+             "and the timing quartiles on the time axis. Also written as "
+             f"<a href='{html.escape(csv.name)}'>csv</a>.</p>",
+             _table_html(table) if not table.empty else "<p>No ok records.</p>"]
+    if warnings:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in warnings)
+        parts.append(f"<h3>Rankings not supported</h3><ul class='note' id='ranking-warnings'>"
+                     f"{items}</ul>")
     return "\n".join(parts)
 
 
@@ -238,14 +261,18 @@ def write_report(
     ``df`` is :func:`~genbench.report.tables.load_records`' frame. Published numbers come from
     ``baselines_dir`` (default: genbench's ``baselines/``) and from the records' own
     ``config.paper`` blocks, unless ``include_paper`` is False. Returns the paths by kind:
-    ``html``, ``csv`` (the summary table, ``<out>.csv``) and ``table2_csv``, ``table2_md``,
-    ``table2_tex``, ``table3_csv``, ``table3_md``, ``table3_tex`` (``<out>.table2.csv`` ...).
+    ``html``, ``csv`` (the summary table, ``<out>.csv``), ``seeds_csv`` (each configuration's
+    mean, std, min and max over its training seeds and n, ``<out>.seeds.csv``) and
+    ``table2_csv``, ``table2_md``, ``table2_tex``, ``table3_csv``, ``table3_md``, ``table3_tex``
+    (``<out>.table2.csv`` ...).
     """
     out_html = Path(out_html)
     paper = paper_points(df, baselines_dir) if include_paper else None
     written: dict[str, Path] = {"html": out_html, "csv": out_html.with_suffix(".csv")}
     summary = summary_table(df)
     atomic_write_text(written["csv"], summary.to_csv(index=False))
+    written["seeds_csv"] = out_html.with_suffix(".seeds.csv")
+    atomic_write_text(written["seeds_csv"], seeds_table(df).to_csv(index=False))
     tables_html = []
     for key, table in (("table2", table2(df, paper)), ("table3", table3(df, paper))):
         title_, note = TABLES[key]
@@ -254,6 +281,7 @@ def write_report(
         tables_html.append(_paper_table_html(key, table, files))
     body = [
         _panels_html(report_panels(df, paper)),
+        _seeds_html(df, written["seeds_csv"]),
         *tables_html,
         "<h2>Summary of all records</h2>",
         _compute_html(df),

@@ -22,6 +22,7 @@ import pandas as pd
 
 from genbench import _io
 from genbench.errors import UserError
+from genbench.harness.replicates import SEED_METRICS, configuration_key
 
 __all__ = [
     "QUALITY_METRICS",
@@ -160,8 +161,21 @@ def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "config_flat": "\n".join(f"{k}={v}" for k, v in flatten_config(config).items()),
         "metric_recipes": recipes,
         "path": str(path),
+        "seed": config.get("seed"),
+        "config_key": configuration_key(config),
     }
-    for name, value in (record.get("metrics") or {}).items():
+    metrics = record.get("metrics") or {}
+    reps = record.get("replicates")
+    per_seed = reps.get("per_seed") if isinstance(reps, Mapping) else None
+    if isinstance(per_seed, list) and per_seed:  # train.seeds=N: each seed's numbers
+        row["replicates"] = [
+            {"seed": p.get("seed"), **{k: (p.get("metrics") or {}).get(k) for k in SEED_METRICS}}
+            for p in per_seed if isinstance(p, Mapping)]
+    else:
+        row["replicates"] = [{"seed": config.get("seed"),
+                              **{k: metrics.get(k) for k in SEED_METRICS}}]
+    row["n"] = len(row["replicates"])
+    for name, value in metrics.items():
         row[name if name not in row else f"metric_{name}"] = value
     for name, recipe in recipes.items():
         if isinstance(recipe, Mapping):
@@ -248,7 +262,8 @@ def _note(row: pd.Series) -> str | None:
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """The trade-off table: one row per record, sorted by dataset and cell.
 
-    Columns: [experiment when several], cell, dataset, backbone, latent, sampler, NFE, one column
+    Columns: [experiment when several], cell, dataset, backbone, latent, sampler, n (training
+    seeds: a ``train.seeds=N`` record's quality numbers are means over N), NFE, one column
     per quality metric and extractor (``FID [inception-v3-compat]``), time per batch and its IQR
     [s], timing device and batch size, GMACs per sample, parameters [M], peak memory [MB],
     the training compute consumed (images, steps, TMACs, device seconds, the budget if any),
@@ -259,6 +274,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         table["experiment"] = df["experiment"]
     for column in ("cell", "dataset", "backbone", "latent", "sampler"):
         table[column] = df[column]
+    table["n"] = _numeric(df, "n").astype("Int64")  # training seeds behind the numbers
     table["NFE"] = _numeric(df, "nfe").astype("Int64")
     for name, values in _quality_columns(df).items():
         table[name] = values
