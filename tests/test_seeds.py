@@ -16,7 +16,10 @@ from safetensors.torch import load_file
 from genbench.config import compose_plain
 from genbench.errors import UserError
 from genbench.harness.cell import cell_name, run_cell
-from genbench.harness.replicates import (
+from genbench.report.experiment import summary_text
+from genbench.report.figures import fid_vs_time_figures
+from genbench.report.html import write_report
+from genbench.report.replicates import (
     Point,
     configuration_key,
     overlap_warnings,
@@ -24,9 +27,6 @@ from genbench.harness.replicates import (
     replicate_seeds,
     summarize,
 )
-from genbench.report.experiment import summary_text
-from genbench.report.figures import fid_vs_time_figures
-from genbench.report.html import write_report
 from genbench.report.seeds import configurations, ranking_warnings
 from genbench.report.tables import load_records
 from genbench.schema import validate

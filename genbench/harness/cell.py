@@ -29,7 +29,9 @@ from genbench.harness.evaluate import (
 )
 from genbench.harness.generate import generate, sample_grid_png
 from genbench.harness.latent import fit_latent, reconstruction_quality
-from genbench.harness.replicates import (
+from genbench.harness.system import hardware, package_versions, resolve_device
+from genbench.harness.train import train_or_load
+from genbench.report.replicates import (
     SEED_METRICS,
     SEED_RULE,
     SPREAD,
@@ -37,8 +39,6 @@ from genbench.harness.replicates import (
     replicate_config,
     replicate_seeds,
 )
-from genbench.harness.system import hardware, package_versions, resolve_device
-from genbench.harness.train import train_or_load
 from genbench.schema import validate
 
 # Settings that say where a cell is written or how it talks, not what it measures: the same

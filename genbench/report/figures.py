@@ -32,10 +32,14 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from genbench.harness.replicates import SEED_METRICS
 from genbench.report.paper import PAPER_COLUMNS, same_dataset
+from genbench.report.replicates import SEED_METRICS
 from genbench.report.seeds import configurations
-from genbench.report.tables import extractor_of, quality_column
+from genbench.report.tables import (
+    finite_values,
+    measured_rows,
+    quality_column,
+)
 
 __all__ = [
     "FIGURE_KINDS",
@@ -56,7 +60,6 @@ MEASURED_COLOR = "#1F3B73"
 PAPER_COLORS = ("#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F",
                 "#BCBD22", "#17BECF")
 PAPER_MARKER = {"symbol": "diamond-open", "size": 13, "line": {"width": 2}}
-UNKNOWN_DATASET = "unknown dataset"
 
 
 @dataclass(frozen=True)
@@ -175,27 +178,6 @@ def pareto_front(x: list[float], y: list[float]) -> list[int]:
     return front
 
 
-def _finite(values: pd.Series, positive: bool) -> pd.Series:
-    """Boolean mask: finite numbers (and > 0 on a log axis)."""
-    numbers = pd.to_numeric(values, errors="coerce").astype(float)
-    keep = numbers.notna() & numbers.map(math.isfinite)
-    return keep & (numbers > 0) if positive else keep
-
-
-def _measured(df: pd.DataFrame) -> pd.DataFrame:
-    """Ok rows with a finite FID, with ``_extractor``, ``_recall_extractor`` and ``_dataset``."""
-    if df.empty or "fid" not in df.columns:
-        return df.iloc[0:0].assign(_extractor=[], _recall_extractor=[], _dataset=[],
-                                   _resolution=[])
-    out = df[(df["status"] == "ok") & _finite(df["fid"], positive=False)].copy()
-    out["_extractor"] = extractor_of(df, "fid")[out.index]
-    out["_recall_extractor"] = extractor_of(df, "recall")[out.index]
-    out["_dataset"] = out["dataset"].map(lambda d: d if isinstance(d, str) else UNKNOWN_DATASET)
-    resolution = pd.to_numeric(out["resolution"], errors="coerce")
-    out["_resolution"] = [None if pd.isna(r) else int(r) for r in resolution]
-    return out
-
-
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     if name not in frame.columns:
         return pd.Series([math.nan] * len(frame), index=frame.index, dtype=float)
@@ -204,7 +186,7 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
 
 def _plottable(frame: pd.DataFrame, kind: _Kind, paper: bool) -> pd.DataFrame:
     x, y = (kind.paper_x, kind.paper_y) if paper else (kind.x, kind.y)
-    keep = _finite(_column(frame, x), kind.log_x) & _finite(_column(frame, y), False)
+    keep = finite_values(_column(frame, x), kind.log_x) & finite_values(_column(frame, y), False)
     return frame[keep]
 
 
@@ -440,7 +422,7 @@ def report_panels(df: pd.DataFrame, paper: pd.DataFrame | None = None,
     Panels with the most measured cells come first; the first figure of the first panel is the
     report's main figure (FID vs time when the panel has timings).
     """
-    measured = _measured(configurations(df))  # one point per configuration over its seeds
+    measured = measured_rows(configurations(df))  # one point per configuration over its seeds
     paper = _empty_paper() if paper is None else paper
     colors = _method_colors(paper)
     panels = []

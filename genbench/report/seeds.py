@@ -1,10 +1,10 @@
 """Replicates over training seeds in the report: one point per configuration, with its spread.
 
 Records of one configuration trained under different seeds (grid cells that differ only in
-``seed``, :func:`genbench.harness.replicates.configuration_key`) and the seeds of a
+``seed``, :func:`genbench.report.replicates.configuration_key`) and the seeds of a
 ``train.seeds=N`` record are the replicates of that configuration. :func:`configurations`
 collapses a records frame to one row per configuration: each seed-dependent metric
-(:data:`~genbench.harness.replicates.SEED_METRICS`) is the mean over seeds with its ``_std``,
+(:data:`~genbench.report.replicates.SEED_METRICS`) is the mean over seeds with its ``_std``,
 ``_min``, ``_max`` and ``n``; the time per batch is the mean of the replicates' medians with the
 interval from the lowest first quartile to the highest third quartile of their timing trials.
 The interval on a quality axis is [min, max] over seeds (none for n = 1).
@@ -21,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from genbench.harness.replicates import SEED_METRICS, Point, overlap_warnings, summarize
+from genbench.report.replicates import SEED_METRICS, Point, overlap_warnings, summarize
+from genbench.report.tables import measured_rows
 
 __all__ = ["configurations", "ranking_warnings", "seeds_table"]
 
@@ -122,10 +123,8 @@ def _interval(row: pd.Series, key: str) -> tuple[float, float] | None:
 def ranking_warnings(df: pd.DataFrame) -> list[str]:
     """Overlap warnings of the configurations (:func:`configurations`) of ``df`` that share an
     FID extractor and dataset: FID intervals [min, max] over seeds, time intervals from the
-    timing quartiles (:func:`genbench.harness.replicates.overlap_warnings`)."""
-    from genbench.report.figures import _measured  # the panels' own filter and keys
-
-    measured = _measured(configurations(df))
+    timing quartiles (:func:`genbench.report.replicates.overlap_warnings`)."""
+    measured = measured_rows(configurations(df))
     lines = []
     keys = ["_extractor", "_dataset", "_resolution"]
     if measured.empty:

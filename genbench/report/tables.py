@@ -22,7 +22,7 @@ import pandas as pd
 
 from genbench import _io
 from genbench.errors import UserError
-from genbench.harness.replicates import SEED_METRICS, configuration_key
+from genbench.report.replicates import SEED_METRICS, configuration_key
 
 __all__ = [
     "QUALITY_METRICS",
@@ -296,3 +296,27 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["dataset", "cell"], kind="stable", na_position="last").reset_index(
         drop=True
     )
+
+
+UNKNOWN_DATASET = "unknown dataset"
+
+
+def finite_values(values: pd.Series, positive: bool) -> pd.Series:
+    """Boolean mask: finite numbers (and > 0 on a log axis)."""
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    keep = numbers.notna() & numbers.map(math.isfinite)
+    return keep & (numbers > 0) if positive else keep
+
+
+def measured_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Ok rows with a finite FID, with ``_extractor``, ``_recall_extractor`` and ``_dataset``."""
+    if df.empty or "fid" not in df.columns:
+        return df.iloc[0:0].assign(_extractor=[], _recall_extractor=[], _dataset=[],
+                                   _resolution=[])
+    out = df[(df["status"] == "ok") & finite_values(df["fid"], positive=False)].copy()
+    out["_extractor"] = extractor_of(df, "fid")[out.index]
+    out["_recall_extractor"] = extractor_of(df, "recall")[out.index]
+    out["_dataset"] = out["dataset"].map(lambda d: d if isinstance(d, str) else UNKNOWN_DATASET)
+    resolution = pd.to_numeric(out["resolution"], errors="coerce")
+    out["_resolution"] = [None if pd.isna(r) else int(r) for r in resolution]
+    return out
