@@ -32,3 +32,13 @@ def run_cli(tmp_path):
 
 
 TINY = ["backbone=ncsnpp_tiny", "train=tiny", "eval=tiny", "progress=false"]
+
+
+def write_distribution(root: Path, module: str, source: str) -> None:
+    """A minimal installed distribution: ``module`` plus a dist-info with its entry point."""
+    (root / f"{module}.py").write_text(source)
+    info = root / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[genbench.plugins]\n{module} = {module}\n")
+    (info / "RECORD").write_text("")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import TINY, write_distribution
 from omegaconf import OmegaConf
 
 from genbench import cli
@@ -286,21 +286,11 @@ def test_divergence_names_step_and_loss_and_suggests_lower_lr(workdir, capsys):
 # --------------------------------------------------------------------------- plugins
 
 
-def _write_distribution(root: Path, module: str, source: str) -> None:
-    """A minimal installed distribution: ``module`` plus a dist-info with its entry point."""
-    (root / f"{module}.py").write_text(source)
-    info = root / f"{module}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[genbench.plugins]\n{module} = {module}\n")
-    (info / "RECORD").write_text("")
-
-
 def test_plugin_that_fails_to_import_is_one_warning_and_the_rest_works(run_cli, tmp_path):
     site = tmp_path / "site"
     site.mkdir()
-    _write_distribution(site, "brokenplug", "import not_installed_dependency_xyz\n")
-    _write_distribution(site, "goodplug", (
+    write_distribution(site, "brokenplug", "import not_installed_dependency_xyz\n")
+    write_distribution(site, "goodplug", (
         "from genbench.registry import register\n\n"
         "@register('backbone', 'good_net', paper='a test plugin')\n"
         "def good_net(in_channels: int, resolution: int, width: int = 8):\n"

@@ -5,7 +5,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import TINY, write_distribution
 
 from genbench.harness.record import METRIC_KEYS
 
@@ -115,18 +115,8 @@ def test_report_command(run_cli, tmp_path):
     _one_line_error(run_cli("report", "results/nothing-here"))
 
 
-def _write_distribution(root: Path, module: str, source: str) -> None:
-    """A minimal installed distribution: ``module`` plus its dist-info with an entry point."""
-    (root / f"{module}.py").write_text(source)
-    info = root / f"{module}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[genbench.plugins]\n{module} = {module}\n")
-    (info / "RECORD").write_text("")
-
-
 def _write_plugin(root: Path) -> None:
-    _write_distribution(root, "toyplug", textwrap.dedent('''
+    write_distribution(root, "toyplug", textwrap.dedent('''
         import torch
         from genbench.registry import register
 
@@ -179,7 +169,7 @@ def test_readme_adding_a_component_example_runs_as_printed(run_cli, tmp_path):
     adversarial sampler and with an eps sampler."""
     plugin_dir = tmp_path / "site"
     plugin_dir.mkdir()
-    _write_distribution(plugin_dir, "my_plugin", _readme_block("## Adding a component"))
+    write_distribution(plugin_dir, "my_plugin", _readme_block("## Adding a component"))
     env = {"PYTHONPATH": str(plugin_dir)}
     for sampler in ("ddgan", "ddim"):
         proc = run_cli("run", "backbone=my_net", "backbone.width=8", f"sampler={sampler}",
