@@ -12,7 +12,7 @@ import torch
 from genbench import registry
 from genbench.harness.build import build_backbone
 from genbench.samplers.noise import PerSampleRNG
-from genbench.training.adversarial import _losses_g
+from genbench.training.adversarial import PhaseDraws, _losses_g
 from genbench.training.autoencoder import fit_autoencoder
 from genbench.training.eps import eps_loss
 
@@ -49,7 +49,8 @@ def test_backbone_with_sampler(backbone_name, sampler_name):
         assert net.z_dim > 0 and net.output == "x0"
         D = registry.create("discriminator", "small", in_channels=1, ngf=4, t_emb_dim=8,
                                num_layers=3)
-        loss = sum(_losses_g(net, D, sampler.schedule, x0, 1.0, gen).values())
+        draws = PhaseDraws.draw(sampler.schedule.num_steps, x0, net.z_dim, gen)
+        loss = sum(_losses_g(net, D, sampler.schedule, x0, 1.0, draws).values())
     else:
         assert net.z_dim == 0 and net.output == "eps"
         loss = eps_loss(net, sampler.schedule, x0, gen)
@@ -115,7 +116,8 @@ def test_latent_backbone_sampler_end_to_end(fitted_latents, latent_name, backbon
     if sampler.objective == "adversarial":
         D = registry.create("discriminator", "small", in_channels=shape[0], ngf=4, t_emb_dim=8,
                                num_layers=3)
-        loss = sum(_losses_g(net, D, sampler.schedule, z0, 1.0, gen).values())
+        draws = PhaseDraws.draw(sampler.schedule.num_steps, z0, net.z_dim, gen)
+        loss = sum(_losses_g(net, D, sampler.schedule, z0, 1.0, draws).values())
     else:
         loss = eps_loss(net, sampler.schedule, z0, gen)
     loss.backward()
