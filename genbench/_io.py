@@ -75,6 +75,36 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def read_json_object(path: str | Path) -> dict[str, Any] | None:
+    """A JSON file holding an object (a cache folder's ``meta.json``), or None when it is
+    missing, truncated, garbled, not UTF-8 or not an object."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def recorded_hash_problem(path: Path, meta_path: Path) -> str | None:
+    """None when ``meta_path`` reads and records ``path``'s current SHA-256 under
+    ``sha256[<name>]`` (written when ``path`` was); else a short reason that names the file."""
+    meta = read_json_object(meta_path)
+    if meta is None:
+        return f"{meta_path} cannot be read"
+    recorded = meta.get("sha256")
+    expected = recorded.get(path.name) if isinstance(recorded, dict) else None
+    if not isinstance(expected, str):
+        return f"{meta_path} records no SHA-256 for {path.name}"
+    try:
+        actual = sha256_file(path)
+    except OSError as exc:
+        return f"{path} cannot be read ({exc.strerror or exc})"
+    if actual != expected:
+        return f"{path} does not match the SHA-256 recorded when it was written"
+    return None
+
+
 def tensor_fingerprint(data: Any) -> dict[str, Any]:
     """SHA-256 of a tensor's (or array's) bytes with its shape and dtype (identifies data exactly).
 

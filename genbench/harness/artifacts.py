@@ -72,7 +72,7 @@ class ModelCache:
         it."""
         if not self.is_complete(key):
             return ""
-        return file_problem(self.folder(key) / GENERATOR, self.folder(key) / META)
+        return _io.recorded_hash_problem(self.folder(key) / GENERATOR, self.folder(key) / META)
 
     def write_meta(self, key: str, meta: dict[str, Any]) -> None:
         """Write ``meta.json`` (after the generator), recording the generator's SHA-256."""
@@ -87,30 +87,3 @@ class ModelCache:
             yield
 
 
-def read_meta(path: Path) -> dict[str, Any] | None:
-    """A cache folder's ``meta.json`` as a dict, or None when it cannot be read as one."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            meta = json.load(fh)
-    except (OSError, ValueError):  # missing, truncated, garbled, not UTF-8
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def file_problem(path: Path, meta_path: Path) -> str | None:
-    """None when ``meta_path`` reads and records ``path``'s current SHA-256 under
-    ``sha256[<name>]``; else a short reason that names the file."""
-    meta = read_meta(meta_path)
-    if meta is None:
-        return f"{meta_path} cannot be read"
-    recorded = meta.get("sha256")
-    expected = recorded.get(path.name) if isinstance(recorded, dict) else None
-    if not isinstance(expected, str):
-        return f"{meta_path} records no SHA-256 for {path.name}"
-    try:
-        actual = _io.sha256_file(path)
-    except OSError as exc:
-        return f"{path} cannot be read ({exc.strerror or exc})"
-    if actual != expected:
-        return f"{path} does not match the SHA-256 recorded when it was written"
-    return None

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from genbench import registry
-from genbench._io import atomic_write_json, json_hash, remove_stale_temporaries
+from genbench._io import atomic_write_json, json_hash, read_json_object, remove_stale_temporaries
 from genbench.errors import UserError, notice
-from genbench.harness.artifacts import GENERATOR, ModelCache, read_meta, training_payload
+from genbench.harness.artifacts import GENERATOR, ModelCache, training_payload
 from genbench.harness.build import Components, build_backbone
 from genbench.training.budget import (
     Consumed,
@@ -120,7 +120,7 @@ def _step_cost(make: Callable[[Any, bool], Any], obj_cfg: Any, x: torch.Tensor,
     of each kind on copies of the networks) and kept in the model's folder for resumes."""
     probes = obj_cfg.cost_probes()
     every = int(getattr(obj_cfg, "lazy_reg", 1))
-    cached = read_meta(folder / STEP_COST)
+    cached = read_json_object(folder / STEP_COST)
     if cached is not None and cached.get("probes") == probes:
         macs = cached.get("macs")
         if isinstance(macs, dict) and set(macs) == set(probes) and all(

@@ -466,7 +466,7 @@ def classifier_extractor(
     model = SmallClassifier(num_classes, feature_dims, input_size, width)
     train_seconds = None
     meta_path = path.with_suffix(".json")
-    problem = _classifier_problem(path, meta_path) if path.is_file() else ""
+    problem = _io.recorded_hash_problem(path, meta_path) if path.is_file() else ""
     if problem is None:
         model.load_state_dict(load_file(str(path)))
     else:
@@ -511,19 +511,6 @@ def classifier_extractor(
         batch_size=batch_size,
         progress=progress,
     )
-
-
-def _classifier_problem(path: Path, meta_path: Path) -> str | None:
-    """None when ``meta_path`` (written after the weights) records ``path``'s current SHA-256,
-    else why the cached classifier cannot be used, naming the file."""
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        expected = meta["sha256"][path.name]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"{meta_path} is missing or cannot be read"
-    if _io.sha256_file(path) != expected:
-        return f"{path} does not match the SHA-256 recorded when it was written"
-    return None
 
 
 def _check_labelled(

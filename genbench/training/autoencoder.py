@@ -34,7 +34,6 @@ autoencoder shares it.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import time
 from pathlib import Path
@@ -48,6 +47,8 @@ from genbench._io import (
     atomic_write_json,
     file_lock,
     json_hash,
+    read_json_object,
+    recorded_hash_problem,
     remove_stale_temporaries,
     sha256_file,
 )
@@ -235,7 +236,7 @@ def fit_autoencoder(space: AutoencoderSpace, images: torch.Tensor, *, cache_dir:
         problem = _cache_problem(folder)
         if problem is None:
             load_weights(folder / WEIGHTS, {"autoencoder": space.autoencoder})
-            info = {**_read_meta(folder)["fit"], "source": "cache"}
+            info = {**read_json_object(folder / META)["fit"], "source": "cache"}
         else:
             if problem:
                 notice(f"cached autoencoder not used: {problem}; fitting it again")
@@ -249,25 +250,10 @@ def _cache_problem(folder: Path) -> str | None:
     weights' current SHA-256, else why the cached files cannot be used (naming the file)."""
     if not ((folder / META).is_file() and (folder / WEIGHTS).is_file()):
         return ""
-    meta = _read_meta(folder)
+    meta = read_json_object(folder / META)
     if meta is None or not isinstance(meta.get("fit"), dict):
         return f"{folder / META} cannot be read"
-    recorded = meta.get("sha256")
-    expected = recorded.get(WEIGHTS) if isinstance(recorded, dict) else None
-    if not isinstance(expected, str):
-        return f"{folder / META} records no SHA-256 for {WEIGHTS}"
-    if sha256_file(folder / WEIGHTS) != expected:
-        return f"{folder / WEIGHTS} does not match the SHA-256 recorded when it was written"
-    return None
-
-
-def _read_meta(folder: Path) -> dict[str, Any] | None:
-    try:
-        with open(folder / META, encoding="utf-8") as fh:
-            meta = json.load(fh)
-    except (OSError, ValueError):  # missing, truncated, garbled
-        return None
-    return meta if isinstance(meta, dict) else None
+    return recorded_hash_problem(folder / WEIGHTS, folder / META)
 
 
 def _train_and_save(space: AutoencoderSpace, images: torch.Tensor, folder: Path,
