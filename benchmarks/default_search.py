@@ -18,8 +18,9 @@ interrupted search resumes.
     python benchmarks/default_search.py --list                 # the candidates and their overrides
     python benchmarks/default_search.py --table                # print the saved results
 
-FIDs are those of the default run's evaluation (1,000 samples, the digits classifier's features
-unless the run's evaluation is configured otherwise; each record names its extractor).
+Every run is scored with ``eval.feature_extractor=classifier`` (1,000 samples against the 1,437
+training digits in the digits classifier's feature space), the extractor the search was made
+with, so that a resumed search compares like with like; each record names its extractor.
 """
 
 from __future__ import annotations
@@ -37,41 +38,91 @@ from pathlib import Path
 
 BUDGET = "macs:3.65e12"  # the default grid's training budget (registry/grid/default.yaml)
 
+
+
+def _with(base: dict[str, str], *overrides: str) -> list[str]:
+    settings = dict(base)
+    settings.update(o.split("=", 1) for o in overrides)
+    return [f"{key}={value}" if value is not None else key for key, value in settings.items()]
+
+
+# The grid cells as they were when the search began (batch 64, R1 gamma 0.02 for both GANs):
+# every candidate states them, so that the search stays what it measured after the cells took
+# its result (pixel batch 32, wavelet R1 gamma 0.5).
+_PIXEL = {"+grid/cell": "pixel_ddgan_t4", "train.batch_size": "64",
+          "train.adversarial.r1_gamma": "0.02"}
+_WAVELET = {"+grid/cell": "wavelet_ddgan_t4", "train.batch_size": "64",
+            "train.adversarial.r1_gamma": "0.02"}
+
+
+def _pixel(*overrides: str) -> list[str]:
+    return _with(_PIXEL, *overrides)
+
+
+def _wavelet(*overrides: str) -> list[str]:
+    return _with(_WAVELET, *overrides)
+
+
 # name -> (overrides on top of the default cell, what it tests). Pixel DDGAN candidates change
 # one thing at a time from the grid's cell (T = 4, D ngf 16, lr 4e-4/3e-4, R1 0.02 every 4 steps,
 # EMA 0.99, batch 64, cosine decay).
 CANDIDATES: dict[str, tuple[list[str], str]] = {
-    "pixel_t4_current": (["+grid/cell=pixel_ddgan_t4"], "the default grid's DDGAN cell"),
-    "pixel_t2": (["+grid/cell=pixel_ddgan_t4", "sampler.steps=2"], "T = 2"),
-    "pixel_t8": (["+grid/cell=pixel_ddgan_t4", "sampler.steps=8"], "T = 8 (NFE 8)"),
-    "pixel_t1": (["+grid/cell=pixel_ddgan_t4", "sampler.steps=1"],
+    "pixel_t4_current": (_pixel(), "the default grid's DDGAN cell"),
+    "pixel_t2": (_pixel("sampler.steps=2"), "T = 2"),
+    "pixel_t8": (_pixel("sampler.steps=8"), "T = 8 (NFE 8)"),
+    "pixel_t8_r1_0.5": (_pixel("sampler.steps=8",
+                         "train.adversarial.r1_gamma=0.5"), "T = 8, R1 gamma 0.5"),
+    "pixel_t16": (_pixel("sampler.steps=16"), "T = 16 (NFE 16)"),
+    "pixel_t4_d8_bs32": (_pixel("train.adversarial.discriminator.ngf=8",
+                          "train.batch_size=32"), "D ngf 8 and batch 32 (about 2.8x the steps)"),
+    "pixel_t4_d8_bs32_r1_0.5": (_pixel("train.adversarial.discriminator.ngf=8",
+                                       "train.batch_size=32", "train.adversarial.r1_gamma=0.5"),
+                                "D ngf 8, batch 32, R1 gamma 0.5"),
+    "pixel_t8_d8_bs32": (_pixel("sampler.steps=8",
+                          "train.adversarial.discriminator.ngf=8", "train.batch_size=32"),
+                         "T = 8, D ngf 8, batch 32"),
+    "pixel_t1": (_pixel("sampler.steps=1"),
                  "T = 1: a one-step GAN (diagnostic)"),
-    "pixel_t4_r1_0.5": (["+grid/cell=pixel_ddgan_t4", "train.adversarial.r1_gamma=0.5"],
+    "pixel_t4_r1_0.5": (_pixel("train.adversarial.r1_gamma=0.5"),
                         "R1 gamma 0.5 (25x)"),
-    "pixel_t4_d32": (["+grid/cell=pixel_ddgan_t4", "train.adversarial.discriminator.ngf=32"],
+    "pixel_t4_d32": (_pixel("train.adversarial.discriminator.ngf=32"),
                      "discriminator twice as wide"),
-    "pixel_t4_d8": (["+grid/cell=pixel_ddgan_t4", "train.adversarial.discriminator.ngf=8"],
+    "pixel_t4_d8": (_pixel("train.adversarial.discriminator.ngf=8"),
                     "discriminator half as wide (cheaper steps: more of them)"),
-    "pixel_t4_lr_half": (["+grid/cell=pixel_ddgan_t4", "train.adversarial.lr_g=2e-4",
-                          "train.adversarial.lr_d=1.5e-4"], "learning rates halved"),
-    "pixel_t4_bs32": (["+grid/cell=pixel_ddgan_t4", "train.batch_size=32"],
+    "pixel_t4_lr_half": (_pixel("train.adversarial.lr_g=2e-4",
+                          "train.adversarial.lr_d=1.5e-4"), "learning rates halved"),
+    "pixel_t4_bs32": (_pixel("train.batch_size=32"),
                       "batch 32: twice the steps"),
-    "pixel_t4_ema999": (["+grid/cell=pixel_ddgan_t4", "train.ema_decay=0.999"], "EMA 0.999"),
-    "pixel_t4_nodecay": (["+grid/cell=pixel_ddgan_t4", "train.adversarial.lr_decay=false"],
+    "pixel_t4_ema999": (_pixel("train.ema_decay=0.999"), "EMA 0.999"),
+    "pixel_t4_nodecay": (_pixel("train.adversarial.lr_decay=false"),
                          "constant learning rates"),
-    "pixel_t4_16px": (["+grid/cell=pixel_ddgan_t4", "dataset=digits16"],
+    "pixel_t4_16px": (_pixel("dataset=digits16"),
                       "16x16 digits (data resolution)"),
-    "wavelet_t4_current": (["+grid/cell=wavelet_ddgan_t4"], "the default grid's wavelet cell"),
-    "wavelet_t2": (["+grid/cell=wavelet_ddgan_t4", "sampler.steps=2"], "wavelet, T = 2"),
-    "wavelet_t4_bs32": (["+grid/cell=wavelet_ddgan_t4", "train.batch_size=32"],
+    "wavelet_t4_current": (_wavelet(), "the default grid's wavelet cell"),
+    "wavelet_t4_d8": (_wavelet("train.adversarial.discriminator.ngf=8"),
+                      "wavelet, discriminator half as wide"),
+    "wavelet_t8": (_wavelet("sampler.steps=8"), "wavelet, T = 8"),
+    "wavelet_t2": (_wavelet("sampler.steps=2"), "wavelet, T = 2"),
+    "wavelet_t4_bs32": (_wavelet("train.batch_size=32"),
                         "wavelet, batch 32"),
-    "wavelet_t4_r1_0.5": (["+grid/cell=wavelet_ddgan_t4", "train.adversarial.r1_gamma=0.5"],
+    "wavelet_t4_r1_0.5": (_wavelet("train.adversarial.r1_gamma=0.5"),
                           "wavelet, R1 gamma 0.5"),
-    "wavelet_t4_d32": (["+grid/cell=wavelet_ddgan_t4", "train.adversarial.discriminator.ngf=32"],
+    "wavelet_t4_d32": (_wavelet("train.adversarial.discriminator.ngf=32"),
                        "wavelet, discriminator twice as wide"),
+    "eps_ddim1": (["+grid/cell=pixel_ddim_s4", "sampler.steps=1"],
+                  "the eps model, DDIM 1 step (reference)"),
+    "eps_ddim2": (["+grid/cell=pixel_ddim_s4", "sampler.steps=2"],
+                  "the eps model, DDIM 2 steps (reference)"),
     "eps_ddim4": (["+grid/cell=pixel_ddim_s4"], "the eps model, DDIM 4 steps (reference)"),
+    "eps_ddim8": (["+grid/cell=pixel_ddim_s4", "sampler.steps=8"],
+                  "the eps model, DDIM 8 steps (reference)"),
     "eps_ddim10": (["+grid/cell=pixel_ddim_s10"], "the eps model, DDIM 10 steps (reference)"),
 }
+
+# The evaluation the search was measured with (the default evaluation before the Inception became
+# its extractor): the digits classifier's features, 1,000 samples against every training digit.
+CLASSIFIER_EVAL = ["eval.feature_extractor=classifier", "eval.num_samples=1000",
+                   "eval.num_real=null"]
 
 METRICS = ("fid", "precision", "recall", "nfe", "gmacs_per_sample")
 
@@ -99,7 +150,7 @@ def _run_one(name: str, seed: int, budget: str, where: Path, extra: list[str]) -
     command = [sys.executable, "-m", "genbench", "run", *overrides, f"seed={seed}",
                f"train.budget={budget}", f"cell={cell}", "experiment=search",
                f"results_dir={where / 'results'}", f"cache_dir={where / 'cache'}",
-               "progress=false", "report=false", *extra]
+               "progress=false", "report=false", *CLASSIFIER_EVAL, *extra]
     print("$", " ".join(command[2:]), flush=True)
     started = time.perf_counter()
     done = subprocess.run(command, cwd=where, capture_output=True, text=True)
