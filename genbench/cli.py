@@ -1,4 +1,4 @@
-"""``genbench``: run | list | profile | report.
+"""``genbench``: run | list | profile | eval | report.
 
 Hydra composes the configuration here, at the edge (:mod:`genbench.config`); everything below
 takes plain dicts. ``genbench run`` composes one cell and calls the task function
@@ -151,6 +151,34 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``genbench eval SAMPLES [REFERENCE] [overrides] [--json]``: score given images
+    (:mod:`genbench.harness.score`) and record them like a cell."""
+    from genbench.harness.record import RESULT, SAMPLES, dumps
+    from genbench.harness.score import run_eval
+    from genbench.report.experiment import summary_text, write_experiment_report
+
+    record, cell_dir, skipped = run_eval([args.samples, *args.rest], overwrite=args.overwrite)
+    if skipped:
+        print(f"genbench: already recorded (pass --overwrite to score again): {cell_dir}",
+              file=sys.stderr)
+    report = None
+    if record.get("config", {}).get("report", True):
+        report = write_experiment_report([cell_dir.parent], cell_dir.parent / "report.html")
+    if args.json:  # the metrics alone on stdout, as the record holds them
+        print(json.dumps(json.loads(dumps(record))["metrics"]))
+        return 0
+    print(summary_text([record]))
+    print(f"\nrecord:  {cell_dir / RESULT}")
+    print(f"samples: {cell_dir / SAMPLES}")
+    if report:
+        print(f"report:  {report['html']}")
+    return 0
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -241,6 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--json", action="store_true", help="print one JSON object")
     prof.add_argument("--time", action="store_true", help="also time a batch (eval.time_*)")
     prof.set_defaults(func=cmd_profile)
+    ev = sub.add_parser("eval", help="score given images (a folder, an .npz, dataset=NAME) "
+                                     "against a reference and record them")
+    ev.add_argument("samples", metavar="SAMPLES",
+                    help="a folder of images, an .npz of uint8 images (ADM's arr_0) or "
+                         "dataset=NAME")
+    ev.add_argument("rest", nargs="*", metavar="[REFERENCE] [overrides]",
+                    help="REFERENCE as SAMPLES (default: the configured dataset), then Hydra "
+                         "overrides of dataset, eval and where to write (experiment=, ...)")
+    ev.add_argument("--json", action="store_true",
+                    help="print the record's metrics as one JSON object, nothing else on stdout")
+    ev.add_argument("--overwrite", action="store_true", help="score again an existing record")
+    ev.set_defaults(func=cmd_eval)
     rep = sub.add_parser("report", help="trade-off report (HTML + tables) from result records")
     rep.add_argument("results", nargs="*", help="results folders or result.json files")
     rep.add_argument("-o", "--output", default="report.html")

@@ -17,8 +17,15 @@ highest seed on quality axes and the timing quartiles on the time axis; every po
 its n (n=1: one training run, no quality error bar).
 
 ``figure.layout.meta`` holds ``{"kind", "extractor", "dataset", "measured", "reported"}``
-(``"recall_extractor"`` too on recall figures); each trace's ``meta["role"]`` is ``"measured"``,
-``"paper"`` or ``"pareto"``.
+(``"recall_extractor"`` too on recall figures) and ``"scored"``; each trace's ``meta["role"]`` is
+``"measured"``, ``"paper"``, ``"pareto"`` or ``"scored"``.
+
+Scored images (``genbench eval`` records: samples from elsewhere, no generator in genbench) have
+quality numbers but no sampling time, NFE or cost. They are never placed on a cost axis: on a
+figure of FID against a cost they are a dotted horizontal line at their FID across the figure
+(a level to compare the cells with, at no particular cost), on recall against FID they are points
+(``x`` markers) of their own trace; they are not part of the Pareto front, which is that of the
+generated cells. A panel with scored images only has just its recall-vs-FID figure.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ from genbench.report.paper import PAPER_COLUMNS, same_dataset
 from genbench.report.replicates import SEED_METRICS
 from genbench.report.seeds import configurations
 from genbench.report.tables import (
+    SCORED,
     finite_values,
+    is_scored,
     measured_rows,
     quality_column,
 )
@@ -120,7 +129,7 @@ def hover_text(row: pd.Series) -> str:
     cells = row.get("cells") if isinstance(row.get("cells"), str) else row["cell"]
     lines = [f"<b>{html.escape(str(cells))}</b>"]
     n = row.get("n")
-    if isinstance(n, int | float) and math.isfinite(n):
+    if isinstance(n, int | float) and math.isfinite(n) and row.get("kind") != SCORED:
         seeds = row.get("seeds") if isinstance(row.get("seeds"), str) else ""
         lines.append(f"n={int(n)} training seed{'s' if n != 1 else ''}"
                      + (f" ({html.escape(seeds)}): mean, bars min..max" if n > 1 else ""))
@@ -232,6 +241,9 @@ def point_labels(group: pd.DataFrame) -> list[str]:
     if group.empty:
         return []
 
+    if "kind" in group.columns and (group["kind"] == SCORED).all():
+        return [f"scored {row.get('scored') or row['cell']}" for _, row in group.iterrows()]
+
     def field(row: pd.Series, name: str) -> str:
         value = row.get(name)
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -310,6 +322,43 @@ def _front_trace(group: pd.DataFrame, kind: _Kind) -> go.Scatter | None:
     )
 
 
+SCORED_COLOR = "#555555"
+
+
+def _scored_traces(scored: pd.DataFrame, kind: _Kind, x_values: list[float]) -> list[go.Scatter]:
+    """Scored images on one figure: points on recall vs FID; elsewhere (a cost on x, which they
+    do not have) one dotted horizontal line per record at its FID, across ``x_values``' span."""
+    if scored.empty:
+        return []
+    labels = point_labels(scored)
+    hover = [hover_text(row) + "<br>scored images (genbench eval): no generator, so no "
+             "sampling time, NFE or cost" for _, row in scored.iterrows()]
+    if kind.name == "recall_vs_fid":
+        return [go.Scatter(
+            x=_column(scored, kind.x).tolist(), y=_column(scored, kind.y).tolist(),
+            mode="markers+text", text=labels, textposition="bottom center",
+            textfont={"size": 9}, hovertext=hover, hoverinfo="text",
+            marker={"symbol": "x", "size": 11, "color": SCORED_COLOR},
+            name=f"scored images ({len(scored)}, genbench eval)", meta={"role": "scored"})]
+    finite = [x for x in x_values if math.isfinite(x) and (x > 0 or not kind.log_x)]
+    if not finite:
+        return []
+    low, high = min(finite), max(finite)
+    low, high = (low / 1.5, high * 1.5) if kind.log_x else (low - 0.05 * (high - low) - 0.5,
+                                                            high + 0.05 * (high - low) + 0.5)
+    traces = []
+    for (_, row), label, text in zip(scored.iterrows(), labels, hover):
+        fid = float(row[kind.y])
+        traces.append(go.Scatter(
+            x=[low, high], y=[fid, fid], mode="lines+text", text=["", label],
+            textposition="top left", textfont={"size": 9, "color": SCORED_COLOR},
+            line={"dash": "dot", "color": SCORED_COLOR, "width": 1.5},
+            hovertext=[text, text], hoverinfo="text",
+            name=f"{label}: FID {fid:.4g} (scored images, no {kind.x_title.split(' [')[0]})",
+            meta={"role": "scored"}))
+    return traces
+
+
 def _method_colors(paper: pd.DataFrame) -> dict[str, str]:
     methods = sorted(set(paper["method"]))
     return {m: PAPER_COLORS[i % len(PAPER_COLORS)] for i, m in enumerate(methods)}
@@ -339,7 +388,7 @@ def _paper_traces(points: pd.DataFrame, kind: _Kind, colors: dict[str, str]) -> 
 
 
 def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dict[str, Any],
-            colors: dict[str, str]) -> go.Figure:
+            colors: dict[str, str], scored: pd.DataFrame) -> go.Figure:
     extractor = meta["extractor"]
     dataset = _dataset_label(meta["dataset"], meta["resolution"])
     figure = go.Figure()
@@ -348,6 +397,9 @@ def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dic
         front = _front_trace(measured, kind)
         if front is not None:
             figure.add_trace(front)
+    x_values = [*_column(measured, kind.x).tolist(), *_column(points, kind.paper_x).tolist()]
+    for trace in _scored_traces(scored, kind, x_values):
+        figure.add_trace(trace)
     for trace in _paper_traces(points, kind, colors):
         figure.add_trace(trace)
     fid_title = f"FID ({extractor}, lower is better)"
@@ -365,7 +417,8 @@ def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dic
         xaxis={"type": "log" if kind.log_x else "linear", "title": {"text": x_title}},
         yaxis={"title": {"text": y_title}},
         height=FIGURE_HEIGHT,
-        meta={**meta, "kind": kind.name, "measured": len(measured), "reported": len(points)},
+        meta={**meta, "kind": kind.name, "measured": len(measured), "reported": len(points),
+              "scored": len(scored)},
         legend={"orientation": "h", "y": -0.2},
     )
     return figure
@@ -373,18 +426,22 @@ def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dic
 
 def _kind_figures(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind,
                   base: dict[str, Any], colors: dict[str, str]) -> list[go.Figure]:
-    """The figures of one kind in one panel (recall figures: one per recall extractor)."""
-    measured = _plottable(measured, kind, paper=False)
+    """The figures of one kind in one panel (recall figures: one per recall extractor); scored
+    images are drawn on the figures the generated cells or the paper points make."""
+    scored = measured[is_scored(measured)]
+    measured = _plottable(measured[~is_scored(measured)], kind, paper=False)
     points = _plottable(points, kind, paper=True)
     if kind.name != "recall_vs_fid":
         if measured.empty and points.empty:
             return []
-        return [_figure(measured, points, kind, base, colors)]
-    recall_extractors = sorted(set(measured["_recall_extractor"]) | set(points["recall_extractor"]))
+        return [_figure(measured, points, kind, base, colors, scored)]
+    scored = _plottable(scored, kind, paper=False)
+    recall_extractors = sorted(set(measured["_recall_extractor"]) | set(points["recall_extractor"])
+                               | set(scored["_recall_extractor"]))
     return [
         _figure(measured[measured["_recall_extractor"] == r],
                 points[points["recall_extractor"] == r], kind, {**base, "recall_extractor": r},
-                colors)
+                colors, scored[scored["_recall_extractor"] == r])
         for r in recall_extractors
     ]
 

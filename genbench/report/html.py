@@ -27,7 +27,7 @@ from genbench.report.figures import FIGURE_HEIGHT, Panel, report_panels
 from genbench.report.paper import paper_points
 from genbench.report.paper_tables import TABLE2_NOTE, TABLE3_NOTE, table2, table3
 from genbench.report.seeds import ranking_warnings, seeds_table
-from genbench.report.tables import summary_table
+from genbench.report.tables import is_scored, summary_table
 
 __all__ = ["MAIN_FIGURE_ID", "write_report"]
 
@@ -97,6 +97,19 @@ def _panels_html(panels: list[Panel]) -> str:
                 parts.append(_figure_html(figure, index))
                 index += 1
     return "\n".join(parts)
+
+
+def _scored_html(df: pd.DataFrame) -> str:
+    """Where the records of scored images (``genbench eval``) are, and why not on a cost axis."""
+    count = int(is_scored(df).sum()) if not df.empty else 0
+    if not count:
+        return ""
+    return (f"<p class='remark' id='scored'>{count} record(s) score given images "
+            f"(<code>genbench eval</code>): there is no generator behind them, so no sampling "
+            f"time, NFE or cost. They are drawn as dotted horizontal lines at their FID on the "
+            f"figures with a cost axis (not as points: they have no place on it), as "
+            f"<code>x</code> points on recall against FID, and listed in Table 3 and the "
+            f"summary; Table 2 (cost) and the training-seeds table leave them out.</p>")
 
 
 def _table_html(table: pd.DataFrame) -> str:
@@ -280,6 +293,7 @@ def write_report(
         written |= {f"{key}_{suffix}": path for suffix, path in files.items()}
         tables_html.append(_paper_table_html(key, table, files))
     body = [
+        _scored_html(df),
         _panels_html(report_panels(df, paper)),
         _seeds_html(df, written["seeds_csv"]),
         *tables_html,

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from genbench.report.tables import QUALITY_METRICS, extractor_of, quality_column
+from genbench.report.tables import QUALITY_METRICS, extractor_of, is_scored, quality_column
 
 __all__ = [
     "MEASURED",
@@ -142,7 +142,8 @@ def _paper_rows(paper: pd.DataFrame | None) -> list[pd.Series]:
 
 
 def table2(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Cost, LDDGAN paper Table 2 style: measured ok cells, then the reported rows.
+    """Cost, LDDGAN paper Table 2 style: measured ok cells, then the reported rows (scored
+    images, ``genbench eval`` records, have no generator and so no row here).
 
     Columns: source, [experiment], name, dataset, backbone, latent, sampler, NFE, params [M]
     (denoiser + decoder), params denoiser [M], params decoder [M], GMACs/forward (the denoiser;
@@ -153,7 +154,8 @@ def table2(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     columns = [*lead, "backbone", "latent", "sampler", "NFE", "params [M]", "params denoiser [M]",
                "params decoder [M]", "GMACs/forward", "GMACs decoder", "GMACs/sample",
                "memory [GB]", "memory method", "note"]
-    measured = _ok(df).sort_values(["dataset", "cell"], kind="stable", na_position="last")
+    measured = _ok(df[~is_scored(df)]).sort_values(["dataset", "cell"], kind="stable",
+                                                   na_position="last")
     rows = [_measured_cost(row, multi) for _, row in measured.iterrows()]
     rows += [_reported_cost(point, multi) for point in _paper_rows(paper)]
     return _frame(rows, columns)
@@ -210,7 +212,8 @@ def _reported_quality(point: pd.Series, quality: list[tuple[str, str]], multi: b
 
 
 def table3(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Quality and speed, LDDGAN paper Table 3 style: measured ok cells, then reported rows.
+    """Quality and speed, LDDGAN paper Table 3 style: measured ok cells (scored images too,
+    without NFE or time), then reported rows.
 
     Columns: source, [experiment], name, dataset, NFE, ``FID [<extractor>]`` and
     ``recall [<extractor>]`` per extractor with a value, time/batch [s], time IQR [s], batch,

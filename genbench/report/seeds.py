@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from genbench.report.replicates import SEED_METRICS, Point, overlap_warnings, summarize
-from genbench.report.tables import measured_rows
+from genbench.report.tables import is_scored, measured_rows
 
 __all__ = ["configurations", "ranking_warnings", "seeds_table"]
 
@@ -159,7 +159,10 @@ def _mean_pm(row: pd.Series, key: str, spec: str) -> str:
 def seeds_table(df: pd.DataFrame, *, text: bool = False) -> pd.DataFrame:
     """The configurations of the ok records over their training seeds: cells, n, seeds, and per
     seed-dependent metric its mean, std, min and max (``text``: one ``mean ± std [min, max]``
-    column per metric, as the HTML page shows it), time per batch (mean of the medians)."""
+    column per metric, as the HTML page shows it), time per batch (mean of the medians).
+    Scored images (``genbench eval``) were not trained: they are not in it."""
+    if not df.empty:
+        df = df[~is_scored(df)]
     configs = configurations(df[df["status"] == "ok"]) if not df.empty else df
     table = pd.DataFrame(index=range(len(configs)))
     if configs.empty:

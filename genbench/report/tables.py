@@ -45,6 +45,10 @@ QUALITY_METRICS: dict[str, str] = {
     "recall": "recall",
 }
 UNKNOWN_EXTRACTOR = "unknown extractor"
+# ``record["kind"]`` of scored images (``genbench eval``: no generator, so no time or cost);
+# records without a kind are generated cells.
+SCORED = "eval"
+CELL = "cell"
 # Columns every records frame has, even when empty.
 BASE_COLUMNS: tuple[str, ...] = (
     "experiment", "cell", "status", "error", "created", "dataset", "resolution", "backbone",
@@ -134,6 +138,30 @@ def _component(config: Mapping[str, Any], kind: str) -> Any:
     return value.get("name") if isinstance(value, Mapping) else value
 
 
+def _missing_text(missing: Mapping[str, Any]) -> str | None:
+    """``key: reason`` per missing metric; keys that share a reason are joined (``a, b: why``)."""
+    keys: dict[str, list[str]] = {}
+    for key, reason in missing.items():
+        keys.setdefault(str(reason), []).append(str(key))
+    return "; ".join(f"{', '.join(k)}: {reason}" for reason, k in keys.items()) or None
+
+
+def _samples_label(config: Mapping[str, Any]) -> str | None:
+    """What a scored-images record scored: the SAMPLES folder's or file's name, or its preset."""
+    samples = config.get("samples")
+    given = samples.get("given") if isinstance(samples, Mapping) else None
+    if not isinstance(given, str) or not given:
+        return None
+    return given if given.startswith("dataset=") else (Path(given).name or given)
+
+
+def is_scored(df: pd.DataFrame) -> pd.Series:
+    """Boolean mask of the rows that are scored images (``genbench eval``), not generated."""
+    if "kind" not in df.columns:
+        return pd.Series([False] * len(df), index=df.index, dtype=bool)
+    return (df["kind"] == SCORED).astype(bool)
+
+
 def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     """One flat row: identity, chosen config fields, metrics, extractors, timing, artifacts."""
     config = record.get("config") or {}
@@ -155,7 +183,8 @@ def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "latent": _component(config, "latent"),
         "sampler": _component(config, "sampler"),
         "steps": sampler.get("steps"),
-        "missing": "; ".join(f"{k}: {v}" for k, v in missing.items()) or None,
+        "kind": record.get("kind") if isinstance(record.get("kind"), str) else CELL,
+        "missing": _missing_text(missing),
         "samples_path": str(path.parent / samples) if samples else None,
         "config": config,
         "config_flat": "\n".join(f"{k}={v}" for k, v in flatten_config(config).items()),
@@ -164,6 +193,8 @@ def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "seed": config.get("seed"),
         "config_key": configuration_key(config),
     }
+    if row["kind"] == SCORED:
+        row["scored"] = _samples_label(config)
     metrics = record.get("metrics") or {}
     reps = record.get("replicates")
     per_seed = reps.get("per_seed") if isinstance(reps, Mapping) else None
