@@ -169,3 +169,115 @@ def test_kid_subset_size_adapts_to_the_smaller_set() -> None:
     assert quality.kid_subset_size(1437, 1000) == 1000
     assert quality.kid_subset_size(1437, 200) == 200
     assert quality.kid_subset_size(50000, 50000) == 1000
+
+
+# ---------------------------------------------------------------------------- harness
+
+
+@pytest.fixture()
+def pixel_cell(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """The tiny digits configuration with its "inception" and "vgg16" extractors replaced by the
+    flattened pixels (64-d, no training, no weights), and 120 noisy digits as samples."""
+    import torch
+
+    from genbench.config import compose, to_plain
+    from genbench.data.base import all_images
+    from genbench.harness.build import build_components
+    from genbench.metrics import features as feature_module
+    from genbench.metrics.features import FeatureExtractor
+
+    def pixels(weights_path, allow_download, device, *, progress):
+        network = lambda batch: batch[:, :1].double().flatten(1)  # noqa: E731  (grey: 1 of 3)
+        return FeatureExtractor("pixels", {"dims": 64, "sha256": "p" * 64}, network,
+                                progress=progress)
+
+    for name in ("inception", "vgg16"):
+        monkeypatch.setitem(feature_module.PRETRAINED, name, pixels)
+    cfg = to_plain(compose(["eval=tiny", "eval.feature_extractor=inception"]))
+    comps = build_components(cfg)
+    images = all_images(comps.dataset)[0][:120]
+    noise = torch.randint(-40, 41, images.shape, generator=torch.Generator().manual_seed(3))
+    samples = (images.to(torch.int16) + noise).clamp(0, 255).to(torch.uint8)
+    return cfg["eval"], comps, tmp_path, samples
+
+
+def _measure(eval_cfg: dict, comps, cache, samples):
+    import torch
+
+    from genbench.harness.evaluate import Measurements, choose_extractors, measure_quality
+
+    chosen = choose_extractors(eval_cfg, comps, cache, torch.device("cpu"), False)
+    out = Measurements()
+    measure_quality(samples, comps, eval_cfg, cache, chosen, out)
+    return out
+
+
+def test_an_evaluation_records_fid_ci_and_fid_infinity(pixel_cell) -> None:
+    from genbench.data.base import all_images
+
+    eval_cfg, comps, cache, samples = pixel_cell
+    out = _measure({**eval_cfg, "metrics": ["fid"]}, comps, cache, samples)
+    real = all_images(comps.dataset)[0].double().flatten(1)
+    fake = samples.double().flatten(1)
+    expected = fid_interval(as_statistics(real), fake, resamples=20, seed=eval_cfg["seed"])
+    assert eval_cfg["fid_ci_resamples"] == 20 and eval_cfg["fid_infinity_points"] == 5
+    assert out.metrics["fid"] == pytest.approx(expected.fid, rel=1e-6)
+    assert out.metrics["fid_ci"] == pytest.approx([expected.low, expected.high], rel=1e-6)
+    recipe = out.recipes["fid_ci"]
+    assert recipe["extractor"] == "pixels" and recipe["resamples"] == 20
+    assert recipe["seed"] == eval_cfg["seed"] and recipe["num_fake"] == 120
+    assert set(out.metrics["fid_at_n"]) == {str(n) for n in infinity_sizes(120, 5)}
+    assert out.metrics["fid_at_n"]["120"] == pytest.approx(expected.fid, rel=1e-6)
+    assert out.metrics["fid_infinity"] == out.recipes["fid_infinity"]["fit"]["intercept"]
+    assert out.missing == {}
+
+
+def test_off_or_impossible_uncertainty_is_missing_with_a_reason(pixel_cell) -> None:
+    eval_cfg, comps, cache, samples = pixel_cell
+    off = _measure({**eval_cfg, "metrics": ["fid"], "fid_ci_resamples": 0,
+                    "fid_infinity_points": 0}, comps, cache, samples)
+    assert off.metrics["fid_ci"] is None and off.metrics["fid_infinity"] is None
+    assert off.missing["fid_ci"] == "off (eval.fid_ci_resamples=0)"
+    assert off.missing["fid_infinity"] == "off (eval.fid_infinity_points=0)"
+    few = _measure({**eval_cfg, "metrics": ["fid"]}, comps, cache, samples[:3])
+    assert few.metrics["fid_ci"] is None and "at least 4 generated samples" in few.missing[
+        "fid_ci"]
+    assert few.metrics["fid_at_n"] is None and "at least 10" in few.missing["fid_infinity"]
+
+
+def test_kid_records_its_subset_size_and_no_spread_made_of_whole_sets(pixel_cell) -> None:
+    eval_cfg, comps, cache, samples = pixel_cell
+    out = _measure({**eval_cfg, "metrics": ["fid", "kid"], "num_real": 120}, comps, cache,
+                   samples)
+    recipe = out.recipes["kid_mean"]
+    assert recipe["kid_subset_size"] == 120 and recipe["kid_subsets"] == 100
+    assert out.metrics["kid_mean"] is not None and out.metrics["kid_std"] is None
+    assert "spread is 0 by construction" in out.missing["kid_std"]
+    wider = _measure({**eval_cfg, "metrics": ["kid"], "num_real": 200}, comps, cache, samples)
+    assert wider.recipes["kid_std"]["kid_subset_size"] == 120
+    assert wider.metrics["kid_std"] > 0 and "kid_std" not in wider.missing
+
+
+def test_several_seeds_record_the_interval_of_their_mean(pixel_cell) -> None:
+    import torch
+
+    from genbench.harness.evaluate import combine_seed_uncertainty
+
+    eval_cfg, comps, cache, samples = pixel_cell
+    other = (samples.to(torch.int16) + 9).clamp(0, 255).to(torch.uint8)
+    runs = [_measure({**eval_cfg, "metrics": ["fid"]}, comps, cache, s)
+            for s in (samples, other)]
+    metrics, recipes, missing = combine_seed_uncertainty(runs)
+    expected = interval_of_mean([r.metrics["fid"] for r in runs],
+                                [r.half_sample_fids for r in runs])
+    assert metrics["fid_ci"] == list(expected) and missing == {}
+    mean_fid = np.mean([r.metrics["fid"] for r in runs])
+    assert metrics["fid_ci"][0] < mean_fid < metrics["fid_ci"][1]
+    for size, value in metrics["fid_at_n"].items():
+        assert value == pytest.approx(np.mean([r.metrics["fid_at_n"][size] for r in runs]))
+    mean_intercept = np.mean([r.metrics["fid_infinity"] for r in runs])
+    assert metrics["fid_infinity"] == pytest.approx(mean_intercept)  # the fit is linear
+    assert "2 training seeds" in recipes["fid_ci"]["over_seeds"]
+    runs[1].half_sample_fids = None
+    _, _, missing = combine_seed_uncertainty(runs)
+    assert "not every one of the 2 training seeds" in missing["fid_ci"]
