@@ -4,6 +4,7 @@ how records, tables and figures carry them."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from genbench.errors import UserError
@@ -281,3 +282,122 @@ def test_several_seeds_record_the_interval_of_their_mean(pixel_cell) -> None:
     runs[1].half_sample_fids = None
     _, _, missing = combine_seed_uncertainty(runs)
     assert "not every one of the 2 training seeds" in missing["fid_ci"]
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def _ok_record(root, cell: str, steps: int, seed: int, fid: float, *, ci=None, infinity=None,
+               per_seed=None, time_s: float = 0.01) -> None:
+    """A constructed ok record with the fields the report reads."""
+    import json
+
+    metrics = {"fid": fid, "fid_ci": ci, "fid_infinity": infinity, "recall": 0.5, "nfe": steps,
+               "time_per_batch_s": time_s, "time_per_batch_iqr_s": 0.0002}
+    recipe = {"extractor": "clf"}
+    record = {
+        "schema_version": 1, "experiment": "e", "cell": cell, "status": "ok", "error": None,
+        "config": {"seed": seed, "experiment": "e",
+                   "dataset": {"name": "digits", "resolution": 8},
+                   "sampler": {"name": "ddgan", "steps": steps}, "backbone": {"name": "b"},
+                   "latent": {"name": "pixel"}, "train": {"seeds": len(per_seed or [1])}},
+        "metrics": metrics,
+        "metric_recipes": {"fid": recipe, "recall": recipe, "fid_ci": recipe,
+                           "fid_infinity": recipe},
+        "missing": {} if ci else {"fid_ci": "off (eval.fid_ci_resamples=0)"},
+        "timing": {"median_s": time_s, "device": "cpu", "batch_size": 100},
+        "artifacts": {},
+    }
+    if per_seed:
+        record["replicates"] = {"n": len(per_seed), "seeds": [s for s, _ in per_seed],
+                                "per_seed": [{"seed": s, "metrics": {"fid": f}}
+                                             for s, f in per_seed]}
+    (root / "e" / cell).mkdir(parents=True)
+    (root / "e" / cell / "result.json").write_text(json.dumps(record))
+
+
+@pytest.fixture()
+def uncertain_results(tmp_path):
+    """s2: one run with a sampling interval; s4: a train.seeds=2 record (seed range 26..40 and
+    the interval of its mean); s8: one run without an interval; s16: two grid replicates."""
+    _ok_record(tmp_path, "s2", 2, 0, 30.0, ci=[28.0, 33.0], infinity=21.5)
+    _ok_record(tmp_path, "s4", 4, 0, 33.0, ci=[31.0, 35.0], infinity=25.0,
+               per_seed=[(0, 26.0), (1, 40.0)])
+    _ok_record(tmp_path, "s8", 8, 0, 100.0)
+    _ok_record(tmp_path, "s16-0", 16, 0, 60.0, ci=[59.0, 61.0])
+    _ok_record(tmp_path, "s16-1", 16, 1, 64.0, ci=[63.0, 65.0])
+    return tmp_path
+
+
+def test_tables_show_the_interval_and_fid_infinity(uncertain_results) -> None:
+    from genbench.report import load_records, summary_table, table3
+    from genbench.report.seeds import seeds_table
+
+    df = load_records([uncertain_results])
+    by_cell = df.set_index("cell")
+    assert (by_cell.loc["s2", "fid_ci_low"], by_cell.loc["s2", "fid_ci_high"]) == (28.0, 33.0)
+    assert pd.isna(by_cell.loc["s8", "fid_ci_low"])
+    summary = summary_table(df).set_index("cell")
+    columns = list(summary.columns)
+    assert columns.index("FID 95% CI [clf]") == columns.index("FID [clf]") + 1
+    assert summary.loc["s2", "FID 95% CI [clf]"] == "[28, 33]"
+    assert summary.loc["s8", "FID 95% CI [clf]"] is None
+    assert summary.loc["s2", "FID-infinity [clf]"] == 21.5
+    paper = table3(df).set_index("name")
+    assert paper.loc["s4", "FID 95% CI [clf]"] == "[31, 35]"
+    assert paper.loc["s4", "FID-infinity [clf]"] == 25.0
+    seeds = seeds_table(df, text=True).set_index("steps")
+    assert seeds.loc[2, "FID 95% CI"] == "[28, 33]" and seeds.loc[4, "FID 95% CI"] == "[31, 35]"
+    assert pd.isna(seeds.loc[16, "FID 95% CI"])  # two records: each interval is its own
+    assert seeds.loc[16, "n"] == 2 and seeds.loc[4, "n"] == 2
+
+
+def test_every_fid_axis_draws_the_seed_range_or_else_the_interval(uncertain_results) -> None:
+    from genbench.report import fid_vs_time_figures, load_records, recall_vs_fid_figures
+
+    df = load_records([uncertain_results])
+    [figure] = fid_vs_time_figures(df)
+    [trace] = [t for t in figure.data if t.meta["role"] == "measured"]
+    bars = {label.split(" n=")[0]: (plus, minus) for label, plus, minus in
+            zip(trace.text, trace.error_y.array, trace.error_y.arrayminus)}
+    assert bars["ddgan s2"] == (3.0, 2.0)  # n=1: the asymmetric sampling interval
+    assert bars["ddgan s4"] == (7.0, 7.0)  # n=2: min..max over seeds, not the interval
+    assert bars["ddgan s16"] == (2.0, 2.0)  # grid replicates 60 and 64 around 62
+    assert bars["ddgan s8"] == (None, None)  # nothing to draw
+    hover = dict(zip([t.split(" n=")[0] for t in trace.text], trace.hovertext))
+    assert "95% sampling interval of the generated set" in hover["ddgan s2"]
+    assert "min..max over training seeds" in hover["ddgan s4"]
+    assert "sampling interval of the mean [31, 35]" in hover["ddgan s4"]
+    [recall] = recall_vs_fid_figures(df)
+    [trace] = [t for t in recall.data if t.meta["role"] == "measured"]
+    x_bars = dict(zip([t.split(" n=")[0] for t in trace.text], trace.error_x.array))
+    assert x_bars["ddgan s2"] == 3.0 and x_bars["ddgan s8"] is None
+
+
+def test_overlapping_sampling_intervals_are_warned(tmp_path) -> None:
+    from genbench.report import load_records
+    from genbench.report.seeds import ranking_warnings
+
+    _ok_record(tmp_path, "a", 2, 0, 30.0, ci=[28.0, 33.0], time_s=0.01)
+    _ok_record(tmp_path, "b", 4, 0, 32.0, ci=[31.0, 34.0], time_s=0.02)
+    _ok_record(tmp_path, "c", 8, 0, 50.0, ci=[49.0, 51.0], time_s=0.04)
+    lines = ranking_warnings(load_records([tmp_path]))
+    assert lines == ["a (n=1) and b (n=1): their FID intervals overlap, so their FID ranking "
+                     "is not supported"]
+
+
+def test_the_page_and_console_say_what_the_bars_and_intervals_are(uncertain_results) -> None:
+    import json
+
+    from genbench.report import load_records, write_report
+    from genbench.report.experiment import summary_text
+
+    written = write_report(load_records([uncertain_results]),
+                           uncertain_results / "report.html", include_paper=False)
+    page = written["html"].read_text()
+    assert "Error bars on FID" in page and "[28, 33]" in page
+    assert "| FID 95% CI [clf] |" in written["table3_md"].read_text()
+    records = [json.loads(p.read_text())
+               for p in sorted(uncertain_results.glob("e/*/result.json"))]
+    console = summary_text(records)
+    assert "FID 95% CI" in console and "[28.000, 33.000]" in console and "21.500" in console
