@@ -225,11 +225,14 @@ def test_an_evaluation_records_fid_ci_and_fid_infinity(pixel_cell) -> None:
     assert out.metrics["fid"] == pytest.approx(expected.fid, rel=1e-6)
     assert out.metrics["fid_ci"] == pytest.approx([expected.low, expected.high], rel=1e-6)
     recipe = out.recipes["fid_ci"]
-    assert recipe["extractor"] == "pixels" and recipe["resamples"] == 20
-    assert recipe["seed"] == eval_cfg["seed"] and recipe["num_fake"] == 120
+    assert recipe["extractor"] == "pixels" and recipe["interval"]["resamples"] == 20
+    assert recipe["interval"]["seed"] == eval_cfg["seed"] and recipe["num_fake"] == 120
+    assert recipe["reference"] == out.recipes["fid"]["reference"]  # FID's, kept
+    extrapolation = out.recipes["fid_infinity"]["extrapolation"]
     assert set(out.metrics["fid_at_n"]) == {str(n) for n in infinity_sizes(120, 5)}
     assert out.metrics["fid_at_n"]["120"] == pytest.approx(expected.fid, rel=1e-6)
-    assert out.metrics["fid_infinity"] == out.recipes["fid_infinity"]["fit"]["intercept"]
+    assert out.metrics["fid_infinity"] == extrapolation["fit"]["intercept"]
+    assert extrapolation["sizes"] == infinity_sizes(120, 5)
     assert out.missing == {}
 
 
@@ -401,3 +404,27 @@ def test_the_page_and_console_say_what_the_bars_and_intervals_are(uncertain_resu
                for p in sorted(uncertain_results.glob("e/*/result.json"))]
     console = summary_text(records)
     assert "FID 95% CI" in console and "[28.000, 33.000]" in console and "21.500" in console
+
+
+@pytest.mark.slow
+def test_a_two_seed_run_records_the_interval_of_its_mean_fid(tmp_path) -> None:
+    from genbench.config import compose_plain
+    from genbench.harness import record
+    from genbench.harness.cell import paths, run_cell
+
+    cfg = compose_plain(["backbone=ncsnpp_tiny", "train=tiny", "eval=tiny", "progress=false",
+                         "report=false", "dataset.split=test", "train.seeds=2",
+                         f"results_dir={tmp_path}"])
+    run_cell(cfg)
+    saved = record.read_record(paths(cfg)[1])
+    metrics, per_seed = saved["metrics"], saved["replicates"]["per_seed"]
+    fids = [p["metrics"]["fid"] for p in per_seed]
+    assert metrics["fid"] == pytest.approx(np.mean(fids))
+    low, high = metrics["fid_ci"]
+    assert low < metrics["fid"] < high  # around the mean, not around the first seed
+    for p in per_seed:  # each seed keeps its own interval
+        assert p["metrics"]["fid_ci"][0] < p["metrics"]["fid"] < p["metrics"]["fid_ci"][1]
+    infinities = [p["metrics"]["fid_infinity"] for p in per_seed]
+    assert metrics["fid_infinity"] == pytest.approx(np.mean(infinities))
+    assert saved["replicates"]["aggregate"]["fid_infinity"]["n"] == 2
+    assert "2 training seeds" in saved["metric_recipes"]["fid_ci"]["over_seeds"]

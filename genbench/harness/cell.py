@@ -200,10 +200,11 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
     net, samples, m = first  # type: ignore[misc]  # (seeds is never empty)
     if len(seeds) > 1:  # the record's metrics are the means; per seed and spread beside them
         aggregate = aggregate_metrics([p["metrics"] for p in per_seed])
+        # FID's sampling interval and FID-infinity of the mean, not of the first seed (from the
+        # seeds' own FIDs: before the first seed's metrics become the means below)
+        metrics, recipes, missing = combine_seed_uncertainty(measured)
         m.metrics.update({k: aggregate[k]["mean"] if k in aggregate else None
                           for k in m.metrics if k in SEED_METRICS})
-        # FID's sampling interval and FID-infinity of the mean, not of the first seed
-        metrics, recipes, missing = combine_seed_uncertainty(measured)
         m.metrics.update(metrics)
         m.recipes.update(recipes)
         m.missing.update(missing)

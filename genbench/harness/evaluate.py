@@ -230,8 +230,9 @@ def measure_fid_uncertainty(reference: Any, features: torch.Tensor, eval_cfg: di
     ``eval.fid_ci_resamples`` (0: off) half-samples give the interval
     (:func:`genbench.metrics.quality.fid_interval`), ``eval.fid_infinity_points`` (0: off)
     subset sizes FID-infinity (:func:`genbench.metrics.quality.fid_infinity`); both seeded by
-    ``eval.seed``. One that is off or cannot be computed is None with its reason in
-    ``out.missing``.
+    ``eval.seed``. Their recipes are FID's (extractor, sample counts, reference) with the
+    method under ``interval`` / ``extrapolation``. One that is off or cannot be computed is None
+    with its reason in ``out.missing``.
     """
     from genbench.metrics import quality
 
@@ -257,7 +258,7 @@ def measure_fid_uncertainty(reference: Any, features: torch.Tensor, eval_cfg: di
             out.missing[quality.FID_CI] = str(exc)
         else:
             out.metrics[quality.FID_CI] = [found.low, found.high]
-            out.recipes[quality.FID_CI] = {**fid_recipe, **found.recipe}
+            out.recipes[quality.FID_CI] = {**fid_recipe, "interval": found.recipe}
             out.half_sample_fids = found.half_sample_fids
     out.metrics[quality.FID_INFINITY] = out.metrics[quality.FID_AT_N] = None
     if points == 0:
@@ -272,7 +273,7 @@ def measure_fid_uncertainty(reference: Any, features: torch.Tensor, eval_cfg: di
         return
     out.metrics[quality.FID_INFINITY] = extrapolated.value
     out.metrics[quality.FID_AT_N] = {str(n): v for n, v in extrapolated.fid_at_n.items()}
-    out.recipes[quality.FID_INFINITY] = {**fid_recipe, **extrapolated.recipe}
+    out.recipes[quality.FID_INFINITY] = {**fid_recipe, "extrapolation": extrapolated.recipe}
 
 
 def combine_seed_uncertainty(per_seed: list[Measurements]
@@ -313,8 +314,9 @@ def combine_seed_uncertainty(per_seed: list[Measurements]
         fit = quality.infinity_fit([int(size) for size in mean_curve], list(mean_curve.values()))
         metrics[quality.FID_AT_N] = mean_curve
         metrics[quality.FID_INFINITY] = fit["intercept"]
+        recipe = first.recipes[quality.FID_INFINITY]
         recipes[quality.FID_INFINITY] = {
-            **first.recipes[quality.FID_INFINITY], "fit": fit,
+            **recipe, "extrapolation": {**recipe["extrapolation"], "fit": fit},
             "over_seeds": f"line through the mean FID_N over {n} training seeds"}
     else:
         metrics[quality.FID_AT_N] = metrics[quality.FID_INFINITY] = None

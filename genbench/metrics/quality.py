@@ -604,7 +604,7 @@ def fid_interval(reference: Statistics, features: Features, *, resamples: int, s
                   "set + percentiles of the half-sample FIDs' deviations from their mean",
         "level": level, "resamples": int(resamples), "half_size": int(half), "seed": int(seed),
         "rng": "numpy default_rng(SeedSequence([eval.seed, 1]))",
-        "reference": "fixed statistics (mean, covariance) of the reference set",
+        "reference_statistics": "held fixed (mean and covariance of the reference set)",
         "half_sample_fid_mean": float(fids.mean()), "half_sample_fid_std": float(fids.std()),
     }
     return FidInterval(whole, float(low), float(high), fids, recipe)
