@@ -11,6 +11,11 @@
   precision = share of generated samples inside some real ball, recall = share of real samples
   inside some generated ball. Computed by torch-fidelity's ``prc_features_to_metric``
   (``torch_fidelity/metric_prc.py``), the StyleGAN2-ADA protocol that WaveDiff and LDDGAN report.
+* FID's uncertainty, from the generated features already computed: a 95% interval for the
+  sampling of the generated set by half-samples (:func:`fid_interval`, delete-d jackknife with
+  d = n/2, Shao and Wu 1989) and FID-infinity, FID extrapolated linearly in 1/N (Chong and
+  Forsyth 2020, Sec. 3.1; :func:`fid_infinity`), both on :class:`SubsetFID`, which computes the
+  FID of a subset with one symmetric eigenvalue problem and no matrix square root.
 
 The stages are pure functions; reference statistics are cached by :class:`ReferenceStatsCache`.
 Each registered metric is a small callable ``(real, fake) -> dict[str, float]`` with the keys
