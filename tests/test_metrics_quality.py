@@ -44,6 +44,8 @@ from genbench.metrics.weights import (
 )
 
 INCEPTION_FILE = INCEPTION_V3.filename
+# what an evaluation with FID records beside it (eval.fid_ci_resamples, eval.fid_infinity_points)
+UNCERTAINTY = {quality.FID_CI, quality.FID_INFINITY, quality.FID_AT_N}
 
 
 @pytest.fixture()
@@ -493,7 +495,9 @@ def test_kid_reachable_from_an_evaluation_equals_torch_fidelity(digits_cell) -> 
     chosen, out = _measure(eval_cfg, comps, cache, samples)
     extractor = chosen["kid"]
     assert extractor is chosen["fid"] and extractor.name == "digits-classifier"
-    assert set(out.metrics) == {FID, PRECISION, RECALL, KID, quality.KID_STD} == set(out.recipes)
+    measured = {FID, PRECISION, RECALL, KID, quality.KID_STD}
+    assert set(out.metrics) == measured | UNCERTAINTY  # FID's interval and FID-infinity too
+    assert set(out.recipes) == measured | {quality.FID_CI, quality.FID_INFINITY}
     assert KID == "kid_mean" and quality.KID_STD == "kid_std"
     real = extractor(all_images(comps.dataset)[0]).float().double()  # cached as float32
     theirs = kid_features_to_metric(extractor(samples), real, kid_subsets=100,
@@ -512,7 +516,7 @@ def test_statistics_metric_caches_no_reference_features(digits_cell, tmp_path: P
     eval_cfg, comps, cache, samples = digits_cell
     shutil.copytree(cache / "extractors", tmp_path / "extractors")  # the trained classifier
     _, out = _measure({**eval_cfg, "metrics": ["fid"]}, comps, tmp_path, samples)
-    assert set(out.metrics) == {FID}
+    assert set(out.metrics) == {FID} | UNCERTAINTY
     [entry] = (tmp_path / "reference").glob("*.npz")
     with np.load(entry) as data:
         assert "mu" in data.files and "features" not in data.files  # FID needs statistics only

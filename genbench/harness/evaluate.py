@@ -8,6 +8,12 @@ and whether it takes features or statistics; offline, a missing pretrained extra
 to a classifier trained on the dataset's own labels, named as such in the recipe. A metric that
 cannot be computed is ``None`` with its reason under ``missing``.
 
+Beside FID, from the same features (no further sampling): ``fid_ci``, a 95% interval for the
+sampling uncertainty of the generated set (``eval.fid_ci_resamples`` half-samples), and
+``fid_infinity`` with ``fid_at_n``, FID extrapolated to infinitely many samples
+(``eval.fid_infinity_points`` subset sizes; Chong and Forsyth 2020), see
+:mod:`genbench.metrics.quality`.
+
 Cost: NFE as counted by a wrapper around the denoiser during sampling; parameters of denoiser
 and decoder; MACs per forward (torch's FLOP counter, fvcore's multiply-add convention); peak
 memory for one sample; time per batch with warm-up, synchronisation and repeated trials.
@@ -29,6 +35,7 @@ from genbench.samplers.noise import BatchRNG, PerSampleRNG
 
 EXTRACTOR_CHOICES = ("auto", "inception", "classifier")
 DEFAULT_METRICS = ("fid", "precision_recall")
+FID_KEY = "fid"  # the result key whose uncertainty is measured (quality.FID)
 
 
 @dataclass
@@ -38,6 +45,8 @@ class Measurements:
     missing: dict[str, str] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
+    # not recorded: each half-sample's FID, to combine the intervals of several training seeds
+    half_sample_fids: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- quality
@@ -184,6 +193,141 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
         for key in spec.keys:
             out.metrics[key] = values[key]
             out.recipes[key] = recipe
+        if spec.name == "kid":  # the recipe object is every KID key's: updated in place
+            recipe.update(_kid_recipe(recipe["num_real"], recipe["num_fake"], out))
+    fid_spec = next((spec for spec in specs if FID_KEY in spec.keys), None)
+    if fid_spec is not None:
+        extractor = chosen[fid_spec.name]
+        measure_fid_uncertainty(references[extractor.name].statistics,
+                                fake_features[extractor.name], eval_cfg, out.recipes[FID_KEY],
+                                out, device=getattr(extractor, "device", None))
+
+
+def _kid_recipe(num_real: int, num_fake: int, out: Measurements) -> dict[str, Any]:
+    """KID's subsets as computed (:func:`genbench.metrics.quality.kid`): 100 subsets of
+    ``min(1000, num_real, num_fake)`` samples. When every subset is the whole of both sets, the
+    spread over subsets is 0 by construction: ``kid_std`` is missing, with that reason."""
+    from genbench.metrics import quality
+
+    size = quality.kid_subset_size(num_real, num_fake)
+    if size == num_real == num_fake:
+        out.metrics[quality.KID_STD] = None
+        out.missing[quality.KID_STD] = (
+            f"every KID subset is the whole of both feature sets ({num_fake} generated, "
+            f"{num_real} reference samples <= subset size 1000), so their spread is 0 by "
+            f"construction")
+    note = ("subset size = min(1000, generated, reference) (torch-fidelity needs it <= both; "
+            "StyleGAN2-ADA and clean-fid take the same minimum)")
+    return {"kid_subsets": 100, "kid_subset_size": size, "kid_subset_rule": note}
+
+
+def measure_fid_uncertainty(reference: Any, features: torch.Tensor, eval_cfg: dict[str, Any],
+                            fid_recipe: dict[str, Any], out: Measurements,
+                            device: torch.device | None = None) -> None:
+    """``fid_ci`` ([low, high]) and ``fid_infinity``/``fid_at_n`` ({N: FID}) of the generated
+    ``features`` against the ``reference`` statistics (the FID's own), into ``out``.
+
+    ``eval.fid_ci_resamples`` (0: off) half-samples give the interval
+    (:func:`genbench.metrics.quality.fid_interval`), ``eval.fid_infinity_points`` (0: off)
+    subset sizes FID-infinity (:func:`genbench.metrics.quality.fid_infinity`); both seeded by
+    ``eval.seed``. Their recipes are FID's (extractor, sample counts, reference) with the
+    method under ``interval`` / ``extrapolation``. One that is off or cannot be computed is None
+    with its reason in ``out.missing``.
+    """
+    from genbench.metrics import quality
+
+    resamples = int(eval_cfg.get("fid_ci_resamples", 200))
+    points = int(eval_cfg.get("fid_infinity_points", 15))
+    seed = int(eval_cfg.get("seed", 0))
+    subset_fid: quality.SubsetFID | None = None
+
+    def subsets() -> quality.SubsetFID:
+        nonlocal subset_fid
+        if subset_fid is None:
+            subset_fid = quality.SubsetFID(reference, features, device)
+        return subset_fid
+
+    out.metrics[quality.FID_CI] = None
+    if resamples == 0:
+        out.missing[quality.FID_CI] = "off (eval.fid_ci_resamples=0)"
+    else:
+        try:
+            found = quality.fid_interval(reference, features, resamples=resamples, seed=seed,
+                                         subset_fid=subsets())
+        except UserError as exc:
+            out.missing[quality.FID_CI] = str(exc)
+        else:
+            out.metrics[quality.FID_CI] = [found.low, found.high]
+            out.recipes[quality.FID_CI] = {**fid_recipe, "interval": found.recipe}
+            out.half_sample_fids = found.half_sample_fids
+    out.metrics[quality.FID_INFINITY] = out.metrics[quality.FID_AT_N] = None
+    if points == 0:
+        reason = "off (eval.fid_infinity_points=0)"
+        out.missing[quality.FID_INFINITY] = out.missing[quality.FID_AT_N] = reason
+        return
+    try:
+        extrapolated = quality.fid_infinity(reference, features, points=points, seed=seed,
+                                            subset_fid=subsets())
+    except UserError as exc:
+        out.missing[quality.FID_INFINITY] = out.missing[quality.FID_AT_N] = str(exc)
+        return
+    out.metrics[quality.FID_INFINITY] = extrapolated.value
+    out.metrics[quality.FID_AT_N] = {str(n): v for n, v in extrapolated.fid_at_n.items()}
+    out.recipes[quality.FID_INFINITY] = {**fid_recipe, "extrapolation": extrapolated.recipe}
+
+
+def combine_seed_uncertainty(per_seed: list[Measurements]
+                             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """``(metrics, recipes, missing)`` of FID's uncertainty for the mean over training seeds.
+
+    ``fid_ci``: the interval of the mean FID from each seed's half-sample FIDs (the same index
+    patterns for every seed: one ``eval.seed``, one sample count;
+    :func:`genbench.metrics.quality.interval_of_mean`); ``fid_at_n``: the mean FID at each N, and
+    ``fid_infinity`` the intercept of the line through those means (the mean of the seeds'
+    intercepts: least squares is linear in the FIDs). What cannot be combined is None with the
+    first seed's reason, or with one saying that not every seed has it.
+    """
+    from genbench.metrics import quality
+
+    metrics: dict[str, Any] = {}
+    recipes: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+    first, n = per_seed[0], len(per_seed)
+    halves = [m.half_sample_fids for m in per_seed]
+    fids = [m.metrics.get(FID_KEY) for m in per_seed]
+    if all(h is not None for h in halves) and all(_finite(f) for f in fids):
+        metrics[quality.FID_CI] = list(quality.interval_of_mean(fids, halves))
+        recipes[quality.FID_CI] = {
+            **first.recipes[quality.FID_CI],
+            "over_seeds": f"interval of the mean FID over {n} training seeds: each seed's "
+                          f"half-sample FIDs (same index patterns) averaged, draw by draw"}
+    else:
+        metrics[quality.FID_CI] = None
+        missing[quality.FID_CI] = first.missing.get(
+            quality.FID_CI, f"not every one of the {n} training seeds has a finite FID and "
+                            f"half-sample FIDs")
+    curves = [m.metrics.get(quality.FID_AT_N) for m in per_seed]
+    if (all(isinstance(c, dict) and c for c in curves)
+            and all(c.keys() == curves[0].keys() for c in curves)
+            and all(_finite(v) for c in curves for v in c.values())):
+        mean_curve = {size: float(np.mean([c[size] for c in curves])) for size in curves[0]}
+        fit = quality.infinity_fit([int(size) for size in mean_curve], list(mean_curve.values()))
+        metrics[quality.FID_AT_N] = mean_curve
+        metrics[quality.FID_INFINITY] = fit["intercept"]
+        recipe = first.recipes[quality.FID_INFINITY]
+        recipes[quality.FID_INFINITY] = {
+            **recipe, "extrapolation": {**recipe["extrapolation"], "fit": fit},
+            "over_seeds": f"line through the mean FID_N over {n} training seeds"}
+    else:
+        metrics[quality.FID_AT_N] = metrics[quality.FID_INFINITY] = None
+        reason = first.missing.get(quality.FID_INFINITY,
+                                   f"not every one of the {n} training seeds has finite FID_N")
+        missing[quality.FID_AT_N] = missing[quality.FID_INFINITY] = reason
+    return metrics, recipes, missing
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
 # --------------------------------------------------------------------------- cost

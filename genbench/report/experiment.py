@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-SUMMARY_HEADER = ("cell", "n", "FID", "extractor", "prec", "recall", "NFE", "s/batch", "GMACs/smp",
-                  "params M", "mem MB")
+SUMMARY_HEADER = ("cell", "n", "FID", "FID 95% CI", "FID-inf", "extractor", "prec", "recall",
+                  "NFE", "s/batch", "GMACs/smp", "params M", "mem MB")
 
 
 def write_experiment_report(inputs: Iterable[Path], out_html: Path, *,
@@ -37,6 +37,8 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
+    from genbench.report.tables import fid_ci_bounds
+
     m = record.get("metrics") or {}
     extractor = (record.get("metric_recipes") or {}).get("fid", {}).get("extractor", "-")
     params = None if m.get("params") is None else m["params"] / 1e6
@@ -44,7 +46,10 @@ def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
     n = reps.get("n") if isinstance(reps.get("n"), int) else 1
     std = ((reps.get("aggregate") or {}).get("fid") or {}).get("std")
     fid = _fmt(m.get("fid"), ".3f") + (f" ± {std:.3f}" if isinstance(std, float) else "")
-    return (str(record.get("cell", "?")), str(n), fid, str(extractor),
+    low, high = fid_ci_bounds(m.get("fid_ci"))
+    ci = "-" if low is None else f"[{low:.3f}, {high:.3f}]"
+    infinity = m.get("fid_infinity") if isinstance(m.get("fid_infinity"), float) else None
+    return (str(record.get("cell", "?")), str(n), fid, ci, _fmt(infinity, ".3f"), str(extractor),
             _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"),
             _fmt(m.get("nfe"), "d"), _fmt(m.get("time_per_batch_s"), ".4f"),
             _fmt(m.get("gmacs_per_sample"), ".4f"), _fmt(params, ".3f"),
@@ -57,8 +62,9 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 
 def summary_text(records: Iterable[Mapping[str, Any]]) -> str:
-    """A plain-text table of the main numbers, one row per record (FID with its extractor; n
-    training seeds, a ``train.seeds=N`` record's FID as mean ± std); then, when records are
+    """A plain-text table of the main numbers, one row per record (FID with its extractor, its
+    95% sampling interval and FID-infinity; n training seeds, a ``train.seeds=N`` record's FID
+    as mean ± std); then, when records are
     replicates of one configuration over seeds, one row per configuration, and a warning per
     pair of configurations whose intervals overlap (:func:`genbench.report.seeds
     .ranking_warnings`)."""

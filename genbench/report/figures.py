@@ -14,7 +14,10 @@ measured cells. Failed cells and cells without the plotted numbers are not drawn
 table lists them. Replicates of one configuration over training seeds are one point
 (:func:`genbench.report.seeds.configurations`): the mean, with error bars from the lowest to the
 highest seed on quality axes and the timing quartiles on the time axis; every point's label says
-its n (n=1: one training run, no quality error bar).
+its n. Every FID axis (y, or x of recall vs FID) carries an error bar for each point that has an
+interval (:func:`genbench.report.seeds.fid_interval`): [min, max] over training seeds when
+n > 1, else the 95% sampling interval of the generated set (``fid_ci``, asymmetric); the hover
+text says which.
 
 ``figure.layout.meta`` holds ``{"kind", "extractor", "dataset", "measured", "reported"}``
 (``"recall_extractor"`` too on recall figures) and ``"scored"``; each trace's ``meta["role"]`` is
@@ -41,10 +44,11 @@ import plotly.graph_objects as go
 
 from genbench.report.paper import PAPER_COLUMNS, same_dataset
 from genbench.report.replicates import SEED_METRICS
-from genbench.report.seeds import configurations
+from genbench.report.seeds import configurations, fid_interval
 from genbench.report.tables import (
     SCORED,
     finite_values,
+    interval_text,
     is_scored,
     measured_rows,
     quality_column,
@@ -133,8 +137,18 @@ def hover_text(row: pd.Series) -> str:
         seeds = row.get("seeds") if isinstance(row.get("seeds"), str) else ""
         lines.append(f"n={int(n)} training seed{'s' if n != 1 else ''}"
                      + (f" ({html.escape(seeds)}): mean, bars min..max" if n > 1 else ""))
+    fid_bar = fid_interval(row)
+    if fid_bar is not None:
+        (low, high), kind = fid_bar
+        what = ("min..max over training seeds" if kind == "seeds" else
+                "95% sampling interval of the generated set (half-samples)")
+        lines.append(f"FID error bar {interval_text(low, high)}: {what}")
+    sampling = interval_text(row.get("fid_ci_low"), row.get("fid_ci_high"))
+    if sampling and fid_bar is not None and fid_bar[1] == "seeds":  # a train.seeds=N record
+        lines.append(f"FID 95% sampling interval of the mean {sampling}")
     for label, column, unit in (
         ("FID", "fid", ""),
+        ("FID-infinity", "fid_infinity", ""),
         ("recall", "recall", ""),
         ("time/batch", "time_per_batch_s", " s"),
         ("NFE", "nfe", ""),
@@ -276,9 +290,31 @@ def _seed_error_bars(group: pd.DataFrame, column: str) -> dict[str, Any] | None:
             "symmetric": False, "thickness": 1.2, "width": 4}
 
 
+def _fid_error_bars(group: pd.DataFrame) -> dict[str, Any] | None:
+    """Per point: [min, max] over training seeds when n > 1, else its 95% sampling interval
+    (``fid_ci``), else no bar (:func:`genbench.report.seeds.fid_interval`)."""
+    plus: list[float | None] = []
+    minus: list[float | None] = []
+    for (_, row), centre in zip(group.iterrows(), _column(group, "fid")):
+        interval = fid_interval(row)
+        if interval is None or not math.isfinite(centre):
+            plus.append(None)
+            minus.append(None)
+            continue
+        low, high = interval[0]
+        plus.append(max(high - centre, 0.0))
+        minus.append(max(centre - low, 0.0))
+    if all(v is None for v in plus):
+        return None
+    return {"type": "data", "array": plus, "arrayminus": minus, "symmetric": False,
+            "thickness": 1.2, "width": 4}
+
+
 def _error_bars(group: pd.DataFrame, column: str) -> dict[str, Any] | None:
     if column == "time_per_batch_s":
         return _time_error_bars(group)
+    if column == "fid":
+        return _fid_error_bars(group)
     return _seed_error_bars(group, column) if column in SEED_METRICS else None
 
 
