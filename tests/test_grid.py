@@ -153,8 +153,9 @@ def test_default_grid_runs_in_tiny_form(run_cli, tmp_path, cache_dir):
 def test_named_grids_are_listed(run_cli):
     listed = run_cli("list", "grid")
     assert listed.returncode == 0, listed.stderr
-    (line,) = listed.stdout.splitlines()
-    assert line.split()[:3] == ["grid", "default", "registry/grid/"]
+    header, line = listed.stdout.splitlines()
+    assert header.split() == ["kind", "name", "component", "from", "description"]
+    assert line.split()[:4] == ["grid", "default", "-", "registry/grid/"]
     assert "trade-off" in line and "@package" not in line
 
 
