@@ -37,6 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from genbench.harness.task import run_task
     from genbench.report.experiment import summary_text, write_experiment_report
 
+    _one_configuration(args.overrides, "run")
     cfg = compose_plain(args.overrides)
     experiment_dir, cell_dir, _ = paths(cfg)
     record = run_task(cfg, overwrite=args.overwrite)
@@ -67,6 +68,7 @@ def _show_config(args: argparse.Namespace) -> int:
 
     if args.grid is not None or args.multirun:
         raise UserError("--cfg shows one job's configuration; leave out --grid and -m")
+    _one_configuration(args.overrides, "run --cfg")
     compose(args.overrides)  # bad input: one line and exit status 2, as for a run
     argv = ["--cfg", args.cfg, *(["--resolve"] if args.resolve else [])]
     argv += ["--package", args.package] if args.package else []
@@ -130,20 +132,79 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    """``genbench profile [overrides] [--json] [--time]``: rounded for people, every digit in
+    ``--json``; the steps that take long are said on stderr as they start."""
     from genbench.config import compose_plain
     from genbench.harness.profile import profile
     from genbench.schema import validate
 
+    _one_configuration(args.overrides, "profile")
     cfg = compose_plain(args.overrides)
     validate(cfg)
-    result = profile(cfg, time_it=args.time)
+    result = profile(cfg, time_it=args.time, say=lambda line: print(
+        f"genbench: profile: {line}", file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(result, indent=1, default=str))
     else:
-        width = max(len(k) for k in result)
-        for key, value in result.items():
-            print(f"{key:<{width}}  {value}")
+        print(profile_text(result))
     return 0
+
+
+def profile_text(result: dict) -> str:
+    """``genbench profile``'s table: counts in full with thousands separators, measured and
+    derived quantities to 3 significant digits, the timing summarised in one line."""
+    from genbench.report.experiment import significant
+
+    def shape(dims: list) -> str:
+        return "x".join(str(d) for d in dims)
+
+    r = result
+    rows = [
+        ("backbone", str(r["backbone"])),
+        ("latent", f"{r['latent']}: {shape(r['image_shape'])} image -> "
+                   f"{shape(r['latent_shape'])} latent"),
+        ("sampler", f"{r['sampler']} ({r['objective']} objective)"),
+        ("NFE", f"{r['nfe']:,}"),
+        ("parameters", f"{r['params']:,} ({significant(r['params'] / 1e6)} M): denoiser "
+                       f"{r['params_denoiser']:,}, decoder {r['params_decoder']:,}"),
+        ("GMACs/forward", f"denoiser {significant(r['gmacs_denoiser'])}, decoder "
+                          f"{significant(r['gmacs_decoder'])}"),
+        ("GMACs/sample", f"{significant(r['gmacs_per_sample'])} (NFE x denoiser + decoder; "
+                         f"{significant(r['gflops_per_sample'])} GFLOPs)"),
+        ("peak memory", f"{significant(r['peak_memory_mb'])} MB drawing one sample "
+                        f"({r['peak_memory_method']})"),
+        ("device", str(r["device"])),
+    ]
+    timing = r.get("timing")
+    if timing:
+        rows.append((f"s/batch({timing['batch_size']})",
+                     f"{significant(timing['median_s'])} s median, IQR "
+                     f"{significant(timing['iqr_s'])} s, over {timing['trials']} trials after "
+                     f"{timing['warmup']} warm-ups ({timing['method']})"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _one_configuration(overrides: list[str], command: str) -> None:
+    """A comma list or range() sweeps: one configuration per element, a grid. ``genbench run``
+    and ``genbench profile`` take one configuration, so say how to run the grid instead of
+    reading ``sampler=ddgan,lddgan`` as one (unknown) sampler."""
+    from genbench.harness.grid import sweeps
+
+    swept = sweeps(overrides)
+    if swept:
+        what = ("run them as a grid: genbench run --grid " + " ".join(overrides)
+                if command == "run" else
+                f"{command} takes one at a time, e.g. {swept[0].split('=')[0]}="
+                f"{_first_choice(swept[0])}")
+        raise UserError(f"{' '.join(swept)} sweep{'s' if len(swept) == 1 else ''} over several "
+                        f"configurations; {what}")
+
+
+def _first_choice(override: str) -> str:
+    from genbench.harness.grid import expand
+
+    return expand(None, [override])[0][0].split("=", 1)[1]
 
 
 # --------------------------------------------------------------------------- eval

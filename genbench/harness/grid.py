@@ -104,6 +104,11 @@ def _parse(overrides: list[str], config_loader: Any = None) -> list[Any]:
         raise UserError(f"bad override: {_first_line(exc)}") from None
 
 
+def sweeps(overrides: list[str]) -> list[str]:
+    """The overrides among ``overrides`` that sweep (a comma list, ``range()``, ``choice()``)."""
+    return [o.input_line for o in _parse(overrides) if o.is_sweep_override()]
+
+
 def grid_names() -> list[str]:
     """Named grids: ``registry/grid/*.yaml``."""
     from genbench.config import group_options
