@@ -260,9 +260,8 @@ def time_sampling(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, A
                   device: torch.device, progress: bool = False) -> dict[str, Any]:
     """Time one batch of ``eval.time_batch_size`` from noise to decoded uint8 images; with
     ``progress``, a bar over the warm-ups and trials (updated between runs, never inside one)."""
-    from tqdm.auto import tqdm
-
     from genbench.metrics import cost
+    from genbench.progress import bar
 
     batch = int(eval_cfg.get("time_batch_size", 100))
     seed = int(eval_cfg.get("seed", 0))
@@ -276,8 +275,8 @@ def time_sampling(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, A
     def run() -> None:
         to_uint8(comps.latent.decode(comps.sampler.sample(net, x_T, rng)))
 
-    with torch.no_grad(), tqdm(total=warmup + trials, desc=f"time (batch of {batch})",
-                               unit="batch", disable=not progress) as bar:
+    with torch.no_grad(), bar(total=warmup + trials, desc=f"time (batch of {batch})",
+                              unit="batch", disable=not progress) as timed:
         timing = cost.time_per_batch(run, device, warmup=warmup, trials=trials,
-                                     on_run=bar.update)
+                                     on_run=timed.update)
     return {**timing, "batch_size": batch}
