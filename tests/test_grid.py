@@ -179,6 +179,31 @@ def test_cells_are_labelled_by_what_varies():
     assert grid.varying(one) == {1: "train=tiny seed=3"}
 
 
+def test_a_named_cell_prefixes_every_bar_and_parallel_bars_write_lines():
+    import io
+
+    from genbench.progress import bar, cell_label, name_cell
+
+    assert cell_label(2, 4, "sampler=lddgan") == "cell 2/4 sampler=lddgan"
+    assert cell_label(2, 4, "x" * 41) == "cell 2/4"  # a long label: the number alone
+    out = io.StringIO()
+    name_cell("cell 2/4 sampler=lddgan", lines=True)
+    try:
+        with bar(total=3, desc="sample", file=out) as progress:
+            for _ in range(3):
+                progress.update()
+    finally:
+        name_cell(None)
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and lines
+    assert all(line.startswith("cell 2/4 sampler=lddgan | sample") for line in lines)
+    assert "3/3" in lines[-1]
+    plain = io.StringIO()
+    with bar(total=1, desc="sample", file=plain) as progress:  # outside a grid: tqdm's own
+        progress.update()
+    assert plain.getvalue().lstrip("\r").startswith("sample:") and "\r" in plain.getvalue()
+
+
 def _without_launcher_plugins(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """genbench as if hydra-joblib-launcher and hydra-submitit-launcher were not installed:
     Hydra finds plugins in the ``hydra_plugins`` namespace package, here cut to genbench's."""
