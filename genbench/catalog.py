@@ -96,18 +96,19 @@ def module_spec(module: str) -> Any:
     return None
 
 
-def _parse(module: str) -> tuple[ast.Module, bool]:
-    """The syntax tree of ``module``'s source and whether it is a package."""
+def _parse(module: str) -> tuple[ast.Module, bool, str]:
+    """The syntax tree of ``module``'s source, whether it is a package, and the source."""
     spec = module_spec(module)
     origin = getattr(spec, "origin", None)
     if spec is None or not origin or not str(origin).endswith(".py"):
         raise Unreadable(f"no Python source found for {module}")
     path = Path(origin)
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        source = path.read_text(encoding="utf-8")
+        tree = ast.parse(source, str(path))
     except (OSError, SyntaxError, ValueError) as exc:
         raise Unreadable(f"{path}: {exc}") from None
-    return tree, spec.submodule_search_locations is not None
+    return tree, spec.submodule_search_locations is not None, source
 
 
 def _module_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
@@ -196,12 +197,13 @@ def _constants(tree: ast.Module) -> dict[str, Any]:
     return constants
 
 
-def _register_names(tree: ast.Module, module: str, is_package: bool) -> tuple[set[str], set[str]]:
+def _register_names(nodes: list[ast.AST], module: str,
+                    is_package: bool) -> tuple[set[str], set[str]]:
     """Local names bound to ``genbench.registry.register`` and to the module
     ``genbench.registry`` (``from genbench.registry import register``, ``from genbench import
-    registry``, ``import genbench.registry as r``)."""
+    registry``, ``import genbench.registry as r``) by the import statements ``nodes``."""
     functions, modules = set(), set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.ImportFrom):
             base = _absolute(node, module, is_package)
             for alias in node.names:
@@ -228,7 +230,11 @@ def _registrations(tree: ast.Module, module: str, is_package: bool) -> list[Comp
     """The components ``module`` registers, as :func:`genbench.registry.register` records them;
     :class:`Unreadable` when a registration is not a decorator with literal arguments on a
     module-level function or class."""
-    functions, modules = _register_names(tree, module, is_package)
+    nodes = list(ast.walk(tree))
+    functions, modules = _register_names(
+        [n for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom))], module, is_package)
+    if not functions and not modules:
+        return []
 
     def is_register(node: ast.AST) -> bool:
         if not isinstance(node, ast.Call):
@@ -261,7 +267,7 @@ def _registrations(tree: ast.Module, module: str, is_package: bool) -> list[Comp
                 description=str(description or summary(ast.get_docstring(node) or "")),
                 paper=str(paper), source=module))
             read.add(id(decorator))
-    others = [n.lineno for n in ast.walk(tree) if is_register(n) and id(n) not in read]
+    others = [n.lineno for n in nodes if is_register(n) and id(n) not in read]
     if others:
         raise Unreadable(f"{module}: registrations that are not literal decorators at lines "
                          f"{', '.join(map(str, others))}")
@@ -280,8 +286,9 @@ def read_components(roots: list[str], scope: str) -> list[Component]:
         if module in seen:
             continue
         seen.add(module)
-        tree, is_package = _parse(module)
-        found += _registrations(tree, module, is_package)
+        tree, is_package, source = _parse(module)
+        if "registry" in source:  # a module that never names the registry registers nothing
+            found += _registrations(tree, module, is_package)
         queue += [m for m in _imports(tree, module, is_package, scope) if m not in seen]
     return found
 
@@ -372,7 +379,8 @@ def _builds(folder: Path, preset: str, depth: int = 0) -> str:
     path = folder / f"{preset}.yaml"
     if depth > 10 or not path.is_file():
         return ""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
     if isinstance(data.get("name"), str):
         return data["name"]
     for parent in reversed(data.get("defaults") or []):
