@@ -211,7 +211,7 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         training = {"replicates": len(seeds), "per_seed": [p["training"] for p in per_seed]}
     # cost: NFE, parameters, MACs and memory follow from the architecture, the same for every
     # seed; sampling time is measured once, on the first seed's model
-    measure_cost(net, comps, eval_cfg, device, m)
+    measure_cost(net, comps, eval_cfg, device, m, progress=progress)
     if len(seeds) > 1:
         m.timing["measured_on_seed"] = seeds[0]
     if latent_info is not None:

@@ -362,13 +362,13 @@ def probe_sampling(net: torch.nn.Module, comps: Components, seed: int,
 
 
 def measure_cost(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, Any],
-                 device: torch.device, out: Measurements) -> None:
+                 device: torch.device, out: Measurements, progress: bool = False) -> None:
     """NFE, parameters, MACs, peak memory and time per batch of this cell's generator."""
     probe = probe_sampling(net, comps, int(eval_cfg.get("seed", 0)), device)
     out.metrics.update(profile_costs(net, comps, device, probe["nfe"]))
     out.metrics["peak_memory_mb"] = probe["peak_memory_mb"]
     out.memory = {"method": probe["peak_memory_method"], "batch_size": 1}
-    out.timing = time_sampling(net, comps, eval_cfg, device)
+    out.timing = time_sampling(net, comps, eval_cfg, device, progress=progress)
     out.metrics["time_per_batch_s"] = out.timing["median_s"]
     out.metrics["time_per_batch_iqr_s"] = out.timing.get("iqr_s")
 
@@ -401,9 +401,11 @@ def profile_costs(net: torch.nn.Module, comps: Components, device: torch.device,
 
 
 def time_sampling(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, Any],
-                  device: torch.device) -> dict[str, Any]:
-    """Time one batch of ``eval.time_batch_size`` from noise to decoded uint8 images."""
+                  device: torch.device, progress: bool = False) -> dict[str, Any]:
+    """Time one batch of ``eval.time_batch_size`` from noise to decoded uint8 images; with
+    ``progress``, a bar over the warm-ups and trials (updated between runs, never inside one)."""
     from genbench.metrics import cost
+    from genbench.progress import bar
 
     batch = int(eval_cfg.get("time_batch_size", 100))
     seed = int(eval_cfg.get("seed", 0))
@@ -417,6 +419,8 @@ def time_sampling(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, A
     def run() -> None:
         to_uint8(comps.latent.decode(comps.sampler.sample(net, x_T, rng)))
 
-    with torch.no_grad():
-        timing = cost.time_per_batch(run, device, warmup=warmup, trials=trials)
+    with torch.no_grad(), bar(total=warmup + trials, desc=f"time (batch of {batch})",
+                              unit="batch", disable=not progress) as timed:
+        timing = cost.time_per_batch(run, device, warmup=warmup, trials=trials,
+                                     on_run=timed.update)
     return {**timing, "batch_size": batch}

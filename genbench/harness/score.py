@@ -54,7 +54,7 @@ from genbench.harness import record as rec
 
 KIND = "eval"
 NO_GENERATOR = "scored images: no generator"
-QUALITY_KEYS = ("fid", "precision", "recall")
+QUALITY_KEYS = ("fid", "fid_ci", "fid_infinity", "fid_at_n", "precision", "recall")
 FOLDER, NPZ, DATASET = "folder", "npz", "dataset"
 SAMPLES, REFERENCE = "SAMPLES", "REFERENCE"
 # Top-level keys a `genbench eval` override may set (the others configure a generator).

@@ -305,12 +305,14 @@ def _time_cpu(fn: Callable[[], Any]) -> float:
 
 
 def time_per_batch(
-    fn: Callable[[], Any], device: str | torch.device, warmup: int = 10, trials: int = 100
+    fn: Callable[[], Any], device: str | torch.device, warmup: int = 10, trials: int = 100,
+    on_run: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Wall time of ``fn()`` (one batch) over ``trials`` timed runs after ``warmup`` untimed ones.
 
     GPU: each trial is bracketed by ``torch.cuda.Event`` records and ``synchronize`` (method
     ``"cuda_event"``). CPU: ``time.perf_counter`` around the call (method ``"perf_counter"``).
+    ``on_run`` (a progress bar's ``update``) is called after every run, outside the timed span.
 
     Returns:
         ``median_s``, ``q25_s``, ``q75_s``, ``iqr_s``, ``mean_s``, ``std_s``, ``min_s``,
@@ -320,12 +322,14 @@ def time_per_batch(
         raise UserError(f"timing needs warmup >= 0 and trials >= 1, got {warmup} and {trials}")
     device = torch.device(device)
     cuda = _use_cuda(device)
+    after = on_run or (lambda: None)
     for _ in range(warmup):
         fn()
-    if cuda:
-        times = [_time_cuda(fn, device) for _ in range(trials)]
-    else:
-        times = [_time_cpu(fn) for _ in range(trials)]
+        after()
+    times = []
+    for _ in range(trials):
+        times.append(_time_cuda(fn, device) if cuda else _time_cpu(fn))
+        after()
     return _summary(times, warmup, CUDA_TIME_METHOD if cuda else CPU_TIME_METHOD, device)
 
 

@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from genbench import _io
 from genbench.errors import UserError, notice
@@ -43,6 +42,7 @@ from genbench.metrics.weights import (
     load_state_dict,
     resolve_spec,
 )
+from genbench.progress import bar as progress_bar
 
 INCEPTION_NAME = "inception-v3-compat"
 VGG16_NAME = "vgg16"
@@ -101,7 +101,8 @@ class FeatureExtractor:
         outputs = []
         batches = range(0, images.shape[0], self.batch_size)
         with torch.inference_mode():
-            for start in tqdm(batches, desc=self.name, unit="batch", disable=not self.progress):
+            for start in progress_bar(batches, desc=self.name, unit="batch",
+                                      disable=not self.progress):
                 batch = images[start : start + self.batch_size].to(self.device)
                 outputs.append(self.network(batch).to("cpu", torch.float64))
         if not outputs:

@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 SUMMARY_HEADER = ("cell", "n", "FID", "FID 95% CI", "FID-inf", "extractor", "prec", "recall",
                   "NFE", "s/batch", "GMACs/smp", "params M", "mem MB")
+TIME_COLUMN = SUMMARY_HEADER.index("s/batch")
 
 
 def write_experiment_report(inputs: Iterable[Path], out_html: Path, *,
@@ -36,6 +38,26 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def significant(value: float | None, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits in plain notation, for people: 0.10016 ->
+    ``0.100``, 0.0002067 -> ``0.000207``, 10.8133 -> ``10.8``, 1234.5 -> ``1234``; None ``-``."""
+    if value is None:
+        return "-"
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return format(value, "g")
+    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
+    return f"{value:.{decimals}f}"
+
+
+def _time_batch(record: Mapping[str, Any]) -> int | None:
+    """The batch size of the record's time per batch (None: no time measured)."""
+    if (record.get("metrics") or {}).get("time_per_batch_s") is None:
+        return None
+    size = (record.get("timing") or {}).get("batch_size")
+    return int(size) if isinstance(size, (int, float)) else None
+
+
 def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
     from genbench.report.tables import fid_ci_bounds
 
@@ -51,14 +73,32 @@ def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
     infinity = m.get("fid_infinity") if isinstance(m.get("fid_infinity"), float) else None
     return (str(record.get("cell", "?")), str(n), fid, ci, _fmt(infinity, ".3f"), str(extractor),
             _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"),
-            _fmt(m.get("nfe"), "d"), _fmt(m.get("time_per_batch_s"), ".4f"),
-            _fmt(m.get("gmacs_per_sample"), ".4f"), _fmt(params, ".3f"),
-            _fmt(m.get("peak_memory_mb"), ".1f"))
+            _fmt(m.get("nfe"), "d"), significant(m.get("time_per_batch_s")),
+            significant(m.get("gmacs_per_sample")), _fmt(params, ".3f"),
+            significant(m.get("peak_memory_mb")))
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _with_batch_sizes(records: list[Mapping[str, Any]],
+                      rows: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Header and rows, the time column naming its batch size: ``s/batch(100)`` when every
+    timed record used one size, else each time followed by its own (``0.615 (b=64)``)."""
+    sizes = {_time_batch(r) for r in records} - {None}
+    header = list(SUMMARY_HEADER)
+    if len(sizes) == 1:
+        header[TIME_COLUMN] = f"s/batch({sizes.pop()})"
+        return [tuple(header), *rows]
+    out = [tuple(header)]
+    for record, row in zip(records, rows):
+        size, cells = _time_batch(record), list(row)
+        if size is not None:
+            cells[TIME_COLUMN] += f" (b={size})"
+        out.append(tuple(cells))
+    return out
 
 
 def summary_text(records: Iterable[Mapping[str, Any]]) -> str:
@@ -74,7 +114,7 @@ def summary_text(records: Iterable[Mapping[str, Any]]) -> str:
     from genbench.report.tables import _record_row
 
     records = list(records)
-    text = _table([SUMMARY_HEADER, *(_summary_row(r) for r in records)])
+    text = _table(_with_batch_sizes(records, [_summary_row(r) for r in records]))
     try:
         import pandas as pd
 
