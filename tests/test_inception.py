@@ -71,6 +71,13 @@ def fidelity_inception(packaged: Path):
                                        feature_extractor_weights_path=buffer)
 
 
+@pytest.fixture(scope="module")
+def nvlabs_network(packaged: Path):
+    """The TorchScript network itself, the reference (torch.jit.load runs its code: tests
+    only, after the SHA-256 check above; genbench never does this)."""
+    return torch.jit.load(str(packaged), map_location="cpu").eval()
+
+
 # ---------------------------------------------------------------------------- safe reading
 
 
@@ -154,7 +161,7 @@ def test_a_state_dict_file_is_not_taken_for_torchscript(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- the mapping
 
 
-def test_mapped_weights_give_the_nvlabs_networks_features(packaged: Path,
+def test_mapped_weights_give_the_nvlabs_networks_features(nvlabs_network,
                                                           fidelity_inception) -> None:
     """torch-fidelity's network with the mapped tensors computes what the TorchScript network
     itself computes (run here, and only here, by torch.jit.load after the SHA-256 check), on
@@ -164,7 +171,7 @@ def test_mapped_weights_give_the_nvlabs_networks_features(packaged: Path,
     )
 
     images = photo_crops(6)
-    reference = torch.jit.load(str(packaged), map_location="cpu").eval()
+    reference = nvlabs_network
     with torch.no_grad():
         ours = fidelity_inception(images)[0]
         resized = interpolate_bilinear_2d_like_tensorflow1x(images.float(), size=(299, 299),
@@ -304,3 +311,224 @@ def test_export_writes_torch_fidelitys_state_dict(exported, packaged: Path) -> N
     assert state.keys() == expected.keys()
     assert all(torch.equal(state[k], expected[k]) for k in expected if k not in ("fc.weight",
                                                                                  "fc.bias"))
+
+
+# ---------------------------------------------------------------------------- which extractor
+
+
+@pytest.fixture(scope="module")
+def digits_components(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny digits configuration's components, a shared cache and 60 'generated' digits."""
+    from genbench.config import compose, to_plain
+    from genbench.data.base import all_images
+    from genbench.harness.build import build_components
+
+    cfg = to_plain(compose(["eval=tiny", "eval.num_real=60"]))
+    comps = build_components(cfg)
+    samples = all_images(comps.dataset)[0][-60:].flip(-1)  # mirrored digits: not the reference
+    return cfg["eval"], comps, tmp_path_factory.mktemp("cache"), samples
+
+
+def _toy_builder(name: str, built: list[str]):
+    """A pretrained-extractor builder that stands for ``name``'s network: pixel features."""
+    from genbench.metrics.features import FeatureExtractor
+
+    def build(weights_path, allow_download, device, *, progress, resize="tf1"):
+        built.append(name)
+        recipe = {"dims": 16, "sha256": name[0] * 64, "weights_file": f"{name}.pth",
+                  "weights_source": "packaged", "input_resize": resize,
+                  "is_inception": name == "inception"}
+        network = lambda batch: batch.float().flatten(1)[:, 20:36]  # noqa: E731
+        return FeatureExtractor(f"toy-{name}", recipe, network, progress=progress)
+
+    return build
+
+
+def _missing(name: str):
+    from genbench.errors import MissingWeightsError
+
+    def build(*args, **kwargs):
+        raise MissingWeightsError(f"{name} weights not found: put {name}.pth somewhere")
+
+    return build
+
+
+def _choose_and_measure(eval_cfg, comps, cache, samples):
+    from genbench.harness.evaluate import Measurements, choose_extractors, measure_quality
+
+    chosen = choose_extractors(eval_cfg, comps, cache, torch.device("cpu"), False)
+    out = Measurements()
+    measure_quality(samples, comps, eval_cfg, cache, chosen, out)
+    return chosen, out
+
+
+def test_without_vgg16_precision_recall_run_on_inception_under_their_own_names(
+    digits_components, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from genbench.harness.evaluate import extractor_lines
+    from genbench.metrics import features, quality
+
+    eval_cfg, comps, cache, samples = digits_components
+    built: list[str] = []
+    monkeypatch.setitem(features.PRETRAINED, "inception", _toy_builder("inception", built))
+    monkeypatch.setitem(features.PRETRAINED, "vgg16", _missing("VGG16"))
+    eval_cfg = {**eval_cfg, "feature_extractor": "auto", "metrics": ["fid", "precision_recall"]}
+    chosen, out = _choose_and_measure(eval_cfg, comps, cache, samples)
+    assert built == ["inception"]  # built once, for both metrics
+    assert chosen.substituted == {"precision_recall": "inception"}
+    assert chosen.by_metric["precision_recall"] is chosen.by_metric["fid"]
+    assert set(out.metrics) == {"fid", "precision[inception]", "recall[inception]"}
+    assert "precision" not in out.metrics and "recall" not in out.metrics  # never mixed
+    assert "measured on toy-inception features as precision[inception]" in out.missing["precision"]
+    recipe = out.recipes["recall[inception]"]
+    assert recipe["extractor"] == "toy-inception" and recipe["k"] == 3
+    assert recipe["instead_of"] == "precision/recall on vgg16 (no weights)"
+    # the numbers are torch-fidelity's prc on those features (k = 3)
+    from genbench.data.base import all_images
+
+    net = chosen.by_metric["fid"]
+    real = net(all_images(comps.dataset, limit=60)[0]).float().double()  # cached as float32
+    precision, recall = quality.precision_recall(real, net(samples), k=3)
+    assert (out.metrics["precision[inception]"], out.metrics["recall[inception]"]) == (
+        pytest.approx(precision, abs=1e-12), pytest.approx(recall, abs=1e-12))
+    err = capsys.readouterr().err
+    assert err.count("genbench: FALLBACK: precision_recall: VGG16 weights not found") == 1
+    lines = extractor_lines(out)
+    assert lines[0].startswith("fid, precision[inception], recall[inception]: toy-inception "
+                               "features, weights inception.pth (packaged")
+    assert lines[1].startswith("FALLBACK: precision_recall: VGG16 weights not found")
+
+
+def test_vgg16_when_present_keeps_the_standard_names(
+    digits_components, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genbench.metrics import features
+
+    eval_cfg, comps, cache, samples = digits_components
+    built: list[str] = []
+    monkeypatch.setitem(features.PRETRAINED, "inception", _toy_builder("inception", built))
+    monkeypatch.setitem(features.PRETRAINED, "vgg16", _toy_builder("vgg16", built))
+    eval_cfg = {**eval_cfg, "feature_extractor": "auto", "metrics": ["fid", "precision_recall"]}
+    chosen, out = _choose_and_measure(eval_cfg, comps, cache, samples)
+    assert chosen.substituted == {} and chosen.notes == []
+    assert set(out.metrics) == {"fid", "precision", "recall"}
+    assert out.recipes["precision"]["extractor"] == "toy-vgg16"
+
+
+def test_a_configured_vgg16_file_that_is_missing_is_an_error(
+    digits_components, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from genbench.metrics import features
+
+    eval_cfg, comps, cache, samples = digits_components
+    monkeypatch.setitem(features.PRETRAINED, "inception", _toy_builder("inception", []))
+    eval_cfg = {**eval_cfg, "feature_extractor": "auto", "metrics": ["fid", "precision_recall"],
+                "vgg16_weights": str(tmp_path / "nowhere.pth")}
+    with pytest.raises(UserError, match="VGG16 weights not found: .*nowhere.pth does not exist"):
+        _choose_and_measure(eval_cfg, comps, cache, samples)
+
+
+def test_no_inception_at_all_falls_back_to_the_classifier_only_under_auto(
+    digits_components, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from genbench.metrics import features
+
+    eval_cfg, comps, cache, samples = digits_components
+    monkeypatch.setitem(features.PRETRAINED, "inception", _missing("Inception"))
+    monkeypatch.setitem(features.PRETRAINED, "vgg16", _missing("VGG16"))
+    base = {**eval_cfg, "metrics": ["fid", "precision_recall"]}
+    chosen, out = _choose_and_measure({**base, "feature_extractor": "auto"}, comps, cache,
+                                      samples)
+    assert {e.name for e in chosen.by_metric.values()} == {"digits-classifier"}
+    assert set(out.metrics) == {"fid", "precision", "recall"}  # the classifier's, named so
+    assert out.recipes["fid"]["is_inception"] is False
+    assert "fell back to the dataset classifier" in capsys.readouterr().err
+    with pytest.raises(UserError, match="Inception weights not found"):
+        _choose_and_measure({**base, "feature_extractor": "inception"}, comps, cache, samples)
+    chosen, out = _choose_and_measure({**base, "feature_extractor": "classifier"}, comps, cache,
+                                      samples)
+    assert chosen.notes == [] and out.recipes["fid"]["extractor"] == "digits-classifier"
+
+
+# ---------------------------------------------------------------------------- parity
+
+PARITY_N = 8  # images per set: k = 3 neighbours, KID subsets of all 8
+
+
+@pytest.fixture(scope="module")
+def two_sets(tmp_path_factory: pytest.TempPathFactory):
+    """Two sets of photograph crops (real, fake), as uint8 tensors and as PNG folders."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("sets")
+    sets = {"real": photo_crops(PARITY_N), "fake": photo_crops(PARITY_N, offset=40)}
+    for name, images in sets.items():
+        (root / name).mkdir()
+        for i, image in enumerate(images):
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / name / f"{i:03d}.png")
+    return sets["real"], sets["fake"], root / "real", root / "fake"
+
+
+def _genbench(resize: str, packaged: Path, real: torch.Tensor, fake: torch.Tensor) -> dict:
+    """genbench's registered metrics on its own features of the two sets, as the harness
+    computes them (FID from statistics, KID and precision/recall from features)."""
+    from genbench.metrics import quality
+    from genbench.metrics.features import inception_extractor
+
+    extractor = inception_extractor(str(packaged), sha256=PACKAGED_SHA256, resize=resize,
+                                    progress=False)
+    r, f = extractor(real), extractor(fake)
+    out = quality.compute("fid", quality.as_statistics(r), quality.as_statistics(f))
+    out |= quality.compute("kid", r, f, subset_size=PARITY_N)
+    return out | quality.compute("precision_recall", r, f, k=3)
+
+
+@pytest.fixture(scope="module")
+def genbench_tf1(two_sets, packaged: Path) -> dict:
+    real, fake, _, _ = two_sets
+    return _genbench("tf1", packaged, real, fake)
+
+
+def test_fid_kid_precision_recall_equal_torch_fidelitys(two_sets, exported,
+                                                        genbench_tf1: dict) -> None:
+    """torch_fidelity.calculate_metrics, offline with the exported weights, on the PNG folders:
+    the same FID and KID (1e-4 relative), the same precision and recall (its prc on the same
+    2048-d features, k = 3)."""
+    import torch_fidelity
+
+    _, _, real_dir, fake_dir = two_sets
+    ours = genbench_tf1
+    theirs = torch_fidelity.calculate_metrics(
+        input1=str(fake_dir), input2=str(real_dir), fid=True, kid=True, prc=True,
+        feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(exported[0]),
+        kid_subset_size=PARITY_N, prc_neighborhood=3, batch_size=PARITY_N, samples_shuffle=False,
+        cuda=False, cache=False, verbose=False)
+    assert ours["fid"] > 10  # two different sets of crops
+    assert ours["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
+    assert ours["kid_mean"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-4)
+    assert ours["kid_std"] == pytest.approx(theirs["kernel_inception_distance_std"], abs=1e-6)
+    assert ours["precision"] == pytest.approx(theirs["precision"], abs=1e-6)
+    assert ours["recall"] == pytest.approx(theirs["recall"], abs=1e-6)
+    assert 0 < ours["precision"] < 1 or 0 < ours["recall"] < 1  # not a trivial 0/1 case
+
+
+def test_clean_resize_fid_equals_clean_fids(two_sets, packaged: Path, nvlabs_network,
+                                           genbench_tf1: dict) -> None:
+    """eval.resize=clean: genbench's FID equals clean-fid's own compute_fid in its "clean" mode
+    (its resize, its features, its Frechet distance) with the NVlabs network (1e-4 relative),
+    and differs from the tf1 FID: the resize is part of the protocol."""
+    from cleanfid import fid as cleanfid
+
+    real, fake, real_dir, fake_dir = two_sets
+
+    def network(x: torch.Tensor) -> torch.Tensor:  # clean-fid's InceptionV3W.forward
+        with torch.no_grad():
+            return nvlabs_network((x - 128) / 128)
+
+    theirs = cleanfid.compute_fid(str(real_dir), str(fake_dir), mode="clean",
+                                  custom_feat_extractor=network, device=torch.device("cpu"),
+                                  num_workers=0, batch_size=PARITY_N, verbose=False,
+                                  use_dataparallel=False)
+    ours = _genbench("clean", packaged, real, fake)["fid"]
+    assert ours == pytest.approx(theirs, rel=1e-4)
+    assert abs(ours - genbench_tf1["fid"]) > 1e-3 * ours

@@ -13,6 +13,8 @@ from typing import Any
 
 SUMMARY_HEADER = ("cell", "n", "FID", "extractor", "prec", "recall", "NFE", "s/batch", "GMACs/smp",
                   "params M", "mem MB")
+# Shown when a record has them (no VGG16 weights): precision/recall on Inception features.
+INCEPTION_PR = ("precision[inception]", "recall[inception]")
 
 
 def write_experiment_report(inputs: Iterable[Path], out_html: Path, *,
@@ -36,7 +38,7 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
+def _summary_row(record: Mapping[str, Any], inception_pr: bool = False) -> tuple[str, ...]:
     m = record.get("metrics") or {}
     extractor = (record.get("metric_recipes") or {}).get("fid", {}).get("extractor", "-")
     params = None if m.get("params") is None else m["params"] / 1e6
@@ -44,8 +46,9 @@ def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
     n = reps.get("n") if isinstance(reps.get("n"), int) else 1
     std = ((reps.get("aggregate") or {}).get("fid") or {}).get("std")
     fid = _fmt(m.get("fid"), ".3f") + (f" ± {std:.3f}" if isinstance(std, float) else "")
+    extra = tuple(_fmt(m.get(key), ".3f") for key in INCEPTION_PR) if inception_pr else ()
     return (str(record.get("cell", "?")), str(n), fid, str(extractor),
-            _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"),
+            _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"), *extra,
             _fmt(m.get("nfe"), "d"), _fmt(m.get("time_per_batch_s"), ".4f"),
             _fmt(m.get("gmacs_per_sample"), ".4f"), _fmt(params, ".3f"),
             _fmt(m.get("peak_memory_mb"), ".1f"))
@@ -58,7 +61,9 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 def summary_text(records: Iterable[Mapping[str, Any]]) -> str:
     """A plain-text table of the main numbers, one row per record (FID with its extractor; n
-    training seeds, a ``train.seeds=N`` record's FID as mean ± std); then, when records are
+    training seeds, a ``train.seeds=N`` record's FID as mean ± std; precision/recall on VGG16
+    features, and in columns of their own ``precision[inception]``/``recall[inception]`` when a
+    record has them); then, when records are
     replicates of one configuration over seeds, one row per configuration, and a warning per
     pair of configurations whose intervals overlap (:func:`genbench.report.seeds
     .ranking_warnings`)."""
@@ -68,7 +73,10 @@ def summary_text(records: Iterable[Mapping[str, Any]]) -> str:
     from genbench.report.tables import _record_row
 
     records = list(records)
-    text = _table([SUMMARY_HEADER, *(_summary_row(r) for r in records)])
+    inception_pr = any((r.get("metrics") or {}).get(k) is not None for r in records
+                       for k in INCEPTION_PR)
+    header = SUMMARY_HEADER[:6] + (INCEPTION_PR if inception_pr else ()) + SUMMARY_HEADER[6:]
+    text = _table([header, *(_summary_row(r, inception_pr) for r in records)])
     try:
         import pandas as pd
 

@@ -171,7 +171,7 @@ def seeds_table(df: pd.DataFrame, *, text: bool = False) -> pd.DataFrame:
         table[column] = list(configs[column])
     table["n"] = list(configs["n"])
     table["seeds"] = list(configs["seeds"])
-    for key in ("fid", "precision", "recall"):
+    for key in ("fid", "precision", "recall", "precision[inception]", "recall[inception]"):
         if key not in configs.columns:
             continue
         extractor = configs.get(f"{key}_extractor")

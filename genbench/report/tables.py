@@ -43,6 +43,9 @@ QUALITY_METRICS: dict[str, str] = {
     "kid_mean": "KID",
     "precision": "precision",
     "recall": "recall",
+    # precision/recall on Inception pool features when no VGG16 weights: their own columns
+    "precision[inception]": "precision[inception]",
+    "recall[inception]": "recall[inception]",
 }
 UNKNOWN_EXTRACTOR = "unknown extractor"
 # Columns every records frame has, even when empty.
