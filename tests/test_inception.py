@@ -256,10 +256,15 @@ def test_lookup_order_configured_hub_env_then_packaged(
         locate()
 
 
-def test_the_default_inception_is_the_packaged_network(no_files: Path, packaged: Path) -> None:
+def test_the_default_inception_is_the_packaged_network(no_files: Path, packaged: Path,
+                                                        fidelity_inception) -> None:
     from genbench.metrics.features import INCEPTION_NAME, inception_extractor
 
     extractor = inception_extractor(progress=False)
+    images = photo_crops(3, offset=7)
+    with torch.no_grad():  # torch-fidelity's own forward, in genbench's channels-last layout
+        torch.testing.assert_close(extractor(images).float(), fidelity_inception(images)[0],
+                                   rtol=1e-5, atol=1e-5)
     recipe = extractor.recipe
     assert extractor.name == INCEPTION_NAME and recipe["is_inception"] and recipe["dims"] == 2048
     assert recipe["weights_source"] == "packaged" and recipe["sha256"] == PACKAGED_SHA256
