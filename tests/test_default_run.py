@@ -126,16 +126,25 @@ def default_run(tmp_path_factory):
     return folder, proc
 
 
+def _quality(metrics: dict) -> dict:
+    """FID, precision and recall as the record names them: VGG16's ``precision``/``recall``
+    when its weights were present, else ``precision[inception]``/``recall[inception]``."""
+    suffix = "" if metrics.get("recall") is not None else "[inception]"
+    return {"fid": metrics["fid"], "precision": metrics[f"precision{suffix}"],
+            "recall": metrics[f"recall{suffix}"], "pr": f"precision{suffix}/recall{suffix}"}
+
+
 def _compare(folder, sample) -> tuple[dict, dict]:
     trained = _record(folder / "results" / "default")
     recipe = trained["metric_recipes"]["fid"]
     baseline = _score(folder, sample, recipe["num_fake"])
-    for key in ("extractor", "num_real", "num_fake", "reference"):
+    for key in ("extractor", "num_real", "num_fake", "reference", "sha256"):
         assert baseline.recipes["fid"][key] == recipe[key], key
-    a, b = trained["metrics"], baseline.metrics
-    print(f"[{recipe['extractor']}] trained: FID {a['fid']:.2f}, precision {a['precision']:.3f}, "
-          f"recall {a['recall']:.3f}; {sample.__name__}: FID {b['fid']:.2f}, precision "
-          f"{b['precision']:.3f}, recall {b['recall']:.3f}")
+    a, b = _quality(trained["metrics"]), _quality(baseline.metrics)
+    assert a["pr"] == b["pr"]  # the same precision/recall features on both sides
+    print(f"[{recipe['extractor']}, {a['pr']}] trained: FID {a['fid']:.2f}, precision "
+          f"{a['precision']:.3f}, recall {a['recall']:.3f}; {sample.__name__}: FID "
+          f"{b['fid']:.2f}, precision {b['precision']:.3f}, recall {b['recall']:.3f}")
     return a, b
 
 
