@@ -26,6 +26,7 @@ FID 1775; the training mean alone scores FID 953.)
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -156,6 +157,10 @@ def test_default_run_trains_evaluates_and_beats_a_noisy_mean(default_run):
     assert trained["training"]["source"] == "trained" and trained["training"]["steps"] > 0
     assert (folder / "results" / "default" / "report.html").is_file()
     assert "report:" in proc.stdout
+    recipe = trained["metric_recipes"]["fid"]  # the FID Inception, always there (packaged)
+    assert recipe["extractor"] == "inception-v3-compat" and recipe["is_inception"]
+    said = rf"genbench: fid[^:\n]*: inception-v3-compat features, weights {recipe['weights_file']}"
+    assert re.search(said, proc.stderr), proc.stderr[-2000:]  # the console names it
     a, b = _compare(folder, noisy_mean_like)
     assert a["recall"] > b["recall"], (a["recall"], b["recall"])
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -537,3 +539,70 @@ def test_clean_resize_fid_equals_clean_fids(two_sets, packaged: Path, nvlabs_net
     ours = _genbench("clean", packaged, real, fake)["fid"]
     assert ours == pytest.approx(theirs, rel=1e-4)
     assert abs(ours - genbench_tf1["fid"]) > 1e-3 * ours
+
+
+# ---------------------------------------------------------------------------- record and report
+
+
+def _records_with_both_kinds(root: Path) -> Path:
+    """Three cells on one FID extractor: VGG16 precision/recall in one, precision[inception]/
+    recall[inception] in two replicates (seeds 0 and 1) of another configuration."""
+    import copy
+
+    from test_report import INCEPTION, _record, _write
+
+    vgg = _record("with-vgg16", fid=30.0, extractor=INCEPTION, time_s=0.05)
+    vgg["metric_recipes"]["precision"]["extractor"] = "vgg16"
+    vgg["metric_recipes"]["recall"]["extractor"] = "vgg16"
+    _write(root, vgg)
+    for seed, (p, r) in enumerate(((0.41, 0.21), (0.43, 0.25))):
+        rec = _record(f"no-vgg16-s{seed}", fid=40.0 + seed, extractor=INCEPTION, time_s=0.02)
+        rec["config"] = {**copy.deepcopy(rec["config"]), "seed": seed,
+                         "sampler": {"name": "ddim", "steps": 4}}
+        recipe = rec["metric_recipes"].pop("precision")
+        rec["metric_recipes"].pop("recall")
+        rec["metrics"].update({"precision": None, "recall": None, "precision[inception]": p,
+                               "recall[inception]": r})
+        rec["metric_recipes"]["precision[inception]"] = recipe
+        rec["metric_recipes"]["recall[inception]"] = dict(recipe)
+        rec["missing"] = {"precision": "no vgg16 weights; measured on inception-v3-compat "
+                                       "features as precision[inception]"}
+        _write(root, rec)
+    return root
+
+
+def test_inception_precision_recall_never_share_a_column_or_axis(tmp_path: Path) -> None:
+    from genbench.report import load_records, report_figures, summary_table, table3
+    from genbench.report.experiment import summary_text
+    from genbench.report.seeds import seeds_table
+
+    df = load_records([_records_with_both_kinds(tmp_path / "results")])
+    table = summary_table(df).set_index("cell")
+    ours = "precision[inception] [inception-v3-compat]"
+    assert table.loc["with-vgg16", "precision [vgg16]"] == 0.7
+    assert math.isnan(table.loc["with-vgg16", ours])
+    assert table.loc["no-vgg16-s1", ours] == 0.43
+    assert math.isnan(table.loc["no-vgg16-s1", "precision [vgg16]"])
+    t3 = table3(df).set_index("name")
+    assert t3.loc["no-vgg16-s0", "recall[inception] [inception-v3-compat]"] == 0.21
+    assert math.isnan(t3.loc["no-vgg16-s0", "recall [vgg16]"])
+    assert math.isnan(t3.loc["with-vgg16", "recall[inception] [inception-v3-compat]"])
+    figures = {f.layout.meta["kind"]: f for f in report_figures(df)}
+    vgg_recall = [v for t in figures["recall_vs_fid"].data if t.meta["role"] == "measured"
+                  for v in t.y]
+    inception_recall = [v for t in figures["recall_inception_vs_fid"].data
+                        if t.meta["role"] == "measured" for v in t.y]
+    assert vgg_recall == [0.5]  # the VGG16 cell alone
+    assert inception_recall == [pytest.approx(0.23)]  # the two seeds' mean, one point
+    assert "recall[inception]" in figures["recall_inception_vs_fid"].layout.yaxis.title.text
+    seeds = seeds_table(df)
+    assert list(seeds[f"{ours} mean"].dropna()) == [pytest.approx(0.42)]
+    assert list(seeds[f"{ours} min"].dropna()) == [0.41]
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "results").rglob(
+        "result.json"))]
+    lines = summary_text(records).splitlines()
+    header = lines[0].split()
+    assert header[4:8] == ["prec", "recall", "precision[inception]", "recall[inception]"]
+    row = {line.split()[0]: line.split() for line in lines[1:4]}
+    assert row["with-vgg16"][4:8] == ["0.700", "0.500", "-", "-"]
+    assert row["no-vgg16-s0"][4:8] == ["-", "-", "0.410", "0.210"]
