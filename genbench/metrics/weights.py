@@ -22,7 +22,9 @@ Hash convention: torch hub names files ``<stem>-<first 8 hex digits of the SHA-2
 (``torch.hub.load_state_dict_from_url(check_hash=True)``). The known files are verified against
 their full SHA-256 (an 8-hex prefix is only 32 bits: a crafted file can match it); a file given
 only by name is verified against the prefix in its name. Verified files are still only ever read
-with ``torch.load(weights_only=True)`` (:func:`load_state_dict`), never unpickled freely.
+with ``torch.load(weights_only=True)`` (:func:`load_state_dict`), or, for a TorchScript file such
+as the packaged Inception, by the allow-list unpickler of
+:mod:`genbench.metrics.torchscript_inception`; never unpickled freely.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class Located:
     """A verified weights file and where the lookup found it."""
 
     path: Path
-    source: str  # one of SOURCES
+    source: str  # CONFIGURED, HUB, ENV, PACKAGED or DOWNLOADED
     sha256: str  # its full SHA-256, as verified
 
 
