@@ -122,7 +122,7 @@ def default_run(tmp_path_factory):
                           capture_output=True, text=True, timeout=3600)
     elapsed = time.perf_counter() - started
     assert proc.returncode == 0, proc.stderr[-3000:]
-    print(f"default run: {elapsed:.0f} s")  # README: 12.7 minutes, one thread, busy machine
+    print(f"default run: {elapsed:.0f} s")  # README: 7.6 to 12.7 minutes, one busy thread
     return folder, proc
 
 

@@ -264,9 +264,10 @@ def test_the_default_inception_is_the_packaged_network(no_files: Path, packaged:
 
     extractor = inception_extractor(progress=False)
     images = photo_crops(3, offset=7)
-    with torch.no_grad():  # torch-fidelity's own forward, in genbench's channels-last layout
+    with torch.no_grad():  # torch-fidelity's own forward, in genbench's channels-last layout:
+        # float32 rounding only (1.7e-5 at most measured here, on features of up to ~5)
         torch.testing.assert_close(extractor(images).float(), fidelity_inception(images)[0],
-                                   rtol=1e-5, atol=1e-5)
+                                   rtol=0, atol=1e-4)
     recipe = extractor.recipe
     assert extractor.name == INCEPTION_NAME and recipe["is_inception"] and recipe["dims"] == 2048
     assert recipe["weights_source"] == "packaged" and recipe["sha256"] == PACKAGED_SHA256
