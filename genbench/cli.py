@@ -1,4 +1,4 @@
-"""``genbench``: run | list | profile | eval | report.
+"""``genbench``: run | list | profile | eval | report | weights.
 
 Hydra composes the configuration here, at the edge (:mod:`genbench.config`); everything below
 takes plain dicts. ``genbench run`` composes one cell and calls the task function
@@ -260,6 +260,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- weights
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """``genbench weights export inception PATH``: the Inception weights genbench uses, as a
+    torch-fidelity state dict, for running torch-fidelity offline."""
+    from genbench.metrics.features import export_inception_weights
+
+    info = export_inception_weights(args.path)
+    print(f"wrote {info['path']}: torch-fidelity FeatureExtractorInceptionV3 state dict, "
+          f"SHA-256 {info['sha256']}")
+    print(f"from  {info['from']} ({info['source']}, SHA-256 {info['from_sha256']})")
+    print("torch-fidelity, offline:  torch_fidelity.calculate_metrics(input1=..., input2=..., "
+          f"fid=True, feature_extractor_weights_path='{info['path']}')")
+    print(f"genbench, this file:      genbench run eval.inception_weights={info['path']} "
+          f"eval.inception_sha256={info['sha256']}")
+    if info["logits_are_nan"]:
+        print("note: its fc layer (Inception Score logits) is NaN: the packaged NVlabs network "
+              "ends at the 2048-d pool features; use the file for FID, KID and precision/recall, "
+              "not for the Inception Score")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 # File-system failures that are the machine's state, not a bug: said in one line, exit status 2.
@@ -343,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-paper", action="store_true",
                      help="leave out the published numbers of baselines/ and records")
     rep.set_defaults(func=cmd_report)
+    wts = sub.add_parser("weights", help="the metric networks' weights: export them")
+    wts.add_argument("action", choices=("export",))
+    wts.add_argument("network", choices=("inception",),
+                     help="inception: the FID Inception genbench uses, as torch-fidelity's "
+                          "state dict")
+    wts.add_argument("path", help="file to write, e.g. inception-fidelity.pth")
+    wts.set_defaults(func=cmd_weights)
     parser.commands = sub.choices  # type: ignore[attr-defined]  # name -> its parser
     return parser
 

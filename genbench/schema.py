@@ -107,6 +107,8 @@ class EvalSettings:
     seed: int = field(default=42, metadata=_range(AT_LEAST_0))
     feature_extractor: str = field(default="auto", metadata=_range(
         Range(choices=("auto", "inception", "classifier"))))
+    # the Inception's resize to 299: torch-fidelity's TF1.x bilinear, or clean-fid's "clean"
+    resize: str = field(default="tf1", metadata=_range(Range(choices=("tf1", "clean"))))
     inception_weights: str | None = None
     vgg16_weights: str | None = None
     # a full SHA-256 to require instead of the official file's

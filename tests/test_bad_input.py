@@ -69,6 +69,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("lr-nan", ["train.adversarial.lr_g=nan"], ["train.adversarial.lr_g", "finite"]),
     # choices
     ("feature-extractor-choice", ["eval.feature_extractor=incept"], ["auto, inception"]),
+    ("resize-choice", ["eval.resize=bicubic"], ["eval.resize", "tf1, clean"]),
     ("rec-loss-choice", ["train.adversarial.rec_loss=l2"], ["none, l1, weighted"]),
     ("metric-unknown", ["eval.metrics=[fid,kidd]"], ["kidd", "did you mean kid"]),
     ("fid-ci-negative", ["eval.fid_ci_resamples=-1"], ["eval.fid_ci_resamples", ">= 0"]),

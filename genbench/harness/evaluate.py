@@ -4,9 +4,14 @@ Quality (torch-fidelity protocol, staged): uint8 samples -> features -> statisti
 for the registered metrics ``eval.metrics`` names (FID, Heusel et al. 2017; precision/recall,
 Kynkäänniemi et al. 2019, k = 3; KID, Binkowski et al. 2018). Each metric's registry metadata
 says which extractor it wants (FID and KID the TF-compatible Inception, precision/recall VGG16)
-and whether it takes features or statistics; offline, a missing pretrained extractor falls back
-to a classifier trained on the dataset's own labels, named as such in the recipe. A metric that
-cannot be computed is ``None`` with its reason under ``missing``.
+and whether it takes features or statistics. The Inception is always there (its weights are
+packaged, :mod:`genbench.metrics.weights`); without VGG16 weights, precision/recall run on the
+Inception's pool features under keys of their own (``precision[inception]``,
+``recall[inception]``: the metric's registered fallback). Only when a pretrained extractor has no
+weights at all does ``eval.feature_extractor=auto`` fall back to a classifier trained on the
+dataset's own labels, named as such in the recipe; ``classifier`` uses it for every metric.
+Every fallback is said on the console and kept in the recipes. A metric that cannot be computed
+is ``None`` with its reason under ``missing``.
 
 Beside FID, from the same features (no further sampling): ``fid_ci``, a 95% interval for the
 sampling uncertainty of the generated set (``eval.fid_ci_resamples`` half-samples), and
@@ -21,14 +26,15 @@ memory for one sample; time per batch with warm-up, synchronisation and repeated
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from genbench.errors import MissingWeightsError, UserError
+from genbench.errors import MissingWeightsError, UserError, notice
 from genbench.harness.build import Components
 from genbench.harness.generate import generate_batch, to_uint8
 from genbench.samplers.noise import BatchRNG, PerSampleRNG
@@ -76,27 +82,44 @@ def _classifier(comps: Components, cache_dir: Path, progress: bool):
 def _pretrained(name: str, eval_cfg: dict[str, Any], device: torch.device, progress: bool):
     """Pretrained extractor ``name`` (a key of ``features.PRETRAINED``), weights from
     ``eval.<name>_weights``, verified against ``eval.<name>_sha256`` when set (else the
-    built-in full SHA-256 of the official file)."""
+    built-in full SHA-256 of the official file); ``eval.resize`` for a builder that takes it."""
     from genbench.metrics.features import PRETRAINED
 
     if name not in PRETRAINED:
         raise UserError(f"a metric wants feature extractor {name!r}, which genbench does not "
                         f"know; known: {', '.join(PRETRAINED)}")
+    build = PRETRAINED[name]
+    options: dict[str, Any] = {}
     pinned = eval_cfg.get(f"{name}_sha256")  # only passed when set: builders may not take it
-    return PRETRAINED[name](eval_cfg.get(f"{name}_weights"),
-                            bool(eval_cfg.get("allow_download", False)), device,
-                            progress=progress, **({"sha256": str(pinned)} if pinned else {}))
+    if pinned:
+        options["sha256"] = str(pinned)
+    if "resize" in inspect.signature(build).parameters:
+        options["resize"] = str(eval_cfg.get("resize", "tf1"))
+    return build(eval_cfg.get(f"{name}_weights"), bool(eval_cfg.get("allow_download", False)),
+                 device, progress=progress, **options)
+
+
+class ChosenExtractors(NamedTuple):
+    """What :func:`choose_extractors` chose for a run."""
+
+    by_metric: dict[str, Any]  # registered metric name -> its FeatureExtractor
+    notes: list[str]  # the fallbacks taken, one line each (printed, and kept in the recipes)
+    substituted: dict[str, str]  # metric -> its registered fallback extractor, when used
 
 
 def choose_extractors(eval_cfg: dict[str, Any], comps: Components, cache_dir: Path,
-                      device: torch.device, progress: bool) -> tuple[dict[str, Any], list[str]]:
-    """``({metric: extractor}, notes on fallbacks taken)`` for ``eval.metrics`` and "fid".
+                      device: torch.device, progress: bool) -> ChosenExtractors:
+    """The extractor of every metric of ``eval.metrics`` and of "fid", and the fallbacks taken.
 
     Each metric's extractor is the one its registry metadata names (:func:`metric_spec`); each
-    distinct extractor is built once. ``eval.feature_extractor``: ``auto`` falls back to the
-    dataset classifier when weights are missing, ``inception`` insists on the pretrained ones,
-    ``classifier`` uses the classifier for every metric. FID's extractor is always resolved: the
-    rFID of a learned latent space uses it.
+    distinct extractor is built once. When its weights are missing and were not configured, a
+    metric with a registered ``fallback`` (precision/recall: the Inception) uses that extractor
+    and records its numbers under its ``fallback_keys``. ``eval.feature_extractor``: ``auto``
+    falls back to the dataset classifier when a pretrained extractor is still missing,
+    ``inception`` insists on pretrained ones, ``classifier`` uses the classifier for every
+    metric. A configured weights path that does not exist is an error in every mode. FID's
+    extractor is always resolved: the rFID of a learned latent space uses it. Each fallback is
+    printed as one loud line before anything is trained.
     """
     from genbench.metrics.quality import metric_spec
 
@@ -106,22 +129,72 @@ def choose_extractors(eval_cfg: dict[str, Any], comps: Components, cache_dir: Pa
                         f"{', '.join(EXTRACTOR_CHOICES)}")
     specs = [metric_spec(name) for name in dict.fromkeys([*requested_metrics(eval_cfg), "fid"])]
     built: dict[str, Any] = {}
+    missing: dict[str, MissingWeightsError] = {}
+
+    def pretrained(name: str) -> Any:
+        if name not in built and name not in missing:
+            try:
+                built[name] = _pretrained(name, eval_cfg, device, progress)
+            except MissingWeightsError as exc:
+                if eval_cfg.get(f"{name}_weights") is not None:
+                    raise  # a configured file that is not there: never a silent substitute
+                missing[name] = exc
+        return built.get(name)
+
+    chosen: dict[str, Any] = {}
     notes: list[str] = []
-    for name in dict.fromkeys(spec.extractor for spec in specs):
-        built[name] = None
+    substituted: dict[str, str] = {}
+    for spec in specs:
         if choice == "classifier":
             continue
-        try:
-            built[name] = _pretrained(name, eval_cfg, device, progress)
-        except MissingWeightsError as exc:
+        chosen[spec.name] = pretrained(spec.extractor)
+        if chosen[spec.name] is None and spec.fallback is not None:
+            chosen[spec.name] = pretrained(spec.fallback)
+            if chosen[spec.name] is not None:
+                substituted[spec.name] = spec.fallback
+                notes.append(
+                    f"{spec.name}: {missing[spec.extractor]}; measured on the "
+                    f"{chosen[spec.name].name} features instead (k={eval_cfg.get('pr_k', 3)}) "
+                    f"and recorded as {'/'.join(spec.fallback_keys)}, not comparable with "
+                    f"{'/'.join(spec.keys)} on {spec.extractor}")
+        if chosen[spec.name] is None:
             if choice == "inception":
-                raise
-            users = ", ".join(spec.name for spec in specs if spec.extractor == name)
-            notes.append(f"{users}: {exc}; fell back to the dataset classifier")
-    if any(extractor is None for extractor in built.values()):
+                raise missing[spec.extractor]
+            notes.append(f"{spec.name}: {missing[spec.extractor]}; fell back to the dataset "
+                         f"classifier")
+    if choice == "classifier" or any(chosen.get(spec.name) is None for spec in specs):
         clf = _classifier(comps, cache_dir, progress)
-        built = {k: (v if v is not None else clf) for k, v in built.items()}
-    return {spec.name: built[spec.extractor] for spec in specs}, notes
+        chosen = {spec.name: chosen.get(spec.name) or clf for spec in specs}
+    for line in notes:
+        notice(f"FALLBACK: {line}")
+    return ChosenExtractors(chosen, notes, substituted)
+
+
+def _weights_summary(recipe: dict[str, Any]) -> str:
+    if recipe.get("weights_source"):  # a pretrained network
+        return (f"weights {recipe.get('weights_file')} ({recipe['weights_source']}, SHA-256 "
+                f"{str(recipe.get('sha256', ''))[:12]}...), {recipe.get('input_resize')}")
+    return f"weights {recipe.get('weights_file')} (trained on the dataset's labels, cached)"
+
+
+def extractor_lines(out: Measurements) -> list[str]:
+    """One console line per extractor that measured something: the result keys it gave, its
+    weights file and where that came from (the fallbacks say so, loudly)."""
+    by_extractor: dict[str, list[str]] = {}
+    recipes: dict[str, dict[str, Any]] = {}
+    for key, recipe in out.recipes.items():
+        if key == "rfid" or not isinstance(recipe, dict):
+            continue
+        by_extractor.setdefault(str(recipe.get("extractor")), []).append(key)
+        recipes.setdefault(str(recipe.get("extractor")), recipe)
+    lines = []
+    for name, keys in by_extractor.items():
+        recipe = recipes[name]
+        tag = "" if recipe.get("is_inception") or name == "vgg16" else "NOT Inception: "
+        lines.append(f"{', '.join(keys)}: {tag}{name} features, {_weights_summary(recipe)}")
+    for line in dict.fromkeys(n for r in recipes.values() for n in r.get("notes") or []):
+        lines.append(f"FALLBACK: {line}")
+    return lines
 
 
 def _references(specs: list, extractors: dict[str, Any], comps: Components,
@@ -174,7 +247,7 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
     """
     from genbench.metrics import quality
 
-    chosen, notes = extractors
+    chosen, notes, substituted = extractors
     specs = [quality.metric_spec(name) for name in requested_metrics(eval_cfg)]
     references = _references(specs, chosen, comps, eval_cfg, cache_dir)
     fake_features: dict[str, torch.Tensor] = {}
@@ -190,9 +263,17 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
                   "num_fake": int(samples.shape[0]),
                   "num_real": int(reference.statistics.num_samples),
                   "reference": comps.dataset.identity(), "notes": notes}
-        for key in spec.keys:
-            out.metrics[key] = values[key]
-            out.recipes[key] = recipe
+        keys = dict(zip(spec.keys, spec.keys))
+        if spec.name in substituted:  # measured on the fallback extractor: keys of its own
+            keys = dict(zip(spec.keys, spec.fallback_keys))
+            recipe["k"] = int(eval_cfg.get("pr_k", 3))
+            recipe["instead_of"] = f"{'/'.join(spec.keys)} on {spec.extractor} (no weights)"
+        for key, recorded in keys.items():
+            out.metrics[recorded] = values[key]
+            out.recipes[recorded] = recipe
+            if recorded != key:
+                out.missing[key] = (f"no {spec.extractor} weights; measured on {extractor.name} "
+                                    f"features as {recorded}")
         if spec.name == "kid":  # the recipe object is every KID key's: updated in place
             recipe.update(_kid_recipe(recipe["num_real"], recipe["num_fake"], out))
     fid_spec = next((spec for spec in specs if FID_KEY in spec.keys), None)

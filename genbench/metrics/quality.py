@@ -53,6 +53,11 @@ KID_STD = "kid_std"
 PRECISION = "precision"
 RECALL = "recall"
 F_SCORE = "f_score"
+# Precision/recall on the Inception's pool features (k = 3, the convention of the ADM evaluator,
+# Dhariwal and Nichol 2021, openai/guided-diffusion evaluations/evaluator.py): when no VGG16
+# weights are present. Never the same numbers as VGG16 precision/recall, so never the same keys.
+PRECISION_INCEPTION = "precision[inception]"
+RECALL_INCEPTION = "recall[inception]"
 
 # Feature extractors the metrics want (keys of features.PRETRAINED).
 INCEPTION = "inception"
@@ -401,6 +406,8 @@ def fid_metric() -> MetricFn:
     extractor=VGG16,
     keys=(PRECISION, RECALL),
     needs="features",
+    fallback=INCEPTION,  # no VGG16 weights: Inception pool features, as the ADM evaluator does
+    fallback_keys=(PRECISION_INCEPTION, RECALL_INCEPTION),
 )
 def precision_recall_metric(k: int = 3, batch_size: int = 10000) -> MetricFn:
     """Precision/recall: ``(real, fake) -> {"precision": ..., "recall": ...}`` on features."""
@@ -429,6 +436,10 @@ class MetricSpec:
     extractor: str  # a key of genbench.metrics.features.PRETRAINED
     keys: tuple[str, ...]  # result keys, in the order they are recorded
     needs: str  # FEATURES or STATISTICS
+    # Another pretrained extractor to use when ``extractor``'s weights are missing, and the keys
+    # (one per key) its numbers are recorded under: they are not the same metric.
+    fallback: str | None = None
+    fallback_keys: tuple[str, ...] = ()
 
 
 def metric_spec(name: str) -> MetricSpec:
@@ -436,12 +447,18 @@ def metric_spec(name: str) -> MetricSpec:
     entry = registry.get("metric", name)
     extractor, keys = entry.extra.get("extractor"), tuple(entry.extra.get("keys") or ())
     needs = entry.extra.get("needs", FEATURES)
-    if not isinstance(extractor, str) or not keys or needs not in (FEATURES, STATISTICS):
+    fallback = entry.extra.get("fallback")
+    fallback_keys = tuple(entry.extra.get("fallback_keys") or ())
+    if (not isinstance(extractor, str) or not keys or needs not in (FEATURES, STATISTICS)
+            or (fallback is not None and (not isinstance(fallback, str)
+                                          or len(fallback_keys) != len(keys)
+                                          or set(fallback_keys) & set(keys)))):
         raise UserError(
             f"metric {name!r} (from {entry.source}) must be registered with extractor=NAME, "
-            f"keys=(...) and needs='{FEATURES}' or '{STATISTICS}'"
+            f"keys=(...) and needs='{FEATURES}' or '{STATISTICS}' (and a fallback=NAME with "
+            f"as many fallback_keys=(...), other than keys)"
         )
-    return MetricSpec(name, extractor, keys, needs)
+    return MetricSpec(name, extractor, keys, needs, fallback, fallback_keys)
 
 
 def compute(

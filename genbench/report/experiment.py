@@ -14,7 +14,9 @@ from typing import Any
 
 SUMMARY_HEADER = ("cell", "n", "FID", "FID 95% CI", "FID-inf", "extractor", "prec", "recall",
                   "NFE", "s/batch", "GMACs/smp", "params M", "mem MB")
-TIME_COLUMN = SUMMARY_HEADER.index("s/batch")
+# Shown when a record has them (no VGG16 weights): precision/recall on Inception features.
+INCEPTION_PR = ("precision[inception]", "recall[inception]")
+_AFTER_RECALL = SUMMARY_HEADER.index("recall") + 1
 
 
 def write_experiment_report(inputs: Iterable[Path], out_html: Path, *,
@@ -58,7 +60,7 @@ def _time_batch(record: Mapping[str, Any]) -> int | None:
     return int(size) if isinstance(size, (int, float)) else None
 
 
-def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
+def _summary_row(record: Mapping[str, Any], inception_pr: bool = False) -> tuple[str, ...]:
     from genbench.report.tables import fid_ci_bounds
 
     m = record.get("metrics") or {}
@@ -71,8 +73,9 @@ def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
     low, high = fid_ci_bounds(m.get("fid_ci"))
     ci = "-" if low is None else f"[{low:.3f}, {high:.3f}]"
     infinity = m.get("fid_infinity") if isinstance(m.get("fid_infinity"), float) else None
+    extra = tuple(_fmt(m.get(key), ".3f") for key in INCEPTION_PR) if inception_pr else ()
     return (str(record.get("cell", "?")), str(n), fid, ci, _fmt(infinity, ".3f"), str(extractor),
-            _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"),
+            _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"), *extra,
             _fmt(m.get("nfe"), "d"), significant(m.get("time_per_batch_s")),
             significant(m.get("gmacs_per_sample")), _fmt(params, ".3f"),
             significant(m.get("peak_memory_mb")))
@@ -83,20 +86,20 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def _with_batch_sizes(records: list[Mapping[str, Any]],
-                      rows: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+def _with_batch_sizes(records: list[Mapping[str, Any]], rows: list[tuple[str, ...]],
+                      header: tuple[str, ...] = SUMMARY_HEADER) -> list[tuple[str, ...]]:
     """Header and rows, the time column naming its batch size: ``s/batch(100)`` when every
     timed record used one size, else each time followed by its own (``0.615 (b=64)``)."""
     sizes = {_time_batch(r) for r in records} - {None}
-    header = list(SUMMARY_HEADER)
+    header, time_column = list(header), header.index("s/batch")
     if len(sizes) == 1:
-        header[TIME_COLUMN] = f"s/batch({sizes.pop()})"
+        header[time_column] = f"s/batch({sizes.pop()})"
         return [tuple(header), *rows]
     out = [tuple(header)]
     for record, row in zip(records, rows):
         size, cells = _time_batch(record), list(row)
         if size is not None:
-            cells[TIME_COLUMN] += f" (b={size})"
+            cells[time_column] += f" (b={size})"
         out.append(tuple(cells))
     return out
 
@@ -104,7 +107,8 @@ def _with_batch_sizes(records: list[Mapping[str, Any]],
 def summary_text(records: Iterable[Mapping[str, Any]]) -> str:
     """A plain-text table of the main numbers, one row per record (FID with its extractor, its
     95% sampling interval and FID-infinity; n training seeds, a ``train.seeds=N`` record's FID
-    as mean ± std); then, when records are
+    as mean ± std; precision/recall on VGG16 features, and in columns of their own
+    ``precision[inception]``/``recall[inception]`` when a record has them); then, when records are
     replicates of one configuration over seeds, one row per configuration, and a warning per
     pair of configurations whose intervals overlap (:func:`genbench.report.seeds
     .ranking_warnings`)."""
@@ -114,7 +118,12 @@ def summary_text(records: Iterable[Mapping[str, Any]]) -> str:
     from genbench.report.tables import _record_row
 
     records = list(records)
-    text = _table(_with_batch_sizes(records, [_summary_row(r) for r in records]))
+    inception_pr = any((r.get("metrics") or {}).get(k) is not None for r in records
+                       for k in INCEPTION_PR)
+    header = SUMMARY_HEADER[:_AFTER_RECALL] + (INCEPTION_PR if inception_pr else ()) \
+        + SUMMARY_HEADER[_AFTER_RECALL:]
+    text = _table(_with_batch_sizes(records, [_summary_row(r, inception_pr) for r in records],
+                                    header))
     try:
         import pandas as pd
 

@@ -2,7 +2,8 @@
 
 The LDDGAN paper's central comparison is FID against sampling time for a batch of 100 (Trinh and
 Hamagami 2024, Fig. 1 and Table 3); genbench draws it from its records, together with FID against
-NFE, recall against FID and FID against GMACs per sample (Table 2's cost).
+NFE, recall against FID and FID against GMACs per sample (Table 2's cost). Without VGG16 weights
+recall is measured on Inception features instead, as ``recall[inception]``, in figures of its own.
 
 FID values from different feature extractors or different datasets are not comparable, so each
 (FID extractor, dataset) pair is a *panel* with figures of its own: no axis ever mixes two
@@ -97,6 +98,10 @@ FIGURE_KINDS: dict[str, _Kind] = {
         _Kind("fid_vs_nfe", "nfe", "fid", "nfe", "fid",
               "NFE [network evaluations per sample]", True),
         _Kind("recall_vs_fid", "fid", "recall", "fid", "recall", "FID", False, True),
+        # without VGG16 weights: recall on the Inception's pool features, a figure of its own
+        # (papers report VGG16 recall: no published point lands here)
+        _Kind("recall_inception_vs_fid", "fid", "recall[inception]", "fid",
+              "recall[inception]", "FID", False, True),
         _Kind("fid_vs_gmacs", "gmacs_per_sample", "fid", "gmacs_per_sample", "fid",
               "GMACs per sample (NFE x denoiser + decoder)", True),
         # quality against the compute the model's training consumed (genbench.training.budget):
@@ -150,6 +155,7 @@ def hover_text(row: pd.Series) -> str:
         ("FID", "fid", ""),
         ("FID-infinity", "fid_infinity", ""),
         ("recall", "recall", ""),
+        ("recall[inception]", "recall[inception]", ""),
         ("time/batch", "time_per_batch_s", " s"),
         ("NFE", "nfe", ""),
         ("GMACs/sample", "gmacs_per_sample", ""),
@@ -443,6 +449,10 @@ def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dic
         x_title = fid_title
         y_title = f"recall ({meta['recall_extractor']}, higher is better)"
         title = f"recall vs {quality_column('fid', extractor)} - {dataset}"
+    elif kind.name == "recall_inception_vs_fid":
+        x_title = fid_title
+        y_title = "recall[inception] (Inception pool features, k = 3, higher is better)"
+        title = f"recall[inception] vs {quality_column('fid', extractor)} - {dataset}"
     else:
         x_title, y_title = kind.x_title, fid_title
         title = f"{quality_column('fid', extractor)} vs {kind.x_title.split(' [')[0]} - {dataset}"

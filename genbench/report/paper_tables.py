@@ -42,6 +42,10 @@ __all__ = [
 
 MEASURED = "measured"
 MIB_PER_GIB = 1024.0
+# Table 3's quality columns: FID and recall as papers report them, and recall on Inception
+# features (measured only, without VGG16 weights: papers report VGG16 recall).
+PAPER_QUALITY = ("fid", "recall")
+MEASURED_QUALITY = (*PAPER_QUALITY, "recall[inception]")
 TABLE2_NOTE = (
     "GMACs count one multiply-add once (the fvcore convention the paper's 'FLOPs' use). genbench "
     "reports the generator per forward and the decoder separately; GMACs/sample = NFE x "
@@ -173,12 +177,15 @@ def table2(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
 
 
 def _quality_names(measured: pd.DataFrame, paper: pd.DataFrame | None) -> list[tuple[str, str]]:
-    """(metric, extractor) pairs with at least one value, FID first, then recall."""
+    """(metric, extractor) pairs with at least one value, FID first, then recall (then
+    recall[inception], measured only)."""
     pairs: set[tuple[str, str]] = set()
-    for metric in ("fid", "recall"):
+    for metric in MEASURED_QUALITY:
         if metric in measured.columns:
             values = pd.to_numeric(measured[metric], errors="coerce")
             pairs |= {(metric, e) for e in extractor_of(measured, metric)[values.notna()]}
+        if metric not in PAPER_QUALITY:
+            continue
         for point in _paper_rows(paper):
             if not math.isnan(point[metric]):
                 extractor = point["extractor" if metric == "fid" else "recall_extractor"]
@@ -232,7 +239,7 @@ def _reported_quality(point: pd.Series, quality: list[tuple[str, str]], multi: b
     own = {"fid": point["extractor"], "recall": point["recall_extractor"]}
     for metric, extractor in quality:
         out[quality_column(metric, extractor)] = (
-            point[metric] if own[metric] == extractor else math.nan
+            point[metric] if own.get(metric) == extractor else math.nan
         )
     return out | {
         "time/batch [s]": point["time_per_batch_s"],
@@ -262,7 +269,7 @@ def table3(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     columns = [*lead, "NFE", *quality_columns, "time/batch [s]", "time IQR [s]", "batch",
                "device", "note"]
     extractors = {
-        metric: extractor_of(measured, metric) for metric in ("fid", "recall", "fid_infinity")
+        metric: extractor_of(measured, metric) for metric in (*MEASURED_QUALITY, "fid_infinity")
     }
     rows = [
         _measured_quality(row, {m: extractors[m][i] for m in extractors}, quality, multi)

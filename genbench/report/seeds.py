@@ -198,7 +198,8 @@ def seeds_table(df: pd.DataFrame, *, text: bool = False) -> pd.DataFrame:
         table[column] = list(configs[column])
     table["n"] = list(configs["n"])
     table["seeds"] = list(configs["seeds"])
-    for key in ("fid", "fid_ci", "fid_infinity", "precision", "recall"):
+    for key in ("fid", "fid_ci", "fid_infinity", "precision", "recall",
+                "precision[inception]", "recall[inception]"):
         if key == "fid_ci":
             texts = [interval_text(row.get("fid_ci_low"), row.get("fid_ci_high"))
                      for _, row in configs.iterrows()]

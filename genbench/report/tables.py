@@ -45,6 +45,9 @@ QUALITY_METRICS: dict[str, str] = {
     "kid_std": "KID std",
     "precision": "precision",
     "recall": "recall",
+    # precision/recall on Inception pool features when no VGG16 weights: their own columns
+    "precision[inception]": "precision[inception]",
+    "recall[inception]": "recall[inception]",
 }
 CI_NAME = "FID 95% CI"  # FID's sampling interval (fid_ci), shown as "[low, high]"
 UNKNOWN_EXTRACTOR = "unknown extractor"
