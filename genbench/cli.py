@@ -1,4 +1,4 @@
-"""``genbench``: run | list | profile | report.
+"""``genbench``: run | list | profile | eval | report | weights.
 
 Hydra composes the configuration here, at the edge (:mod:`genbench.config`); everything below
 takes plain dicts. ``genbench run`` composes one cell and calls the task function
@@ -37,6 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from genbench.harness.task import run_task
     from genbench.report.experiment import summary_text, write_experiment_report
 
+    _one_configuration(args.overrides, "run")
     cfg = compose_plain(args.overrides)
     experiment_dir, cell_dir, _ = paths(cfg)
     record = run_task(cfg, overwrite=args.overwrite)
@@ -67,6 +68,7 @@ def _show_config(args: argparse.Namespace) -> int:
 
     if args.grid is not None or args.multirun:
         raise UserError("--cfg shows one job's configuration; leave out --grid and -m")
+    _one_configuration(args.overrides, "run --cfg")
     compose(args.overrides)  # bad input: one line and exit status 2, as for a run
     argv = ["--cfg", args.cfg, *(["--resolve"] if args.resolve else [])]
     argv += ["--package", args.package] if args.package else []
@@ -77,57 +79,52 @@ def _show_config(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- list
 
 
-def _first_comment(path: Path) -> str:
-    for line in path.read_text().splitlines():
-        if line.startswith("#") and not line.startswith("# @package"):
-            return line.lstrip("# ").strip()
-    return ""
+LIST_HEADER = ("kind", "name", "component", "from", "description")
 
 
-def _list_rows(kind: str | None) -> list[tuple[str, str, str, str]]:
-    from genbench import registry
-    from genbench.config import GROUPS, baselines_root, config_root, group_options
+def _list_table(rows: list) -> str:
+    """``genbench list``'s table: every description whole; wrapped to the terminal's width on a
+    terminal, one line per row in a pipe (for grep, cut, head)."""
+    import shutil
+    import textwrap
 
-    rows: list[tuple[str, str, str, str]] = []
-    for k in [kind] if kind else [*registry.KINDS, "train", "eval", "baseline", "grid"]:
-        if k in registry.KINDS:
-            rows += [(k, e.name, e.source.split(".")[0], e.description or e.paper)
-                     for e in registry.entries(k)]
-        if k in GROUPS:
-            rows += [(f"{k} preset", o, "registry/",
-                      _first_comment(config_root() / k / f"{o}.yaml")) for o in group_options(k)]
-        if k == "baseline":
-            rows += [("baseline", o, "baselines/", _first_comment(baselines_root() / f"{o}.yaml"))
-                     for o in group_options("baseline")]
-        if k == "grid":  # named grids: genbench run --grid NAME
-            rows += [("grid", o, "registry/grid/", _first_comment(config_root() / k / f"{o}.yaml"))
-                     for o in group_options("grid")]
-    return rows
+    cells = [LIST_HEADER, *((r.kind, r.name, r.component or "-", r.source, r.description)
+                            for r in rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(4)]
+    indent = sum(widths) + 2 * 4
+    room = shutil.get_terminal_size().columns - indent if sys.stdout.isatty() else 0
+    lines = []
+    for cell in cells:
+        lead = "  ".join(c.ljust(w) for c, w in zip(cell, widths)) + "  "
+        text = cell[4]
+        wrapped = (textwrap.wrap(text, room, break_long_words=False, break_on_hyphens=False)
+                   if room >= 30 and len(text) > room else [text])
+        lines.append((lead + (wrapped[0] if wrapped else "")).rstrip())
+        lines += [" " * indent + more for more in wrapped[1:]]
+    return "\n".join(lines)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from genbench import registry
-    from genbench.config import GROUPS
+    """``genbench list [KIND] [PATTERN] [--json]``: what ``kind=name`` selects, read without
+    importing the components (:mod:`genbench.catalog`)."""
+    from genbench import catalog
 
     kind, pattern = args.kind, args.pattern
-    known = (*registry.KINDS, *GROUPS, "baseline", "grid")
+    known = catalog.known_kinds()
     if kind and kind not in known:
         if pattern is None and any(ch in kind for ch in "*?["):
             kind, pattern = None, kind  # `genbench list 'uvit*'`
         else:
-            raise UserError(f"unknown kind {kind!r}; kinds: {', '.join(dict.fromkeys(known))}")
-    rows = _list_rows(kind)
+            raise UserError(f"unknown kind {kind!r}; kinds: {', '.join(known)}")
+    rows = catalog.rows(kind)
     if pattern:
         import fnmatch
 
-        rows = [r for r in rows if fnmatch.fnmatch(r[1], pattern)]
+        rows = [r for r in rows if fnmatch.fnmatch(r.name, pattern)]
     if args.json:
-        keys = ("kind", "name", "source", "description")
-        print(json.dumps([dict(zip(keys, r)) for r in rows], indent=1))
+        print(json.dumps([r.to_json() for r in rows], indent=1))
         return 0
-    widths = [max([len(r[i]) for r in rows] + [4]) for i in range(3)]
-    for r in rows:
-        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    print(_list_table(rows))
     return 0
 
 
@@ -135,19 +132,106 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    """``genbench profile [overrides] [--json] [--time]``: rounded for people, every digit in
+    ``--json``; the steps that take long are said on stderr as they start."""
     from genbench.config import compose_plain
     from genbench.harness.profile import profile
     from genbench.schema import validate
 
+    _one_configuration(args.overrides, "profile")
     cfg = compose_plain(args.overrides)
     validate(cfg)
-    result = profile(cfg, time_it=args.time)
+    result = profile(cfg, time_it=args.time, say=lambda line: print(
+        f"genbench: profile: {line}", file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(result, indent=1, default=str))
     else:
-        width = max(len(k) for k in result)
-        for key, value in result.items():
-            print(f"{key:<{width}}  {value}")
+        print(profile_text(result))
+    return 0
+
+
+def profile_text(result: dict) -> str:
+    """``genbench profile``'s table: counts in full with thousands separators, measured and
+    derived quantities to 3 significant digits, the timing summarised in one line."""
+    from genbench.report.experiment import significant
+
+    def shape(dims: list) -> str:
+        return "x".join(str(d) for d in dims)
+
+    r = result
+    rows = [
+        ("backbone", str(r["backbone"])),
+        ("latent", f"{r['latent']}: {shape(r['image_shape'])} image -> "
+                   f"{shape(r['latent_shape'])} latent"),
+        ("sampler", f"{r['sampler']} ({r['objective']} objective)"),
+        ("NFE", f"{r['nfe']:,}"),
+        ("parameters", f"{r['params']:,} ({significant(r['params'] / 1e6)} M): denoiser "
+                       f"{r['params_denoiser']:,}, decoder {r['params_decoder']:,}"),
+        ("GMACs/forward", f"denoiser {significant(r['gmacs_denoiser'])}, decoder "
+                          f"{significant(r['gmacs_decoder'])}"),
+        ("GMACs/sample", f"{significant(r['gmacs_per_sample'])} (NFE x denoiser + decoder; "
+                         f"{significant(r['gflops_per_sample'])} GFLOPs)"),
+        ("peak memory", f"{significant(r['peak_memory_mb'])} MB drawing one sample "
+                        f"({r['peak_memory_method']})"),
+        ("device", str(r["device"])),
+    ]
+    timing = r.get("timing")
+    if timing:
+        rows.append((f"s/batch({timing['batch_size']})",
+                     f"{significant(timing['median_s'])} s median, IQR "
+                     f"{significant(timing['iqr_s'])} s, over {timing['trials']} trials after "
+                     f"{timing['warmup']} warm-ups ({timing['method']})"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _one_configuration(overrides: list[str], command: str) -> None:
+    """A comma list or range() sweeps: one configuration per element, a grid. ``genbench run``
+    and ``genbench profile`` take one configuration, so say how to run the grid instead of
+    reading ``sampler=ddgan,lddgan`` as one (unknown) sampler."""
+    from genbench.harness.grid import sweeps
+
+    swept = sweeps(overrides)
+    if swept:
+        what = ("run them as a grid: genbench run --grid " + " ".join(overrides)
+                if command == "run" else
+                f"{command} takes one at a time, e.g. {swept[0].split('=')[0]}="
+                f"{_first_choice(swept[0])}")
+        raise UserError(f"{' '.join(swept)} sweep{'s' if len(swept) == 1 else ''} over several "
+                        f"configurations; {what}")
+
+
+def _first_choice(override: str) -> str:
+    from genbench.harness.grid import expand
+
+    return expand(None, [override])[0][0].split("=", 1)[1]
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``genbench eval SAMPLES [REFERENCE] [overrides] [--json]``: score given images
+    (:mod:`genbench.harness.score`) and record them like a cell."""
+    from genbench.harness.record import RESULT, SAMPLES, dumps
+    from genbench.harness.score import run_eval
+    from genbench.report.experiment import summary_text, write_experiment_report
+
+    record, cell_dir, skipped = run_eval([args.samples, *args.rest], overwrite=args.overwrite)
+    if skipped:
+        print(f"genbench: already recorded (pass --overwrite to score again): {cell_dir}",
+              file=sys.stderr)
+    report = None
+    if record.get("config", {}).get("report", True):
+        report = write_experiment_report([cell_dir.parent], cell_dir.parent / "report.html")
+    if args.json:  # the metrics alone on stdout, as the record holds them
+        print(json.dumps(json.loads(dumps(record))["metrics"]))
+        return 0
+    print(summary_text([record]))
+    print(f"\nrecord:  {cell_dir / RESULT}")
+    print(f"samples: {cell_dir / SAMPLES}")
+    if report:
+        print(f"report:  {report['html']}")
     return 0
 
 
@@ -173,6 +257,29 @@ def cmd_report(args: argparse.Namespace) -> int:
                         f"run `genbench run` first")
     for kind, path in written.items():
         print(f"{kind}: {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """``genbench weights export inception PATH``: the Inception weights genbench uses, as a
+    torch-fidelity state dict, for running torch-fidelity offline."""
+    from genbench.metrics.features import export_inception_weights
+
+    info = export_inception_weights(args.path)
+    print(f"wrote {info['path']}: torch-fidelity FeatureExtractorInceptionV3 state dict, "
+          f"SHA-256 {info['sha256']}")
+    print(f"from  {info['from']} ({info['source']}, SHA-256 {info['from_sha256']})")
+    print("torch-fidelity, offline:  torch_fidelity.calculate_metrics(input1=..., input2=..., "
+          f"fid=True, feature_extractor_weights_path='{info['path']}')")
+    print(f"genbench, this file:      genbench run eval.inception_weights={info['path']} "
+          f"eval.inception_sha256={info['sha256']}")
+    if info["logits_are_nan"]:
+        print("note: its fc layer (Inception Score logits) is NaN: the packaged NVlabs network "
+              "ends at the 2048-d pool features; use the file for FID, KID and precision/recall, "
+              "not for the Inception Score")
     return 0
 
 
@@ -241,20 +348,72 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--json", action="store_true", help="print one JSON object")
     prof.add_argument("--time", action="store_true", help="also time a batch (eval.time_*)")
     prof.set_defaults(func=cmd_profile)
+    ev = sub.add_parser("eval", help="score given images (a folder, an .npz, dataset=NAME) "
+                                     "against a reference and record them")
+    ev.add_argument("samples", metavar="SAMPLES",
+                    help="a folder of images, an .npz of uint8 images (ADM's arr_0) or "
+                         "dataset=NAME")
+    ev.add_argument("rest", nargs="*", metavar="[REFERENCE] [overrides]",
+                    help="REFERENCE as SAMPLES (default: the configured dataset), then Hydra "
+                         "overrides of dataset, eval and where to write (experiment=, ...)")
+    ev.add_argument("--json", action="store_true",
+                    help="print the record's metrics as one JSON object, nothing else on stdout")
+    ev.add_argument("--overwrite", action="store_true", help="score again an existing record")
+    ev.set_defaults(func=cmd_eval)
     rep = sub.add_parser("report", help="trade-off report (HTML + tables) from result records")
     rep.add_argument("results", nargs="*", help="results folders or result.json files")
     rep.add_argument("-o", "--output", default="report.html")
     rep.add_argument("--no-paper", action="store_true",
                      help="leave out the published numbers of baselines/ and records")
     rep.set_defaults(func=cmd_report)
+    wts = sub.add_parser("weights", help="the metric networks' weights: export them")
+    wts.add_argument("action", choices=("export",))
+    wts.add_argument("network", choices=("inception",),
+                     help="inception: the FID Inception genbench uses, as torch-fidelity's "
+                          "state dict")
+    wts.add_argument("path", help="file to write, e.g. inception-fidelity.pth")
+    wts.set_defaults(func=cmd_weights)
+    parser.commands = sub.choices  # type: ignore[attr-defined]  # name -> its parser
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, flags anywhere among the overrides (``genbench profile
+    backbone=uvit_tiny --json eval=tiny``): each command's arguments are parsed with argparse's
+    ``parse_intermixed_args``, which the parser with the sub-commands does not support."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = parser.commands  # type: ignore[attr-defined]
+    if argv and argv[0] in commands:
+        args = commands[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+        return args
+    return parser.parse_args(argv)  # -h, no command, an unknown one: argparse says it
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``genbench``: the exit status (0 done, 1 some grid cells failed, 2 bad input, 130
+    interrupted). Output piped into a reader that stops early (``genbench list | head``) ends
+    quietly, as the Python documentation's note on SIGPIPE (module :mod:`signal`) advises: the
+    rest of stdout goes to ``os.devnull`` and the exit status is 1, without a traceback."""
+    args = parse_args(argv)
+    try:
+        status = _run(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit has nowhere to fail
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        raise
     except UserError as exc:
         print(f"genbench: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

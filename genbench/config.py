@@ -120,12 +120,49 @@ def register_configs() -> None:
     _store_registered_components()
 
 
+# Hydra launchers that come in their own package: what to install for them (pyproject.toml's
+# optional dependencies).
+LAUNCHER_PACKAGES = {"joblib": ("hydra-joblib-launcher", "joblib"),
+                     "submitit_local": ("hydra-submitit-launcher", "slurm"),
+                     "submitit_slurm": ("hydra-submitit-launcher", "slurm")}
+
+
+def _hydra_options(text: str, group: str) -> list[str]:
+    """The options Hydra lists after ``Available options in 'GROUP':``."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if f"Available options in '{group}'" in line:
+            options = []
+            for option in lines[i + 1:]:
+                if not option.startswith(("\t", " ")):
+                    break  # "Config search path:" follows
+                options.append(option.strip())
+            return options
+    return []
+
+
+def explain_launcher(value: str, error: str) -> UserError:
+    """``hydra/launcher=VALUE`` that Hydra cannot find: the package to install for it."""
+    if value in LAUNCHER_PACKAGES:
+        package, extra = LAUNCHER_PACKAGES[value]
+        return UserError(f"hydra/launcher={value} needs the {package} package, which is not "
+                         f"installed: pip install -e \".[{extra}]\" in genbench's folder (or pip "
+                         f"install {package})")
+    known = _hydra_options(error, "hydra/launcher")
+    extras = ", ".join(f"{name} (pip install -e \".[{extra}]\")"
+                       for name, (_, extra) in LAUNCHER_PACKAGES.items() if name not in known)
+    return UserError(f"unknown hydra/launcher {value!r}; installed: {', '.join(known) or 'basic'}"
+                     + (f"; with their package: {extras}" if extras else ""))
+
+
 def explain_compose_error(exc: Exception, overrides: list[str]) -> UserError:
     """Turn a Hydra composition error into one line with the closest valid names."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     text = " ".join(lines[:2]) if lines else type(exc).__name__
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
+        if key == "hydra/launcher" and f"'hydra/launcher/{value}'" in str(exc):
+            return explain_launcher(value, str(exc))
         if key in (*GROUPS, BASELINE_GROUP) and value and value not in selectable_options(key):
             options = selectable_options(key)
             close = difflib.get_close_matches(value, options, n=3, cutoff=0.4)

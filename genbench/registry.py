@@ -89,19 +89,19 @@ def register(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``factory`` as component ``name`` of ``kind``.
 
-    ``name`` defaults to the function's name; ``description`` to the first line of its docstring.
+    ``name`` defaults to the function's name; ``description`` to the first sentence of its
+    docstring (:func:`summary`).
     Registering a name twice is an error unless it is the same function (module reloads).
     """
     _check_kind(kind)
 
     def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
         entry_name = name or factory.__name__
-        doc = (inspect.getdoc(factory) or "").strip().splitlines()
         entry = Entry(
             kind=kind,
             name=entry_name,
             factory=factory,
-            description=description or (doc[0] if doc else ""),
+            description=description or summary(inspect.getdoc(factory) or ""),
             paper=paper,
             tags=tuple(tags),
             extra=dict(extra),
@@ -116,6 +116,43 @@ def register(
     return decorate
 
 
+# Words whose period does not end a sentence ("Song et al. 2021", "Eq. 12", "e.g. CIFAR-10").
+_ABBREVIATIONS = frozenset({"al", "e.g", "i.e", "eq", "eqs", "sec", "fig", "figs", "tab", "no",
+                            "vs", "cf", "approx", "resp", "ca", "ref", "refs", "alg", "app", "p",
+                            "pp"})
+
+
+def summary(text: str) -> str:
+    """The first sentence of ``text``'s first paragraph, its lines joined: what ``genbench list``
+    shows of a docstring or a preset's header comment, never cut mid-sentence.
+
+    A sentence ends at ``.``, ``!`` or ``?`` outside brackets, followed by white space or the end,
+    unless the word before is an abbreviation (``et al.``, ``Eq. 12``, ``Sec. 4``, ``e.g.``).
+    Without such an end, the whole paragraph.
+    """
+    paragraph = []
+    for line in text.strip().splitlines():
+        if not line.strip():
+            break
+        paragraph.append(line.strip())
+    joined = " ".join(paragraph)
+    depth = 0
+    for i, ch in enumerate(joined):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+        elif ch in ".!?" and depth == 0:
+            rest = joined[i + 1:]
+            if rest and not rest[0].isspace():
+                continue
+            word = joined[:i].rsplit(" ", 1)[-1].lstrip("([{\"'").lower()
+            if ch == "." and word in _ABBREVIATIONS:
+                continue
+            return joined[:i + 1]
+    return joined
+
+
 def load_builtins_and_plugins() -> None:
     """Import the built-in component modules and every ``genbench.plugins`` entry point (once)."""
     global _loaded
@@ -125,12 +162,20 @@ def load_builtins_and_plugins() -> None:
     for module in _BUILTIN_MODULES:
         importlib.import_module(module)
     for ep in entry_points(group=PLUGIN_GROUP):
-        try:
-            obj = ep.load()
-            if callable(obj) and not inspect.ismodule(obj):
-                obj()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the built-ins
-            _warn_plugin(ep, exc)
+        load_plugin(ep)
+
+
+def load_plugin(ep: Any) -> bool:
+    """Import (and call, when it names a callable) one ``genbench.plugins`` entry point; a
+    plugin that fails is one warning line (:func:`_warn_plugin`) and False."""
+    try:
+        obj = ep.load()
+        if callable(obj) and not inspect.ismodule(obj):
+            obj()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the built-ins
+        _warn_plugin(ep, exc)
+        return False
+    return True
 
 
 def _warn_plugin(ep: Any, exc: BaseException) -> None:

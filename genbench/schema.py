@@ -107,6 +107,8 @@ class EvalSettings:
     seed: int = field(default=42, metadata=_range(AT_LEAST_0))
     feature_extractor: str = field(default="auto", metadata=_range(
         Range(choices=("auto", "inception", "classifier"))))
+    # the Inception's resize to 299: torch-fidelity's TF1.x bilinear, or clean-fid's "clean"
+    resize: str = field(default="tf1", metadata=_range(Range(choices=("tf1", "clean"))))
     inception_weights: str | None = None
     vgg16_weights: str | None = None
     # a full SHA-256 to require instead of the official file's
@@ -116,6 +118,10 @@ class EvalSettings:
     num_real: int | None = field(default=None, metadata=_range(AT_LEAST_1))
     pr_k: int = field(default=3, metadata=_range(AT_LEAST_1))
     metrics: list[str] = field(default_factory=list)  # registered metric names
+    # FID uncertainty (genbench.metrics.quality): half-samples for the 95% interval (0: off,
+    # else >= CI_MIN_RESAMPLES) and subset sizes for FID-infinity (0: off, else >= 2)
+    fid_ci_resamples: int = field(default=200, metadata=_range(AT_LEAST_0))
+    fid_infinity_points: int = field(default=15, metadata=_range(AT_LEAST_0))
     time_batch_size: int = field(default=100, metadata=_range(AT_LEAST_1))
     time_warmup: int = field(default=10, metadata=_range(AT_LEAST_0))
     time_trials: int = field(default=300, metadata=_range(AT_LEAST_1))
@@ -370,6 +376,23 @@ def check_eval(section: Any) -> None:
     _check_section("eval", section, types, ranges)
     for name in section.get("metrics") or []:
         registry.get("metric", name)  # unknown names: the closest registered ones
+    _check_off_or_at_least(section, "fid_ci_resamples", _ci_min_resamples(),
+                           "half-samples: a 95% interval's 2.5th and 97.5th percentiles of "
+                           "fewer values are the extremes")
+    _check_off_or_at_least(section, "fid_infinity_points", 2, "subset sizes: a line needs two")
+
+
+def _ci_min_resamples() -> int:
+    from genbench.metrics.quality import CI_MIN_RESAMPLES
+
+    return CI_MIN_RESAMPLES
+
+
+def _check_off_or_at_least(section: Mapping[str, Any], key: str, low: int, what: str) -> None:
+    """``eval.<key>``: 0 (off) or at least ``low`` (the type and >= 0 are checked already)."""
+    value = section.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < low:
+        raise UserError(f"eval.{key}={value}: use 0 (off) or at least {low} {what}")
 
 
 # --------------------------------------------------------------------------- paths

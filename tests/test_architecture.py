@@ -4,8 +4,10 @@ Every module of ``genbench/`` is parsed with :mod:`ast`; every import it makes (
 inside functions and under ``if TYPE_CHECKING:`` alike: an import hidden in a function is still a
 dependency) is mapped to a layer, bottom to top:
 
-0. ``genbench.errors``, ``genbench._io``, ``genbench.registry`` and ``genbench.config`` (the
-   YAML half of the registry: the preset tree and its Hydra composition): the foundation;
+0. ``genbench.errors``, ``genbench._io``, ``genbench.registry``, ``genbench.config`` (the
+   YAML half of the registry: the preset tree and its Hydra composition) and
+   ``genbench.catalog`` (both halves read for ``genbench list``) and ``genbench.progress``
+   (progress bars): the foundation;
 1. the components ``data``, ``diffusion``, ``backbones``, ``latents``, ``metrics``, ``samplers``,
    ``training``, ``report``: they may use one another only as an acyclic graph (of them, only
    ``report`` reads the config tree, for the published baselines' presets);
@@ -36,6 +38,8 @@ LAYERS: dict[str, int] = {
     **{f"genbench.{name}": 1 for name in (
         "data", "diffusion", "backbones", "latents", "metrics", "samplers", "training", "report")},
     "genbench.config": 0,
+    "genbench.catalog": 0,  # the registry and the presets, read without importing components
+    "genbench.progress": 0,  # progress bars named by their grid cell
     "genbench.harness": 2,
     "genbench.schema": 2,  # the typed configuration schema: reads the trainers' settings
     "genbench.cli": 3,

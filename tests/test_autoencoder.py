@@ -15,7 +15,7 @@ from genbench.data.base import all_images, to_model_range
 from genbench.errors import UserError
 from genbench.latents.autoencoder import AutoencoderSpace
 from genbench.latents.base import reconstruction_images
-from genbench.metrics.cost import count_macs, count_parameters
+from genbench.metrics.cost import count_parameters, measure_flops
 from genbench.training.autoencoder import (
     AutoencoderTrainer,
     fit_autoencoder,
@@ -289,12 +289,17 @@ def test_kl_f2_decoder_matches_official_cost(capsys):
     assert space.latent_shape((3, 32, 32)) == (4, 16, 16)
     params = count_parameters(space.decoder_module())
     with torch.no_grad():
-        macs = count_macs(lambda: space.decode(torch.zeros(1, 4, 16, 16)))
+        counts = measure_flops(lambda: space.decode(torch.zeros(1, 4, 16, 16)))
+    macs = counts.macs
     with capsys.disabled():
         print(f"\nkl_f2 decode path: {params:,} parameters (official 8,631,575), "
               f"{macs / 1e9:.4f} GMACs (official 3.613)")
     assert params == 8_631_575  # the official decoder + post_quant_conv, exactly
     assert macs == 3_613_003_776  # attention included (conv 3.210 G + linear/attention matmuls)
+    # Four single-head attention layers at 16 x 16 (mid block, 3 in the first up block), 256
+    # channels: Q K^T and A V, 2 x 256^2 x 256 MACs each, in the fused CPU kernel.
+    attention = counts.by_operator["aten._scaled_dot_product_flash_attention_for_cpu"] // 2
+    assert attention == 4 * 2 * 256**2 * 256 == 3_613_003_776 - 3_478_786_048  # was counted 0
 
 
 PRESETS = sorted(p.stem for p in (REPO / "registry/latent").glob("*.yaml"))

@@ -153,8 +153,9 @@ def test_default_grid_runs_in_tiny_form(run_cli, tmp_path, cache_dir):
 def test_named_grids_are_listed(run_cli):
     listed = run_cli("list", "grid")
     assert listed.returncode == 0, listed.stderr
-    (line,) = listed.stdout.splitlines()
-    assert line.split()[:3] == ["grid", "default", "registry/grid/"]
+    header, line = listed.stdout.splitlines()
+    assert header.split() == ["kind", "name", "component", "from", "description"]
+    assert line.split()[:4] == ["grid", "default", "-", "registry/grid/"]
     assert "trade-off" in line and "@package" not in line
 
 
@@ -166,6 +167,91 @@ def test_unknown_grid_is_a_user_error(run_cli):
     assert other.returncode == 2 and "a grid needs genbench's sweeper" in other.stderr
 
 
+def test_cells_are_labelled_by_what_varies():
+    cells = [grid.GridCell(i + 1, job) for i, job in enumerate(grid.expand(
+        None, ["train=tiny", "latent=pixel,wavelet", "+grid=x", "sampler.steps=2,4"]))]
+    assert grid.shared(cells) == ["train=tiny", "+grid=x"]
+    assert grid.varying(cells) == {1: "latent=pixel sampler.steps=2",
+                                   2: "latent=pixel sampler.steps=4",
+                                   3: "latent=wavelet sampler.steps=2",
+                                   4: "latent=wavelet sampler.steps=4"}
+    one = [grid.GridCell(1, ["train=tiny", "seed=3"])]
+    assert grid.varying(one) == {1: "train=tiny seed=3"}
+
+
+def test_a_named_cell_prefixes_every_bar_and_parallel_bars_write_lines():
+    import io
+
+    from genbench.progress import bar, cell_label, name_cell
+
+    assert cell_label(2, 4, "sampler=lddgan") == "cell 2/4 sampler=lddgan"
+    assert cell_label(2, 4, "x" * 41) == "cell 2/4"  # a long label: the number alone
+    out = io.StringIO()
+    name_cell("cell 2/4 sampler=lddgan", lines=True)
+    try:
+        with bar(total=3, desc="sample", file=out) as progress:
+            for _ in range(3):
+                progress.update()
+    finally:
+        name_cell(None)
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and lines
+    assert all(line.startswith("cell 2/4 sampler=lddgan | sample") for line in lines)
+    assert "3/3" in lines[-1]
+    plain = io.StringIO()
+    with bar(total=1, desc="sample", file=plain) as progress:  # outside a grid: tqdm's own
+        progress.update()
+    assert plain.getvalue().lstrip("\r").startswith("sample:") and "\r" in plain.getvalue()
+
+
+def _without_launcher_plugins(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """genbench as if hydra-joblib-launcher and hydra-submitit-launcher were not installed:
+    Hydra finds plugins in the ``hydra_plugins`` namespace package, here cut to genbench's."""
+    script = ("import os, sys\n"
+              "import hydra_plugins\n"
+              "hydra_plugins.__path__ = [p for p in hydra_plugins.__path__ if not any(\n"
+              "    os.path.isdir(os.path.join(p, n)) for n in\n"
+              "    ('hydra_joblib_launcher', 'hydra_submitit_launcher'))]\n"
+              "from genbench.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    return subprocess.run([sys.executable, "-c", script, *argv], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("launcher, extra, sweep", [
+    ("joblib", "joblib", ["sampler=ddgan,lddgan"]),  # issue 14: "unknown sampler 'ddgan,lddgan'"
+    ("submitit_slurm", "slurm", ["train.seed=1,2"]),  # "Could not find ..." and an empty list
+], ids=["joblib-component-sweep", "slurm-value-sweep"])
+def test_a_launcher_that_is_not_installed_says_what_to_install(tmp_path, launcher, extra, sweep):
+    proc = _without_launcher_plugins(["run", "--grid", f"hydra/launcher={launcher}", *TINY_GRID,
+                                      *sweep], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    (line,) = proc.stderr.splitlines()
+    assert f'pip install -e ".[{extra}]"' in line, line
+    assert "unknown sampler" not in line and "Could not find" not in line
+    assert not list(tmp_path.iterdir())  # nothing ran, nothing written
+
+
+def test_a_fixed_override_that_not_every_cell_takes_says_which_and_how(tmp_path, monkeypatch,
+                                                                       capsys):
+    from genbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--grid", *TINY, "latent=pixel,kl_tiny", "latent.image_channels=3"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert ("latent.image_channels=3 does not apply to every cell: cell 1 (latent=pixel) rejects "
+            "it, cell 2 (latent=kl_tiny) takes it") in line
+    assert "registry/grid/cell/" in line and "genbench run --grid GRID" in line
+    assert "`defaults: [kl_tiny, _self_]`" in line and "latent=pixel,NAME" in line
+    assert "unknown latent" not in line and "+latent.image_channels" not in line
+    # every cell takes the key, the default preset does not: Hydra's ++ is the way
+    assert main(["run", "--grid", *TINY, "sampler=ddim,ddpm", "sampler.spacing=linspace"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "every cell takes sampler.spacing=linspace" in line
+    assert "++sampler.spacing=linspace" in line
+    assert not list(tmp_path.iterdir())
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -174,6 +260,10 @@ def test_grid_records_every_cell_and_a_rerun_records_nothing(run_cli, tmp_path, 
     first = run_cli(*_grid_args(results, cache_dir, "sampler.steps=2,3"))
     assert first.returncode == 0, first.stderr[-3000:]
     assert "[grid] cell 1/2" in first.stderr and "[grid] cell 2/2" in first.stderr
+    # each cell line shows what varies; what every cell shares is said once
+    assert "[grid] cell 1/2: sampler.steps=2\n" in first.stderr
+    assert "[grid] cell 2/2: sampler.steps=3\n" in first.stderr
+    assert first.stderr.count("[grid] every cell: backbone=ncsnpp_tiny train=tiny") == 1
     assert "2 cells: 2 ran, 0 skipped" in first.stdout
     experiment = results / "default"
     records = _records(experiment)
@@ -240,10 +330,19 @@ def test_joblib_launcher_runs_the_cells_in_worker_processes(run_cli, tmp_path, c
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     results = tmp_path / "results"
     result = run_cli(*_grid_args(results, cache_dir, "sampler.steps=6,7"),
-                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "progress=true",
                      env={"OMP_NUM_THREADS": "1"})  # two workers on two cores
     assert result.returncode == 0, result.stderr[-3000:]
     assert "launcher joblib" in result.stderr
+    # the workers' progress bars: whole lines (no carriage-return redraws), each naming its cell
+    assert "\r" not in result.stderr
+    bars = [line for line in result.stderr.splitlines() if "it/s]" in line or "img/s]" in line
+            or "batch/s]" in line or "step/s]" in line or "img]" in line or "batch]" in line]
+    assert bars, result.stderr[-3000:]
+    assert all(line.startswith(("cell 1/2 sampler.steps=6 | ", "cell 2/2 sampler.steps=7 | "))
+               for line in bars), bars
+    assert any(line.startswith("cell 1/2") for line in bars)
+    assert any(line.startswith("cell 2/2") for line in bars)
     records = _records(results / "default")
     assert sorted(r["sampler"]["steps"] for r in records.values()) == [6, 7]
     assert all(r["status"] == "ok" for r in records.values())

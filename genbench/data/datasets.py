@@ -55,6 +55,7 @@ __all__ = [
     "all_images",
     "cifar10",
     "digits",
+    "folder_image_shape",
     "image_folder",
     "random_hflip",
     "resize_images",
@@ -336,6 +337,28 @@ def _load_square(path: Path, resolution: int, mode: str) -> np.ndarray:
             return np.asarray(image, dtype=np.uint8)
     except (OSError, UnidentifiedImageError) as exc:
         raise UserError(f"cannot read image {path} ({exc}); remove or replace that file") from exc
+
+
+# PIL modes that image_folder reads as one grey channel (the others are converted to RGB).
+GREY_MODES = ("1", "L", "LA", "F", *_WIDE_GREY_MODES)
+
+
+def folder_image_shape(root: str | Path) -> tuple[int, int, int]:
+    """``(number of images, side, channels)`` of a folder as :func:`image_folder` would list it:
+    ``side`` is the shorter edge of its first image (sorted order; the center square's side),
+    ``channels`` 1 when that image is grey (:data:`GREY_MODES`), else 3. Only the first image's
+    header is read. A folder without images is a :class:`~genbench.errors.UserError`."""
+    folder = Path(os.path.expanduser(str(root))).resolve()
+    files = _image_files(folder)
+    if not files:
+        raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    try:
+        with _open_image(files[0]) as image:
+            side, mode = min(image.size), image.mode
+    except (OSError, UnidentifiedImageError) as exc:
+        raise UserError(f"cannot read image {files[0]} ({exc}); remove or replace that file"
+                        ) from exc
+    return len(files), int(side), 1 if mode in GREY_MODES else 3
 
 
 class ImageFolderDataset(ImageDataset):

@@ -17,13 +17,15 @@ import torch
 import yaml
 
 from genbench._io import json_hash, remove_stale_temporaries, remove_stale_temporaries_below
-from genbench.errors import UserError
+from genbench.errors import UserError, notice
 from genbench.harness import record as rec
 from genbench.harness.artifacts import ModelCache
 from genbench.harness.build import build_components
 from genbench.harness.evaluate import (
     Measurements,
     choose_extractors,
+    combine_seed_uncertainty,
+    extractor_lines,
     measure_cost,
     measure_quality,
 )
@@ -177,6 +179,7 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
     seeds = replicate_seeds(cfg)
     stage["seeds"] = len(seeds)
     per_seed: list[dict[str, Any]] = []
+    measured: list[Measurements] = []
     first: tuple[torch.nn.Module, torch.Tensor, Measurements] | None = None
     for seed in seeds:  # each seed's model is cached apart: a rerun trains the unfinished ones
         if len(seeds) > 1 and announce is not None:
@@ -191,18 +194,27 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         m = Measurements()
         measure_quality(samples, comps, eval_cfg, cache_dir, extractors, m)
         per_seed.append({"seed": seed, "metrics": dict(m.metrics), "training": training})
+        measured.append(m)
         if first is None:
             first = (net, samples, m)
+            for line in extractor_lines(m):  # which features and weights each metric used
+                notice(line)
         stage["seeds_done"] = len(per_seed)
     net, samples, m = first  # type: ignore[misc]  # (seeds is never empty)
     if len(seeds) > 1:  # the record's metrics are the means; per seed and spread beside them
         aggregate = aggregate_metrics([p["metrics"] for p in per_seed])
+        # FID's sampling interval and FID-infinity of the mean, not of the first seed (from the
+        # seeds' own FIDs: before the first seed's metrics become the means below)
+        metrics, recipes, missing = combine_seed_uncertainty(measured)
         m.metrics.update({k: aggregate[k]["mean"] if k in aggregate else None
                           for k in m.metrics if k in SEED_METRICS})
+        m.metrics.update(metrics)
+        m.recipes.update(recipes)
+        m.missing.update(missing)
         training = {"replicates": len(seeds), "per_seed": [p["training"] for p in per_seed]}
     # cost: NFE, parameters, MACs and memory follow from the architecture, the same for every
     # seed; sampling time is measured once, on the first seed's model
-    measure_cost(net, comps, eval_cfg, device, m)
+    measure_cost(net, comps, eval_cfg, device, m, progress=progress)
     if len(seeds) > 1:
         m.timing["measured_on_seed"] = seeds[0]
     if latent_info is not None:
@@ -216,7 +228,8 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
     record.update(
         metrics={key: m.metrics.get(key) for key in rec.METRIC_KEYS} | m.metrics,
         metric_recipes=m.recipes,
-        missing=m.missing | {k: "not measured" for k in ("fid", "precision", "recall")
+        missing=m.missing | {k: "not measured" for k in ("fid", "precision", "recall", "fid_ci",
+                                                         "fid_infinity", "fid_at_n")
                              if m.metrics.get(k) is None and k not in m.missing},
         timing=m.timing,
         memory=m.memory,

@@ -4,9 +4,20 @@ Quality (torch-fidelity protocol, staged): uint8 samples -> features -> statisti
 for the registered metrics ``eval.metrics`` names (FID, Heusel et al. 2017; precision/recall,
 Kynkäänniemi et al. 2019, k = 3; KID, Binkowski et al. 2018). Each metric's registry metadata
 says which extractor it wants (FID and KID the TF-compatible Inception, precision/recall VGG16)
-and whether it takes features or statistics; offline, a missing pretrained extractor falls back
-to a classifier trained on the dataset's own labels, named as such in the recipe. A metric that
-cannot be computed is ``None`` with its reason under ``missing``.
+and whether it takes features or statistics. The Inception is always there (its weights are
+packaged, :mod:`genbench.metrics.weights`); without VGG16 weights, precision/recall run on the
+Inception's pool features under keys of their own (``precision[inception]``,
+``recall[inception]``: the metric's registered fallback). Only when a pretrained extractor has no
+weights at all does ``eval.feature_extractor=auto`` fall back to a classifier trained on the
+dataset's own labels, named as such in the recipe; ``classifier`` uses it for every metric.
+Every fallback is said on the console and kept in the recipes. A metric that cannot be computed
+is ``None`` with its reason under ``missing``.
+
+Beside FID, from the same features (no further sampling): ``fid_ci``, a 95% interval for the
+sampling uncertainty of the generated set (``eval.fid_ci_resamples`` half-samples), and
+``fid_infinity`` with ``fid_at_n``, FID extrapolated to infinitely many samples
+(``eval.fid_infinity_points`` subset sizes; Chong and Forsyth 2020), see
+:mod:`genbench.metrics.quality`.
 
 Cost: NFE as counted by a wrapper around the denoiser during sampling; parameters of denoiser
 and decoder; MACs per forward (torch's FLOP counter, fvcore's multiply-add convention); peak
@@ -15,20 +26,22 @@ memory for one sample; time per batch with warm-up, synchronisation and repeated
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from genbench.errors import MissingWeightsError, UserError
+from genbench.errors import MissingWeightsError, UserError, notice
 from genbench.harness.build import Components
 from genbench.harness.generate import generate_batch, to_uint8
 from genbench.samplers.noise import BatchRNG, PerSampleRNG
 
 EXTRACTOR_CHOICES = ("auto", "inception", "classifier")
 DEFAULT_METRICS = ("fid", "precision_recall")
+FID_KEY = "fid"  # the result key whose uncertainty is measured (quality.FID)
 
 
 @dataclass
@@ -38,6 +51,8 @@ class Measurements:
     missing: dict[str, str] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
+    # not recorded: each half-sample's FID, to combine the intervals of several training seeds
+    half_sample_fids: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- quality
@@ -67,27 +82,44 @@ def _classifier(comps: Components, cache_dir: Path, progress: bool):
 def _pretrained(name: str, eval_cfg: dict[str, Any], device: torch.device, progress: bool):
     """Pretrained extractor ``name`` (a key of ``features.PRETRAINED``), weights from
     ``eval.<name>_weights``, verified against ``eval.<name>_sha256`` when set (else the
-    built-in full SHA-256 of the official file)."""
+    built-in full SHA-256 of the official file); ``eval.resize`` for a builder that takes it."""
     from genbench.metrics.features import PRETRAINED
 
     if name not in PRETRAINED:
         raise UserError(f"a metric wants feature extractor {name!r}, which genbench does not "
                         f"know; known: {', '.join(PRETRAINED)}")
+    build = PRETRAINED[name]
+    options: dict[str, Any] = {}
     pinned = eval_cfg.get(f"{name}_sha256")  # only passed when set: builders may not take it
-    return PRETRAINED[name](eval_cfg.get(f"{name}_weights"),
-                            bool(eval_cfg.get("allow_download", False)), device,
-                            progress=progress, **({"sha256": str(pinned)} if pinned else {}))
+    if pinned:
+        options["sha256"] = str(pinned)
+    if "resize" in inspect.signature(build).parameters:
+        options["resize"] = str(eval_cfg.get("resize", "tf1"))
+    return build(eval_cfg.get(f"{name}_weights"), bool(eval_cfg.get("allow_download", False)),
+                 device, progress=progress, **options)
+
+
+class ChosenExtractors(NamedTuple):
+    """What :func:`choose_extractors` chose for a run."""
+
+    by_metric: dict[str, Any]  # registered metric name -> its FeatureExtractor
+    notes: list[str]  # the fallbacks taken, one line each (printed, and kept in the recipes)
+    substituted: dict[str, str]  # metric -> its registered fallback extractor, when used
 
 
 def choose_extractors(eval_cfg: dict[str, Any], comps: Components, cache_dir: Path,
-                      device: torch.device, progress: bool) -> tuple[dict[str, Any], list[str]]:
-    """``({metric: extractor}, notes on fallbacks taken)`` for ``eval.metrics`` and "fid".
+                      device: torch.device, progress: bool) -> ChosenExtractors:
+    """The extractor of every metric of ``eval.metrics`` and of "fid", and the fallbacks taken.
 
     Each metric's extractor is the one its registry metadata names (:func:`metric_spec`); each
-    distinct extractor is built once. ``eval.feature_extractor``: ``auto`` falls back to the
-    dataset classifier when weights are missing, ``inception`` insists on the pretrained ones,
-    ``classifier`` uses the classifier for every metric. FID's extractor is always resolved: the
-    rFID of a learned latent space uses it.
+    distinct extractor is built once. When its weights are missing and were not configured, a
+    metric with a registered ``fallback`` (precision/recall: the Inception) uses that extractor
+    and records its numbers under its ``fallback_keys``. ``eval.feature_extractor``: ``auto``
+    falls back to the dataset classifier when a pretrained extractor is still missing,
+    ``inception`` insists on pretrained ones, ``classifier`` uses the classifier for every
+    metric. A configured weights path that does not exist is an error in every mode. FID's
+    extractor is always resolved: the rFID of a learned latent space uses it. Each fallback is
+    printed as one loud line before anything is trained.
     """
     from genbench.metrics.quality import metric_spec
 
@@ -97,22 +129,72 @@ def choose_extractors(eval_cfg: dict[str, Any], comps: Components, cache_dir: Pa
                         f"{', '.join(EXTRACTOR_CHOICES)}")
     specs = [metric_spec(name) for name in dict.fromkeys([*requested_metrics(eval_cfg), "fid"])]
     built: dict[str, Any] = {}
+    missing: dict[str, MissingWeightsError] = {}
+
+    def pretrained(name: str) -> Any:
+        if name not in built and name not in missing:
+            try:
+                built[name] = _pretrained(name, eval_cfg, device, progress)
+            except MissingWeightsError as exc:
+                if eval_cfg.get(f"{name}_weights") is not None:
+                    raise  # a configured file that is not there: never a silent substitute
+                missing[name] = exc
+        return built.get(name)
+
+    chosen: dict[str, Any] = {}
     notes: list[str] = []
-    for name in dict.fromkeys(spec.extractor for spec in specs):
-        built[name] = None
+    substituted: dict[str, str] = {}
+    for spec in specs:
         if choice == "classifier":
             continue
-        try:
-            built[name] = _pretrained(name, eval_cfg, device, progress)
-        except MissingWeightsError as exc:
+        chosen[spec.name] = pretrained(spec.extractor)
+        if chosen[spec.name] is None and spec.fallback is not None:
+            chosen[spec.name] = pretrained(spec.fallback)
+            if chosen[spec.name] is not None:
+                substituted[spec.name] = spec.fallback
+                notes.append(
+                    f"{spec.name}: {missing[spec.extractor]}; measured on the "
+                    f"{chosen[spec.name].name} features instead (k={eval_cfg.get('pr_k', 3)}) "
+                    f"and recorded as {'/'.join(spec.fallback_keys)}, not comparable with "
+                    f"{'/'.join(spec.keys)} on {spec.extractor}")
+        if chosen[spec.name] is None:
             if choice == "inception":
-                raise
-            users = ", ".join(spec.name for spec in specs if spec.extractor == name)
-            notes.append(f"{users}: {exc}; fell back to the dataset classifier")
-    if any(extractor is None for extractor in built.values()):
+                raise missing[spec.extractor]
+            notes.append(f"{spec.name}: {missing[spec.extractor]}; fell back to the dataset "
+                         f"classifier")
+    if choice == "classifier" or any(chosen.get(spec.name) is None for spec in specs):
         clf = _classifier(comps, cache_dir, progress)
-        built = {k: (v if v is not None else clf) for k, v in built.items()}
-    return {spec.name: built[spec.extractor] for spec in specs}, notes
+        chosen = {spec.name: chosen.get(spec.name) or clf for spec in specs}
+    for line in notes:
+        notice(f"FALLBACK: {line}")
+    return ChosenExtractors(chosen, notes, substituted)
+
+
+def _weights_summary(recipe: dict[str, Any]) -> str:
+    if recipe.get("weights_source"):  # a pretrained network
+        return (f"weights {recipe.get('weights_file')} ({recipe['weights_source']}, SHA-256 "
+                f"{str(recipe.get('sha256', ''))[:12]}...), {recipe.get('input_resize')}")
+    return f"weights {recipe.get('weights_file')} (trained on the dataset's labels, cached)"
+
+
+def extractor_lines(out: Measurements) -> list[str]:
+    """One console line per extractor that measured something: the result keys it gave, its
+    weights file and where that came from (the fallbacks say so, loudly)."""
+    by_extractor: dict[str, list[str]] = {}
+    recipes: dict[str, dict[str, Any]] = {}
+    for key, recipe in out.recipes.items():
+        if key == "rfid" or not isinstance(recipe, dict):
+            continue
+        by_extractor.setdefault(str(recipe.get("extractor")), []).append(key)
+        recipes.setdefault(str(recipe.get("extractor")), recipe)
+    lines = []
+    for name, keys in by_extractor.items():
+        recipe = recipes[name]
+        tag = "" if recipe.get("is_inception") or name == "vgg16" else "NOT Inception: "
+        lines.append(f"{', '.join(keys)}: {tag}{name} features, {_weights_summary(recipe)}")
+    for line in dict.fromkeys(n for r in recipes.values() for n in r.get("notes") or []):
+        lines.append(f"FALLBACK: {line}")
+    return lines
 
 
 def _references(specs: list, extractors: dict[str, Any], comps: Components,
@@ -165,7 +247,7 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
     """
     from genbench.metrics import quality
 
-    chosen, notes = extractors
+    chosen, notes, substituted = extractors
     specs = [quality.metric_spec(name) for name in requested_metrics(eval_cfg)]
     references = _references(specs, chosen, comps, eval_cfg, cache_dir)
     fake_features: dict[str, torch.Tensor] = {}
@@ -181,9 +263,152 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
                   "num_fake": int(samples.shape[0]),
                   "num_real": int(reference.statistics.num_samples),
                   "reference": comps.dataset.identity(), "notes": notes}
-        for key in spec.keys:
-            out.metrics[key] = values[key]
-            out.recipes[key] = recipe
+        keys = dict(zip(spec.keys, spec.keys))
+        if spec.name in substituted:  # measured on the fallback extractor: keys of its own
+            keys = dict(zip(spec.keys, spec.fallback_keys))
+            recipe["k"] = int(eval_cfg.get("pr_k", 3))
+            recipe["instead_of"] = f"{'/'.join(spec.keys)} on {spec.extractor} (no weights)"
+        for key, recorded in keys.items():
+            out.metrics[recorded] = values[key]
+            out.recipes[recorded] = recipe
+            if recorded != key:
+                out.missing[key] = (f"no {spec.extractor} weights; measured on {extractor.name} "
+                                    f"features as {recorded}")
+        if spec.name == "kid":  # the recipe object is every KID key's: updated in place
+            recipe.update(_kid_recipe(recipe["num_real"], recipe["num_fake"], out))
+    fid_spec = next((spec for spec in specs if FID_KEY in spec.keys), None)
+    if fid_spec is not None:
+        extractor = chosen[fid_spec.name]
+        measure_fid_uncertainty(references[extractor.name].statistics,
+                                fake_features[extractor.name], eval_cfg, out.recipes[FID_KEY],
+                                out, device=getattr(extractor, "device", None))
+
+
+def _kid_recipe(num_real: int, num_fake: int, out: Measurements) -> dict[str, Any]:
+    """KID's subsets as computed (:func:`genbench.metrics.quality.kid`): 100 subsets of
+    ``min(1000, num_real, num_fake)`` samples. When every subset is the whole of both sets, the
+    spread over subsets is 0 by construction: ``kid_std`` is missing, with that reason."""
+    from genbench.metrics import quality
+
+    size = quality.kid_subset_size(num_real, num_fake)
+    if size == num_real == num_fake:
+        out.metrics[quality.KID_STD] = None
+        out.missing[quality.KID_STD] = (
+            f"every KID subset is the whole of both feature sets ({num_fake} generated, "
+            f"{num_real} reference samples <= subset size 1000), so their spread is 0 by "
+            f"construction")
+    note = ("subset size = min(1000, generated, reference) (torch-fidelity needs it <= both; "
+            "StyleGAN2-ADA and clean-fid take the same minimum)")
+    return {"kid_subsets": 100, "kid_subset_size": size, "kid_subset_rule": note}
+
+
+def measure_fid_uncertainty(reference: Any, features: torch.Tensor, eval_cfg: dict[str, Any],
+                            fid_recipe: dict[str, Any], out: Measurements,
+                            device: torch.device | None = None) -> None:
+    """``fid_ci`` ([low, high]) and ``fid_infinity``/``fid_at_n`` ({N: FID}) of the generated
+    ``features`` against the ``reference`` statistics (the FID's own), into ``out``.
+
+    ``eval.fid_ci_resamples`` (0: off) half-samples give the interval
+    (:func:`genbench.metrics.quality.fid_interval`), ``eval.fid_infinity_points`` (0: off)
+    subset sizes FID-infinity (:func:`genbench.metrics.quality.fid_infinity`); both seeded by
+    ``eval.seed``. Their recipes are FID's (extractor, sample counts, reference) with the
+    method under ``interval`` / ``extrapolation``. One that is off or cannot be computed is None
+    with its reason in ``out.missing``.
+    """
+    from genbench.metrics import quality
+
+    resamples = int(eval_cfg.get("fid_ci_resamples", 200))
+    points = int(eval_cfg.get("fid_infinity_points", 15))
+    seed = int(eval_cfg.get("seed", 0))
+    subset_fid: quality.SubsetFID | None = None
+
+    def subsets() -> quality.SubsetFID:
+        nonlocal subset_fid
+        if subset_fid is None:
+            subset_fid = quality.SubsetFID(reference, features, device)
+        return subset_fid
+
+    out.metrics[quality.FID_CI] = None
+    if resamples == 0:
+        out.missing[quality.FID_CI] = "off (eval.fid_ci_resamples=0)"
+    else:
+        try:
+            found = quality.fid_interval(reference, features, resamples=resamples, seed=seed,
+                                         subset_fid=subsets())
+        except UserError as exc:
+            out.missing[quality.FID_CI] = str(exc)
+        else:
+            out.metrics[quality.FID_CI] = [found.low, found.high]
+            out.recipes[quality.FID_CI] = {**fid_recipe, "interval": found.recipe}
+            out.half_sample_fids = found.half_sample_fids
+    out.metrics[quality.FID_INFINITY] = out.metrics[quality.FID_AT_N] = None
+    if points == 0:
+        reason = "off (eval.fid_infinity_points=0)"
+        out.missing[quality.FID_INFINITY] = out.missing[quality.FID_AT_N] = reason
+        return
+    try:
+        extrapolated = quality.fid_infinity(reference, features, points=points, seed=seed,
+                                            subset_fid=subsets())
+    except UserError as exc:
+        out.missing[quality.FID_INFINITY] = out.missing[quality.FID_AT_N] = str(exc)
+        return
+    out.metrics[quality.FID_INFINITY] = extrapolated.value
+    out.metrics[quality.FID_AT_N] = {str(n): v for n, v in extrapolated.fid_at_n.items()}
+    out.recipes[quality.FID_INFINITY] = {**fid_recipe, "extrapolation": extrapolated.recipe}
+
+
+def combine_seed_uncertainty(per_seed: list[Measurements]
+                             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """``(metrics, recipes, missing)`` of FID's uncertainty for the mean over training seeds.
+
+    ``fid_ci``: the interval of the mean FID from each seed's half-sample FIDs (the same index
+    patterns for every seed: one ``eval.seed``, one sample count;
+    :func:`genbench.metrics.quality.interval_of_mean`); ``fid_at_n``: the mean FID at each N, and
+    ``fid_infinity`` the intercept of the line through those means (the mean of the seeds'
+    intercepts: least squares is linear in the FIDs). What cannot be combined is None with the
+    first seed's reason, or with one saying that not every seed has it.
+    """
+    from genbench.metrics import quality
+
+    metrics: dict[str, Any] = {}
+    recipes: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+    first, n = per_seed[0], len(per_seed)
+    halves = [m.half_sample_fids for m in per_seed]
+    fids = [m.metrics.get(FID_KEY) for m in per_seed]
+    if all(h is not None for h in halves) and all(_finite(f) for f in fids):
+        metrics[quality.FID_CI] = list(quality.interval_of_mean(fids, halves))
+        recipes[quality.FID_CI] = {
+            **first.recipes[quality.FID_CI],
+            "over_seeds": f"interval of the mean FID over {n} training seeds: each seed's "
+                          f"half-sample FIDs (same index patterns) averaged, draw by draw"}
+    else:
+        metrics[quality.FID_CI] = None
+        missing[quality.FID_CI] = first.missing.get(
+            quality.FID_CI, f"not every one of the {n} training seeds has a finite FID and "
+                            f"half-sample FIDs")
+    curves = [m.metrics.get(quality.FID_AT_N) for m in per_seed]
+    if (all(isinstance(c, dict) and c for c in curves)
+            and all(c.keys() == curves[0].keys() for c in curves)
+            and all(_finite(v) for c in curves for v in c.values())):
+        mean_curve = {size: float(np.mean([c[size] for c in curves])) for size in curves[0]}
+        fit = quality.infinity_fit([int(size) for size in mean_curve], list(mean_curve.values()))
+        metrics[quality.FID_AT_N] = mean_curve
+        metrics[quality.FID_INFINITY] = fit["intercept"]
+        recipe = first.recipes[quality.FID_INFINITY]
+        recipes[quality.FID_INFINITY] = {
+            **recipe, "extrapolation": {**recipe["extrapolation"], "fit": fit},
+            "over_seeds": f"line through the mean FID_N over {n} training seeds"}
+    else:
+        metrics[quality.FID_AT_N] = metrics[quality.FID_INFINITY] = None
+        reason = first.missing.get(quality.FID_INFINITY,
+                                   f"not every one of the {n} training seeds has finite FID_N")
+        missing[quality.FID_AT_N] = missing[quality.FID_INFINITY] = reason
+    return metrics, recipes, missing
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
 # --------------------------------------------------------------------------- cost
@@ -218,13 +443,13 @@ def probe_sampling(net: torch.nn.Module, comps: Components, seed: int,
 
 
 def measure_cost(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, Any],
-                 device: torch.device, out: Measurements) -> None:
+                 device: torch.device, out: Measurements, progress: bool = False) -> None:
     """NFE, parameters, MACs, peak memory and time per batch of this cell's generator."""
     probe = probe_sampling(net, comps, int(eval_cfg.get("seed", 0)), device)
     out.metrics.update(profile_costs(net, comps, device, probe["nfe"]))
     out.metrics["peak_memory_mb"] = probe["peak_memory_mb"]
     out.memory = {"method": probe["peak_memory_method"], "batch_size": 1}
-    out.timing = time_sampling(net, comps, eval_cfg, device)
+    out.timing = time_sampling(net, comps, eval_cfg, device, progress=progress)
     out.metrics["time_per_batch_s"] = out.timing["median_s"]
     out.metrics["time_per_batch_iqr_s"] = out.timing.get("iqr_s")
 
@@ -257,9 +482,11 @@ def profile_costs(net: torch.nn.Module, comps: Components, device: torch.device,
 
 
 def time_sampling(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, Any],
-                  device: torch.device) -> dict[str, Any]:
-    """Time one batch of ``eval.time_batch_size`` from noise to decoded uint8 images."""
+                  device: torch.device, progress: bool = False) -> dict[str, Any]:
+    """Time one batch of ``eval.time_batch_size`` from noise to decoded uint8 images; with
+    ``progress``, a bar over the warm-ups and trials (updated between runs, never inside one)."""
     from genbench.metrics import cost
+    from genbench.progress import bar
 
     batch = int(eval_cfg.get("time_batch_size", 100))
     seed = int(eval_cfg.get("seed", 0))
@@ -273,6 +500,8 @@ def time_sampling(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, A
     def run() -> None:
         to_uint8(comps.latent.decode(comps.sampler.sample(net, x_T, rng)))
 
-    with torch.no_grad():
-        timing = cost.time_per_batch(run, device, warmup=warmup, trials=trials)
+    with torch.no_grad(), bar(total=warmup + trials, desc=f"time (batch of {batch})",
+                              unit="batch", disable=not progress) as timed:
+        timing = cost.time_per_batch(run, device, warmup=warmup, trials=trials,
+                                     on_run=timed.update)
     return {**timing, "batch_size": batch}

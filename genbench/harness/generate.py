@@ -8,10 +8,10 @@ stream ``(eval.seed, i)``, so it does not depend on the batch size.
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
 from genbench._io import fault_point
 from genbench.data.base import to_uint8
+from genbench.progress import bar as progress_bar
 from genbench.samplers.base import Sampler
 from genbench.samplers.noise import PerSampleRNG
 
@@ -32,8 +32,8 @@ def generate(net: torch.nn.Module, latent, sampler: Sampler,
              seed: int, device: torch.device, progress: bool = True) -> torch.Tensor:
     """``num_samples`` uint8 images [N, C, H, W] on the CPU."""
     out = []
-    with tqdm(total=num_samples, desc="sample", unit="img", disable=not progress,
-              dynamic_ncols=True) as bar:
+    with progress_bar(total=num_samples, desc="sample", unit="img", disable=not progress,
+                      dynamic_ncols=True) as bar:
         for start in range(0, num_samples, batch_size):
             count = min(batch_size, num_samples - start)
             out.append(generate_batch(net, latent, sampler, latent_shape, seed, start, count,

@@ -92,6 +92,22 @@ def _shown(overrides: list[str]) -> list[str]:
     return [o for o in overrides if not o.startswith(f"+{GRID_GROUP}=")] or ["(no overrides)"]
 
 
+def shared(cells: list[GridCell]) -> list[str]:
+    """The overrides every cell of the grid has (in the first cell's order): said once."""
+    if len(cells) < 2:
+        return []
+    common = set(cells[0].overrides).intersection(*(c.overrides for c in cells[1:]))
+    return [o for o in cells[0].overrides if o in common]
+
+
+def varying(cells: list[GridCell]) -> dict[int, str]:
+    """What sets each cell apart, by cell number: its overrides that not every cell has
+    (``latent=wavelet sampler.steps=4``); a grid of one cell shows its overrides."""
+    common = set(shared(cells))
+    return {c.number: " ".join(_shown([o for o in c.overrides if o not in common]))
+            for c in cells}
+
+
 # --------------------------------------------------------------------------- choosing the grid
 
 
@@ -102,6 +118,11 @@ def _parse(overrides: list[str], config_loader: Any = None) -> list[Any]:
         return OverridesParser.create(config_loader=config_loader).parse_overrides(overrides)
     except Exception as exc:  # hydra's OverrideParseException and friends
         raise UserError(f"bad override: {_first_line(exc)}") from None
+
+
+def sweeps(overrides: list[str]) -> list[str]:
+    """The overrides among ``overrides`` that sweep (a comma list, ``range()``, ``choice()``)."""
+    return [o.input_line for o in _parse(overrides) if o.is_sweep_override()]
 
 
 def grid_names() -> list[str]:
@@ -180,9 +201,9 @@ def plan(cells: list[GridCell], compose_cell: Callable[[list[str]], dict[str, An
     """
     from genbench.harness.cell import paths
 
-    total, seen, todo = len(cells), {}, []
+    total, seen, todo, labels = len(cells), {}, [], varying(cells)
     for cell in cells:
-        label = f"cell {cell.number}/{total}: {' '.join(_shown(cell.overrides))}"
+        label = f"cell {cell.number}/{total}: {labels[cell.number]}"
         try:
             cell.cell_dir = paths(compose_cell(cell.overrides))[1]
         except Exception as exc:  # noqa: BLE001 - one bad cell does not stop the grid
@@ -210,25 +231,38 @@ class NumberedJob:
     """The launched task: says which cell of the grid it is, then runs ``task`` on it.
 
     ``numbers[hydra.job.num]`` is the cell's number in the whole grid (planned-out cells are
-    not launched); ``cwd`` is where the grid was started (relative ``results_dir`` and
-    ``cache_dir`` are relative to it, wherever the launcher runs the job).
+    not launched) and ``labels`` the same job's :func:`varying` overrides; ``cwd`` is where the
+    grid was started (relative ``results_dir`` and ``cache_dir`` are relative to it, wherever
+    the launcher runs the job). The cell's progress bars carry its name
+    (:func:`genbench.progress.name_cell`), as whole lines when ``parallel`` (the launcher runs
+    cells beside each other: joblib, submitit).
     """
 
     task: Callable[[DictConfig], Any]
     numbers: tuple[int, ...]
     total: int
     cwd: str
+    labels: tuple[str, ...] = ()
+    parallel: bool = False
 
     def __call__(self, cfg: DictConfig) -> Any:
         from hydra.core.hydra_config import HydraConfig
 
+        from genbench.progress import cell_label, name_cell
+
         job = HydraConfig.get()
-        number = self.numbers[int(job.job.num)]
-        print(f"[grid] cell {number}/{self.total}: {' '.join(_shown(list(job.overrides.task)))}",
-              file=sys.stderr, flush=True)
+        index = int(job.job.num)
+        number = self.numbers[index]
+        label = (self.labels[index] if index < len(self.labels)
+                 else " ".join(_shown(list(job.overrides.task))))
+        print(f"[grid] cell {number}/{self.total}: {label}", file=sys.stderr, flush=True)
         if os.path.isdir(self.cwd) and os.getcwd() != self.cwd:
             os.chdir(self.cwd)
-        return self.task(cfg)
+        name_cell(cell_label(number, self.total, label), lines=self.parallel)
+        try:
+            return self.task(cfg)
+        finally:
+            name_cell(None)
 
 
 def _settle(cell: GridCell, returned: Any) -> None:
@@ -251,12 +285,14 @@ def _settle(cell: GridCell, returned: Any) -> None:
 
 
 def _launch(config: DictConfig, hydra_context: Any, task: Callable[[DictConfig], Any],
-            cells: list[GridCell], total: int) -> list[Any]:
+            cells: list[GridCell], total: int, labels: Mapping[int, str]) -> list[Any]:
     """Run ``cells`` through the configured launcher (the Sweeper plugin API, as Hydra's own
     sweepers use it); returns the launcher's JobReturns, [] when it broke down."""
     from hydra.core.plugins import Plugins
 
-    job = NumberedJob(task, tuple(c.number for c in cells), total, os.getcwd())
+    launcher_name = str(config.hydra.runtime.choices.get("hydra/launcher") or "basic")
+    job = NumberedJob(task, tuple(c.number for c in cells), total, os.getcwd(),
+                      tuple(labels[c.number] for c in cells), parallel=launcher_name != "basic")
     launcher = Plugins.instance().instantiate_launcher(
         hydra_context=hydra_context, task_function=job, config=config)
     try:
@@ -283,6 +319,9 @@ def sweep(config: DictConfig, hydra_context: Any, task: Callable[[DictConfig], A
     cells = [GridCell(i + 1, job) for i, job in enumerate(expand(params, arguments, loader))]
     result = GridResult(name, cells, str(choice.get("hydra/launcher") or "?"))
     _say(f"{name or 'command-line'} grid: {len(cells)} cells, launcher {result.launcher}")
+    common = [o for o in shared(cells) if not o.startswith(f"+{GRID_GROUP}=")]
+    if common:
+        _say(f"every cell: {' '.join(common)}")
 
     def compose_cell(overrides: list[str]) -> dict[str, Any]:
         from genbench.harness.task import cell_config
@@ -304,7 +343,7 @@ def sweep(config: DictConfig, hydra_context: Any, task: Callable[[DictConfig], A
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     if todo:
         _say(f"running {len(todo)} of {len(cells)} cells")
-        returns = _launch(config, hydra_context, task, todo, len(cells))
+        returns = _launch(config, hydra_context, task, todo, len(cells), varying(cells))
         for i, cell in enumerate(todo):
             _settle(cell, returns[i] if i < len(returns) else None)
     _io.atomic_write_json(sweep_dir / OUTCOME, {
@@ -346,7 +385,10 @@ def run_grid(name: str | None, overrides: list[str], *,
                 if value not in ("", "null"):
                     rec.check_name(value, override.get_key_element().lstrip("+~"))
     fixed_overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
-    fixed = compose(fixed_overrides, with_hydra=True)
+    try:
+        fixed = compose(fixed_overrides, with_hydra=True)
+    except UserError as exc:
+        raise explain_fixed(overrides, fixed_overrides, exc) from None
     for key in NAME_SETTINGS:  # a named grid's own settings
         if fixed.get(key) not in (None, ""):
             rec.check_name(fixed.get(key), key)
@@ -363,6 +405,79 @@ def run_grid(name: str | None, overrides: list[str], *,
     outcome = json.loads((where / OUTCOME).read_text())
     cells = [GridCell.from_json(c) for c in outcome["cells"]]
     return GridResult(name or outcome["name"], cells, outcome["launcher"]), fixed
+
+
+DIAGNOSED_CELLS = 32  # cells composed to say which reject a fixed override (bad input only)
+
+
+def _rejected_key(error: str, fixed: list[str]) -> str | None:
+    """The fixed override a composition error names (Hydra quotes the key: ``Could not
+    override 'latent.image_channels'``)."""
+    import re
+
+    quoted = set(re.findall(r"'([^'\s]+)'", error))
+    for override in fixed:
+        if override.lstrip("+~").split("=", 1)[0] in quoted:
+            return override
+    return None
+
+
+def explain_fixed(overrides: list[str], fixed: list[str], exc: UserError) -> UserError:
+    """Say why the grid's fixed part does not compose when the reason is a fixed override that
+    not every cell takes: Hydra composes the fixed overrides with the default presets before it
+    sweeps (``latent=pixel,kl_tiny latent.image_channels=3`` fails on the default latent
+    pixel, which has no such key, whatever the cells are). Each cell (the first
+    :data:`DIAGNOSED_CELLS`) is composed to tell which take the key; the answer names them and
+    how to write such a grid. Other errors are returned as they are."""
+    from genbench.config import compose
+
+    key = _rejected_key(str(exc), fixed)
+    jobs = expand(None, overrides)
+    if key is None or len(jobs) < 2:
+        return exc
+    cells = [GridCell(i + 1, job) for i, job in enumerate(jobs[:DIAGNOSED_CELLS])]
+    labels = varying(cells)
+    takes, rejects = [], []
+    for cell in cells:
+        try:
+            compose(cell.overrides)
+            takes.append(cell)
+        except UserError as cell_exc:
+            (rejects if _rejected_key(str(cell_exc), [key]) else takes).append(cell)
+
+    def name(group: list[GridCell]) -> str:
+        return "; ".join(f"cell {c.number} ({labels[c.number]})" for c in group)
+
+    bare = key.lstrip("+~")
+    path, value = bare.split("=", 1)
+    if not takes:
+        return exc  # no cell takes it: the key is wrong everywhere, as Hydra said
+    if not rejects:
+        return UserError(
+            f"every cell takes {bare}, but Hydra first composes the fixed overrides with the "
+            f"default presets, which do not: write it ++{bare} (set where the key is, added "
+            f"where it is not)")
+    group, _, leaf = path.rpartition(".")
+    group = group or "GROUP"
+
+    def chosen(group_cells: list[GridCell]) -> list[str]:
+        return list(dict.fromkeys(o.split("=", 1)[1] for c in group_cells for o in c.overrides
+                                  if o.split("=", 1)[0] == group))
+
+    base = (chosen(takes) or ["PRESET"])[0]
+    preset_sweep = f"{group}={','.join(chosen(rejects)) or '...'},NAME"
+    example = (f"`# @package _global_`, `defaults: [{{override /{group}: {base}}}]`, "
+               f"`{group}: {{{leaf or path}: {value}}}`")
+    return UserError(
+        f"{bare} does not apply to every cell: {name(rejects)} "
+        f"{'rejects' if len(rejects) == 1 else 'reject'} it, {name(takes)} "
+        f"{'takes' if len(takes) == 1 else 'take'} it. Give the cells their own settings: a "
+        f"preset that holds it (registry/{group}/NAME.yaml: `defaults: [{base}, _self_]`, "
+        f"`{leaf or path}: {value}`) swept as {preset_sweep}, or a named grid: a file per cell in "
+        f"registry/grid/cell/ ({example}) "
+        f"and registry/grid/GRID.yaml sweeping them (`hydra: {{sweeper: {{params: "
+        f"{{+grid/cell: A,B}}}}}}`), as registry/grid/default.yaml does; then genbench run "
+        f"--grid GRID")
 
 
 def _write_reports(result: GridResult) -> list[Path]:
@@ -387,9 +502,10 @@ def print_outcome(result: GridResult) -> None:
     ran, skipped, failed = (result.count(s) for s in ("ran", "skipped", "failed"))
     print(f"\ngrid: {len(result.cells)} cells: {ran} ran, {skipped} skipped (already recorded),"
           f" {failed} failed")
+    labels = varying(result.cells)
     for cell in result.cells:
         if cell.status == "failed":
-            print(f"  failed: cell {cell.number} {' '.join(_shown(cell.overrides))}: {cell.error}")
+            print(f"  failed: cell {cell.number} {labels[cell.number]}: {cell.error}")
     for path in result.reports:
         print(f"report:  {path}")
 

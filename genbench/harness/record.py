@@ -33,9 +33,9 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+@=,-]*$")
 
 # Keys every record's "metrics" holds (None = missing, with the reason under "missing").
 METRIC_KEYS = (
-    "fid", "precision", "recall", "nfe", "params", "params_denoiser", "params_decoder",
-    "gmacs_denoiser", "gmacs_decoder", "gmacs_per_sample", "peak_memory_mb",
-    "time_per_batch_s", "time_per_batch_iqr_s",
+    "fid", "fid_ci", "fid_infinity", "fid_at_n", "precision", "recall", "nfe", "params",
+    "params_denoiser", "params_decoder", "gmacs_denoiser", "gmacs_decoder", "gmacs_per_sample",
+    "peak_memory_mb", "time_per_batch_s", "time_per_batch_iqr_s",
 )
 
 

@@ -10,6 +10,8 @@ measured here:
   :func:`count_macs` runs a call under ``torch.utils.flop_counter.FlopCounterMode``, which
   counts matmuls, convolutions and attention (2 FLOPs per multiply-add), and halves its total;
   k-diffusion's ``models/flops.py`` counts the same way, by a context manager around a call.
+  The fused attention kernels that torch's counter has no formula for get torch's own
+  (:data:`SDPA_FORMULAS`), so attention counts on every device.
 * Memory (Table 2, "MEM GB"): :func:`peak_memory`, the CUDA allocator's peak on GPU and a
   tensor-storage tracker on CPU.
 * Time (Table 3, "Time (s)" for a batch of 100): :func:`time_per_batch`, with untimed warm-up
@@ -30,10 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from genbench.errors import UserError
 
@@ -81,6 +82,53 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
+# Fused kernels behind ``torch.nn.functional.scaled_dot_product_attention`` (forward, backward) that
+# may lack a FLOP formula in torch's registry (torch 2.14 has none for the first three; without one
+# ``FlopCounterMode`` counts them as zero): the CPU flash kernel, the out-of-tree backends'
+# "overrideable" kernel, and the MPS one. Their arguments start (query, key, value) and
+# (grad_out, query, key, value), [B, H, L, E] as for torch's CUDA flash kernel.
+_SDPA_KERNELS = {
+    "_scaled_dot_product_flash_attention_for_cpu": "forward",
+    "_scaled_dot_product_flash_attention_for_cpu_backward": "backward",
+    "_scaled_dot_product_fused_attention_overrideable": "forward",
+    "_scaled_dot_product_fused_attention_overrideable_backward": "backward",
+    "_scaled_dot_product_attention_math_for_mps": "forward",
+}
+
+
+def _torch_formula(formula: Callable[..., int]) -> Callable[..., int]:
+    """Pass torch's registered (already shape-wrapped) formula to ``FlopCounterMode`` as is."""
+    def counted(*args: Any, **kwargs: Any) -> int:
+        return formula(*args, **kwargs)
+
+    counted._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode: do not wrap again
+    return counted
+
+
+def _missing_sdpa_formulas() -> dict[Any, Callable[..., int]]:
+    """Torch's own formulas of its CUDA flash kernel for the SDPA kernels that lack one.
+
+    Forward (torch's ``sdpa_flop``): the two matmuls Q K^T and A V, B*H*L*S*(E + Ev) MACs.
+    Backward (``sdpa_backward_flop``): five matmuls, the scores recomputed as flash kernels do.
+    A formula torch registers itself (a later release) is kept, not replaced.
+    """
+    aten = torch.ops.aten
+    torch_formula = {
+        "forward": flop_registry[aten._scaled_dot_product_flash_attention],
+        "backward": flop_registry[aten._scaled_dot_product_flash_attention_backward],
+    }
+    formulas = {}
+    for name, direction in _SDPA_KERNELS.items():
+        op = getattr(aten, name, None)
+        if op is not None and op not in flop_registry:
+            formulas[op] = _torch_formula(torch_formula[direction])
+    return formulas
+
+
+SDPA_FORMULAS = _missing_sdpa_formulas()
+"""``FlopCounterMode`` ``custom_mapping`` used by :func:`measure_flops`: op -> formula."""
+
+
 @dataclass(frozen=True)
 class FlopCount:
     """What ``FlopCounterMode`` saw during one call."""
@@ -119,18 +167,20 @@ def measure_flops(fn: Callable[[], Any], *, per_module: bool = True) -> FlopCoun
     operations and normalisations do not, matching the conv+linear counts behind the LDDGAN paper's
     Table 2 (the official DDGAN CIFAR-10 generator: 7.05 G reported, 7.052 GMACs counted so).
 
-    Attention is counted on every device: ``scaled_dot_product_attention`` runs under its math
-    backend here, which is two batched matmuls the counter knows (Q K^T and A V). The fused CPU
-    kernels it would otherwise dispatch to have no FLOP formula in some torch releases and would
-    count as zero (the kl_f2 decoder's mid-block attention: 3.479 instead of 3.613 GMACs).
+    Attention is counted on every device, in whichever kernel ``scaled_dot_product_attention``
+    picks: torch's formulas for its CUDA kernels, the same formulas (:data:`SDPA_FORMULAS`) for
+    the fused CPU kernel (without them it counted zero: the kl_f2 decoder's four attention layers
+    at 16 x 16, 3.479 instead of 3.613 GMACs), and the math backend's batched matmuls. Forward is
+    2*B*H*L*S*E attention MACs (Q K^T and A V) in every kernel; backward is 5*B*H*L*S*E in the fused
+    kernels (torch's formula: the scores are recomputed) and 4*B*H*L*S*E in the math backend.
 
     ``per_module=False`` turns off the counter's module tracking (the totals are the same): a
     training step that takes ``torch.autograd.grad`` of a leaf (R1) needs it off.
     """
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=SDPA_FORMULAS)
     if not per_module:
         counter.mod_tracker = _GlobalOnly()  # type: ignore[assignment]
-    with counter, sdpa_kernel(SDPBackend.MATH):
+    with counter:
         fn()
     by_operator = {str(op): int(n) for op, n in counter.get_flop_counts()["Global"].items()}
     flops = int(counter.get_total_flops())
@@ -255,12 +305,14 @@ def _time_cpu(fn: Callable[[], Any]) -> float:
 
 
 def time_per_batch(
-    fn: Callable[[], Any], device: str | torch.device, warmup: int = 10, trials: int = 100
+    fn: Callable[[], Any], device: str | torch.device, warmup: int = 10, trials: int = 100,
+    on_run: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Wall time of ``fn()`` (one batch) over ``trials`` timed runs after ``warmup`` untimed ones.
 
     GPU: each trial is bracketed by ``torch.cuda.Event`` records and ``synchronize`` (method
     ``"cuda_event"``). CPU: ``time.perf_counter`` around the call (method ``"perf_counter"``).
+    ``on_run`` (a progress bar's ``update``) is called after every run, outside the timed span.
 
     Returns:
         ``median_s``, ``q25_s``, ``q75_s``, ``iqr_s``, ``mean_s``, ``std_s``, ``min_s``,
@@ -270,12 +322,14 @@ def time_per_batch(
         raise UserError(f"timing needs warmup >= 0 and trials >= 1, got {warmup} and {trials}")
     device = torch.device(device)
     cuda = _use_cuda(device)
+    after = on_run or (lambda: None)
     for _ in range(warmup):
         fn()
-    if cuda:
-        times = [_time_cuda(fn, device) for _ in range(trials)]
-    else:
-        times = [_time_cpu(fn) for _ in range(trials)]
+        after()
+    times = []
+    for _ in range(trials):
+        times.append(_time_cuda(fn, device) if cuda else _time_cpu(fn))
+        after()
     return _summary(times, warmup, CUDA_TIME_METHOD if cuda else CPU_TIME_METHOD, device)
 
 

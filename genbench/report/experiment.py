@@ -7,12 +7,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-SUMMARY_HEADER = ("cell", "n", "FID", "extractor", "prec", "recall", "NFE", "s/batch", "GMACs/smp",
-                  "params M", "mem MB")
+SUMMARY_HEADER = ("cell", "n", "FID", "FID 95% CI", "FID-inf", "extractor", "prec", "recall",
+                  "NFE", "s/batch", "GMACs/smp", "params M", "mem MB")
+# Shown when a record has them (no VGG16 weights): precision/recall on Inception features.
+INCEPTION_PR = ("precision[inception]", "recall[inception]")
+_AFTER_RECALL = SUMMARY_HEADER.index("recall") + 1
 
 
 def write_experiment_report(inputs: Iterable[Path], out_html: Path, *,
@@ -36,7 +40,29 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
+def significant(value: float | None, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits in plain notation, for people: 0.10016 ->
+    ``0.100``, 0.0002067 -> ``0.000207``, 10.8133 -> ``10.8``, 1234.5 -> ``1234``; None ``-``."""
+    if value is None:
+        return "-"
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return format(value, "g")
+    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
+    return f"{value:.{decimals}f}"
+
+
+def _time_batch(record: Mapping[str, Any]) -> int | None:
+    """The batch size of the record's time per batch (None: no time measured)."""
+    if (record.get("metrics") or {}).get("time_per_batch_s") is None:
+        return None
+    size = (record.get("timing") or {}).get("batch_size")
+    return int(size) if isinstance(size, (int, float)) else None
+
+
+def _summary_row(record: Mapping[str, Any], inception_pr: bool = False) -> tuple[str, ...]:
+    from genbench.report.tables import fid_ci_bounds
+
     m = record.get("metrics") or {}
     extractor = (record.get("metric_recipes") or {}).get("fid", {}).get("extractor", "-")
     params = None if m.get("params") is None else m["params"] / 1e6
@@ -44,11 +70,15 @@ def _summary_row(record: Mapping[str, Any]) -> tuple[str, ...]:
     n = reps.get("n") if isinstance(reps.get("n"), int) else 1
     std = ((reps.get("aggregate") or {}).get("fid") or {}).get("std")
     fid = _fmt(m.get("fid"), ".3f") + (f" ± {std:.3f}" if isinstance(std, float) else "")
-    return (str(record.get("cell", "?")), str(n), fid, str(extractor),
-            _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"),
-            _fmt(m.get("nfe"), "d"), _fmt(m.get("time_per_batch_s"), ".4f"),
-            _fmt(m.get("gmacs_per_sample"), ".4f"), _fmt(params, ".3f"),
-            _fmt(m.get("peak_memory_mb"), ".1f"))
+    low, high = fid_ci_bounds(m.get("fid_ci"))
+    ci = "-" if low is None else f"[{low:.3f}, {high:.3f}]"
+    infinity = m.get("fid_infinity") if isinstance(m.get("fid_infinity"), float) else None
+    extra = tuple(_fmt(m.get(key), ".3f") for key in INCEPTION_PR) if inception_pr else ()
+    return (str(record.get("cell", "?")), str(n), fid, ci, _fmt(infinity, ".3f"), str(extractor),
+            _fmt(m.get("precision"), ".3f"), _fmt(m.get("recall"), ".3f"), *extra,
+            _fmt(m.get("nfe"), "d"), significant(m.get("time_per_batch_s")),
+            significant(m.get("gmacs_per_sample")), _fmt(params, ".3f"),
+            significant(m.get("peak_memory_mb")))
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -56,9 +86,29 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
+def _with_batch_sizes(records: list[Mapping[str, Any]], rows: list[tuple[str, ...]],
+                      header: tuple[str, ...] = SUMMARY_HEADER) -> list[tuple[str, ...]]:
+    """Header and rows, the time column naming its batch size: ``s/batch(100)`` when every
+    timed record used one size, else each time followed by its own (``0.615 (b=64)``)."""
+    sizes = {_time_batch(r) for r in records} - {None}
+    header, time_column = list(header), header.index("s/batch")
+    if len(sizes) == 1:
+        header[time_column] = f"s/batch({sizes.pop()})"
+        return [tuple(header), *rows]
+    out = [tuple(header)]
+    for record, row in zip(records, rows):
+        size, cells = _time_batch(record), list(row)
+        if size is not None:
+            cells[time_column] += f" (b={size})"
+        out.append(tuple(cells))
+    return out
+
+
 def summary_text(records: Iterable[Mapping[str, Any]]) -> str:
-    """A plain-text table of the main numbers, one row per record (FID with its extractor; n
-    training seeds, a ``train.seeds=N`` record's FID as mean ± std); then, when records are
+    """A plain-text table of the main numbers, one row per record (FID with its extractor, its
+    95% sampling interval and FID-infinity; n training seeds, a ``train.seeds=N`` record's FID
+    as mean ± std; precision/recall on VGG16 features, and in columns of their own
+    ``precision[inception]``/``recall[inception]`` when a record has them); then, when records are
     replicates of one configuration over seeds, one row per configuration, and a warning per
     pair of configurations whose intervals overlap (:func:`genbench.report.seeds
     .ranking_warnings`)."""
@@ -68,7 +118,12 @@ def summary_text(records: Iterable[Mapping[str, Any]]) -> str:
     from genbench.report.tables import _record_row
 
     records = list(records)
-    text = _table([SUMMARY_HEADER, *(_summary_row(r) for r in records)])
+    inception_pr = any((r.get("metrics") or {}).get(k) is not None for r in records
+                       for k in INCEPTION_PR)
+    header = SUMMARY_HEADER[:_AFTER_RECALL] + (INCEPTION_PR if inception_pr else ()) \
+        + SUMMARY_HEADER[_AFTER_RECALL:]
+    text = _table(_with_batch_sizes(records, [_summary_row(r, inception_pr) for r in records],
+                                    header))
     try:
         import pandas as pd
 

@@ -2,7 +2,8 @@
 
 The LDDGAN paper's central comparison is FID against sampling time for a batch of 100 (Trinh and
 Hamagami 2024, Fig. 1 and Table 3); genbench draws it from its records, together with FID against
-NFE, recall against FID and FID against GMACs per sample (Table 2's cost).
+NFE, recall against FID and FID against GMACs per sample (Table 2's cost). Without VGG16 weights
+recall is measured on Inception features instead, as ``recall[inception]``, in figures of its own.
 
 FID values from different feature extractors or different datasets are not comparable, so each
 (FID extractor, dataset) pair is a *panel* with figures of its own: no axis ever mixes two
@@ -14,11 +15,21 @@ measured cells. Failed cells and cells without the plotted numbers are not drawn
 table lists them. Replicates of one configuration over training seeds are one point
 (:func:`genbench.report.seeds.configurations`): the mean, with error bars from the lowest to the
 highest seed on quality axes and the timing quartiles on the time axis; every point's label says
-its n (n=1: one training run, no quality error bar).
+its n. Every FID axis (y, or x of recall vs FID) carries an error bar for each point that has an
+interval (:func:`genbench.report.seeds.fid_interval`): [min, max] over training seeds when
+n > 1, else the 95% sampling interval of the generated set (``fid_ci``, asymmetric); the hover
+text says which.
 
 ``figure.layout.meta`` holds ``{"kind", "extractor", "dataset", "measured", "reported"}``
-(``"recall_extractor"`` too on recall figures); each trace's ``meta["role"]`` is ``"measured"``,
-``"paper"`` or ``"pareto"``.
+(``"recall_extractor"`` too on recall figures) and ``"scored"``; each trace's ``meta["role"]`` is
+``"measured"``, ``"paper"``, ``"pareto"`` or ``"scored"``.
+
+Scored images (``genbench eval`` records: samples from elsewhere, no generator in genbench) have
+quality numbers but no sampling time, NFE or cost. They are never placed on a cost axis: on a
+figure of FID against a cost they are a dotted horizontal line at their FID across the figure
+(a level to compare the cells with, at no particular cost), on recall against FID they are points
+(``x`` markers) of their own trace; they are not part of the Pareto front, which is that of the
+generated cells. A panel with scored images only has just its recall-vs-FID figure.
 """
 
 from __future__ import annotations
@@ -34,9 +45,12 @@ import plotly.graph_objects as go
 
 from genbench.report.paper import PAPER_COLUMNS, same_dataset
 from genbench.report.replicates import SEED_METRICS
-from genbench.report.seeds import configurations
+from genbench.report.seeds import configurations, fid_interval
 from genbench.report.tables import (
+    SCORED,
     finite_values,
+    interval_text,
+    is_scored,
     measured_rows,
     quality_column,
 )
@@ -84,6 +98,10 @@ FIGURE_KINDS: dict[str, _Kind] = {
         _Kind("fid_vs_nfe", "nfe", "fid", "nfe", "fid",
               "NFE [network evaluations per sample]", True),
         _Kind("recall_vs_fid", "fid", "recall", "fid", "recall", "FID", False, True),
+        # without VGG16 weights: recall on the Inception's pool features, a figure of its own
+        # (papers report VGG16 recall: no published point lands here)
+        _Kind("recall_inception_vs_fid", "fid", "recall[inception]", "fid",
+              "recall[inception]", "FID", False, True),
         _Kind("fid_vs_gmacs", "gmacs_per_sample", "fid", "gmacs_per_sample", "fid",
               "GMACs per sample (NFE x denoiser + decoder)", True),
         # quality against the compute the model's training consumed (genbench.training.budget):
@@ -120,13 +138,24 @@ def hover_text(row: pd.Series) -> str:
     cells = row.get("cells") if isinstance(row.get("cells"), str) else row["cell"]
     lines = [f"<b>{html.escape(str(cells))}</b>"]
     n = row.get("n")
-    if isinstance(n, int | float) and math.isfinite(n):
+    if isinstance(n, int | float) and math.isfinite(n) and row.get("kind") != SCORED:
         seeds = row.get("seeds") if isinstance(row.get("seeds"), str) else ""
         lines.append(f"n={int(n)} training seed{'s' if n != 1 else ''}"
                      + (f" ({html.escape(seeds)}): mean, bars min..max" if n > 1 else ""))
+    fid_bar = fid_interval(row)
+    if fid_bar is not None:
+        (low, high), kind = fid_bar
+        what = ("min..max over training seeds" if kind == "seeds" else
+                "95% sampling interval of the generated set (half-samples)")
+        lines.append(f"FID error bar {interval_text(low, high)}: {what}")
+    sampling = interval_text(row.get("fid_ci_low"), row.get("fid_ci_high"))
+    if sampling and fid_bar is not None and fid_bar[1] == "seeds":  # a train.seeds=N record
+        lines.append(f"FID 95% sampling interval of the mean {sampling}")
     for label, column, unit in (
         ("FID", "fid", ""),
+        ("FID-infinity", "fid_infinity", ""),
         ("recall", "recall", ""),
+        ("recall[inception]", "recall[inception]", ""),
         ("time/batch", "time_per_batch_s", " s"),
         ("NFE", "nfe", ""),
         ("GMACs/sample", "gmacs_per_sample", ""),
@@ -232,6 +261,9 @@ def point_labels(group: pd.DataFrame) -> list[str]:
     if group.empty:
         return []
 
+    if "kind" in group.columns and (group["kind"] == SCORED).all():
+        return [f"scored {row.get('scored') or row['cell']}" for _, row in group.iterrows()]
+
     def field(row: pd.Series, name: str) -> str:
         value = row.get(name)
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -264,9 +296,31 @@ def _seed_error_bars(group: pd.DataFrame, column: str) -> dict[str, Any] | None:
             "symmetric": False, "thickness": 1.2, "width": 4}
 
 
+def _fid_error_bars(group: pd.DataFrame) -> dict[str, Any] | None:
+    """Per point: [min, max] over training seeds when n > 1, else its 95% sampling interval
+    (``fid_ci``), else no bar (:func:`genbench.report.seeds.fid_interval`)."""
+    plus: list[float | None] = []
+    minus: list[float | None] = []
+    for (_, row), centre in zip(group.iterrows(), _column(group, "fid")):
+        interval = fid_interval(row)
+        if interval is None or not math.isfinite(centre):
+            plus.append(None)
+            minus.append(None)
+            continue
+        low, high = interval[0]
+        plus.append(max(high - centre, 0.0))
+        minus.append(max(centre - low, 0.0))
+    if all(v is None for v in plus):
+        return None
+    return {"type": "data", "array": plus, "arrayminus": minus, "symmetric": False,
+            "thickness": 1.2, "width": 4}
+
+
 def _error_bars(group: pd.DataFrame, column: str) -> dict[str, Any] | None:
     if column == "time_per_batch_s":
         return _time_error_bars(group)
+    if column == "fid":
+        return _fid_error_bars(group)
     return _seed_error_bars(group, column) if column in SEED_METRICS else None
 
 
@@ -310,6 +364,43 @@ def _front_trace(group: pd.DataFrame, kind: _Kind) -> go.Scatter | None:
     )
 
 
+SCORED_COLOR = "#555555"
+
+
+def _scored_traces(scored: pd.DataFrame, kind: _Kind, x_values: list[float]) -> list[go.Scatter]:
+    """Scored images on one figure: points on recall vs FID; elsewhere (a cost on x, which they
+    do not have) one dotted horizontal line per record at its FID, across ``x_values``' span."""
+    if scored.empty:
+        return []
+    labels = point_labels(scored)
+    hover = [hover_text(row) + "<br>scored images (genbench eval): no generator, so no "
+             "sampling time, NFE or cost" for _, row in scored.iterrows()]
+    if kind.name == "recall_vs_fid":
+        return [go.Scatter(
+            x=_column(scored, kind.x).tolist(), y=_column(scored, kind.y).tolist(),
+            mode="markers+text", text=labels, textposition="bottom center",
+            textfont={"size": 9}, hovertext=hover, hoverinfo="text",
+            marker={"symbol": "x", "size": 11, "color": SCORED_COLOR},
+            name=f"scored images ({len(scored)}, genbench eval)", meta={"role": "scored"})]
+    finite = [x for x in x_values if math.isfinite(x) and (x > 0 or not kind.log_x)]
+    if not finite:
+        return []
+    low, high = min(finite), max(finite)
+    low, high = (low / 1.5, high * 1.5) if kind.log_x else (low - 0.05 * (high - low) - 0.5,
+                                                            high + 0.05 * (high - low) + 0.5)
+    traces = []
+    for (_, row), label, text in zip(scored.iterrows(), labels, hover):
+        fid = float(row[kind.y])
+        traces.append(go.Scatter(
+            x=[low, high], y=[fid, fid], mode="lines+text", text=["", label],
+            textposition="top left", textfont={"size": 9, "color": SCORED_COLOR},
+            line={"dash": "dot", "color": SCORED_COLOR, "width": 1.5},
+            hovertext=[text, text], hoverinfo="text",
+            name=f"{label}: FID {fid:.4g} (scored images, no {kind.x_title.split(' [')[0]})",
+            meta={"role": "scored"}))
+    return traces
+
+
 def _method_colors(paper: pd.DataFrame) -> dict[str, str]:
     methods = sorted(set(paper["method"]))
     return {m: PAPER_COLORS[i % len(PAPER_COLORS)] for i, m in enumerate(methods)}
@@ -339,7 +430,7 @@ def _paper_traces(points: pd.DataFrame, kind: _Kind, colors: dict[str, str]) -> 
 
 
 def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dict[str, Any],
-            colors: dict[str, str]) -> go.Figure:
+            colors: dict[str, str], scored: pd.DataFrame) -> go.Figure:
     extractor = meta["extractor"]
     dataset = _dataset_label(meta["dataset"], meta["resolution"])
     figure = go.Figure()
@@ -348,6 +439,9 @@ def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dic
         front = _front_trace(measured, kind)
         if front is not None:
             figure.add_trace(front)
+    x_values = [*_column(measured, kind.x).tolist(), *_column(points, kind.paper_x).tolist()]
+    for trace in _scored_traces(scored, kind, x_values):
+        figure.add_trace(trace)
     for trace in _paper_traces(points, kind, colors):
         figure.add_trace(trace)
     fid_title = f"FID ({extractor}, lower is better)"
@@ -355,6 +449,10 @@ def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dic
         x_title = fid_title
         y_title = f"recall ({meta['recall_extractor']}, higher is better)"
         title = f"recall vs {quality_column('fid', extractor)} - {dataset}"
+    elif kind.name == "recall_inception_vs_fid":
+        x_title = fid_title
+        y_title = "recall[inception] (Inception pool features, k = 3, higher is better)"
+        title = f"recall[inception] vs {quality_column('fid', extractor)} - {dataset}"
     else:
         x_title, y_title = kind.x_title, fid_title
         title = f"{quality_column('fid', extractor)} vs {kind.x_title.split(' [')[0]} - {dataset}"
@@ -365,7 +463,8 @@ def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dic
         xaxis={"type": "log" if kind.log_x else "linear", "title": {"text": x_title}},
         yaxis={"title": {"text": y_title}},
         height=FIGURE_HEIGHT,
-        meta={**meta, "kind": kind.name, "measured": len(measured), "reported": len(points)},
+        meta={**meta, "kind": kind.name, "measured": len(measured), "reported": len(points),
+              "scored": len(scored)},
         legend={"orientation": "h", "y": -0.2},
     )
     return figure
@@ -373,18 +472,22 @@ def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dic
 
 def _kind_figures(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind,
                   base: dict[str, Any], colors: dict[str, str]) -> list[go.Figure]:
-    """The figures of one kind in one panel (recall figures: one per recall extractor)."""
-    measured = _plottable(measured, kind, paper=False)
+    """The figures of one kind in one panel (recall figures: one per recall extractor); scored
+    images are drawn on the figures the generated cells or the paper points make."""
+    scored = measured[is_scored(measured)]
+    measured = _plottable(measured[~is_scored(measured)], kind, paper=False)
     points = _plottable(points, kind, paper=True)
     if kind.name != "recall_vs_fid":
         if measured.empty and points.empty:
             return []
-        return [_figure(measured, points, kind, base, colors)]
-    recall_extractors = sorted(set(measured["_recall_extractor"]) | set(points["recall_extractor"]))
+        return [_figure(measured, points, kind, base, colors, scored)]
+    scored = _plottable(scored, kind, paper=False)
+    recall_extractors = sorted(set(measured["_recall_extractor"]) | set(points["recall_extractor"])
+                               | set(scored["_recall_extractor"]))
     return [
         _figure(measured[measured["_recall_extractor"] == r],
                 points[points["recall_extractor"] == r], kind, {**base, "recall_extractor": r},
-                colors)
+                colors, scored[scored["_recall_extractor"] == r])
         for r in recall_extractors
     ]
 

@@ -27,11 +27,18 @@ from genbench.report.figures import FIGURE_HEIGHT, Panel, report_panels
 from genbench.report.paper import paper_points
 from genbench.report.paper_tables import TABLE2_NOTE, TABLE3_NOTE, table2, table3
 from genbench.report.seeds import ranking_warnings, seeds_table
-from genbench.report.tables import summary_table
+from genbench.report.tables import is_scored, summary_table
 
 __all__ = ["MAIN_FIGURE_ID", "write_report"]
 
 MAIN_FIGURE_ID = "genbench-figure-0"
+FID_BARS = (
+    "Error bars on FID: [min, max] over training seeds for a configuration trained under several "
+    "seeds (n > 1); otherwise the 95% sampling interval of the generated set given the "
+    "reference set (fid_ci, from half-samples of the same features), which says how much FID "
+    "would move with another set of generated samples from the same model, not with another "
+    "training run. Points without either have no FID bar."
+)
 _IMAGE_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -86,6 +93,8 @@ def _panels_html(panels: list[Panel]) -> str:
         if not group:
             continue
         parts.append(f"<h2>{heading}</h2>")
+        if heading == "Trade-off":
+            parts.append(f"<p class='remark'>{html.escape(FID_BARS)}</p>")
         if heading == "Published trade-offs":
             parts.append("<p class='remark'>No measured cell uses these feature extractors and "
                          "datasets; the points are the papers' reported numbers only.</p>")
@@ -97,6 +106,19 @@ def _panels_html(panels: list[Panel]) -> str:
                 parts.append(_figure_html(figure, index))
                 index += 1
     return "\n".join(parts)
+
+
+def _scored_html(df: pd.DataFrame) -> str:
+    """Where the records of scored images (``genbench eval``) are, and why not on a cost axis."""
+    count = int(is_scored(df).sum()) if not df.empty else 0
+    if not count:
+        return ""
+    return (f"<p class='remark' id='scored'>{count} record(s) score given images "
+            f"(<code>genbench eval</code>): there is no generator behind them, so no sampling "
+            f"time, NFE or cost. They are drawn as dotted horizontal lines at their FID on the "
+            f"figures with a cost axis (not as points: they have no place on it), as "
+            f"<code>x</code> points on recall against FID, and listed in Table 3 and the "
+            f"summary; Table 2 (cost) and the training-seeds table leave them out.</p>")
 
 
 def _table_html(table: pd.DataFrame) -> str:
@@ -142,8 +164,11 @@ def _seeds_html(df: pd.DataFrame, csv: Path) -> str:
              "<code>train.seeds=N</code> cell are replicates of one configuration: quality is "
              "shown as mean ± sample standard deviation [min, max] over the seeds, n the number "
              "of seeds; each figure draws one point per configuration at the mean, with error "
-             "bars from the lowest to the highest seed (none for n=1, a single training run) "
-             "and the timing quartiles on the time axis. Also written as "
+             "bars from the lowest to the highest seed (for n=1, a single training run, the FID "
+             "bar is its 95% sampling interval instead) and the timing quartiles on the time "
+             "axis. FID 95% CI is the sampling interval where a configuration is one record "
+             "(of the mean over its seeds for a train.seeds=N record); "
+             "FID-infinity is FID extrapolated to infinitely many samples. Also written as "
              f"<a href='{html.escape(csv.name)}'>csv</a>.</p>",
              _table_html(table) if not table.empty else "<p>No ok records.</p>"]
     if warnings:
@@ -280,6 +305,7 @@ def write_report(
         written |= {f"{key}_{suffix}": path for suffix, path in files.items()}
         tables_html.append(_paper_table_html(key, table, files))
     body = [
+        _scored_html(df),
         _panels_html(report_panels(df, paper)),
         _seeds_html(df, written["seeds_csv"]),
         *tables_html,

@@ -22,7 +22,14 @@ from typing import Any
 
 import pandas as pd
 
-from genbench.report.tables import QUALITY_METRICS, extractor_of, quality_column
+from genbench.report.tables import (
+    QUALITY_METRICS,
+    ci_column,
+    extractor_of,
+    interval_text,
+    is_scored,
+    quality_column,
+)
 
 __all__ = [
     "MEASURED",
@@ -35,6 +42,10 @@ __all__ = [
 
 MEASURED = "measured"
 MIB_PER_GIB = 1024.0
+# Table 3's quality columns: FID and recall as papers report them, and recall on Inception
+# features (measured only, without VGG16 weights: papers report VGG16 recall).
+PAPER_QUALITY = ("fid", "recall")
+MEASURED_QUALITY = (*PAPER_QUALITY, "recall[inception]")
 TABLE2_NOTE = (
     "GMACs count one multiply-add once (the fvcore convention the paper's 'FLOPs' use). genbench "
     "reports the generator per forward and the decoder separately; GMACs/sample = NFE x "
@@ -46,8 +57,12 @@ TABLE2_NOTE = (
 )
 TABLE3_NOTE = (
     "FID and recall are only comparable within one feature extractor (the column name says "
-    "which). Reported times are the paper's, for a batch of 100 on the authors' GPU; measured "
-    "times are medians over timing trials on the device named, with their interquartile range."
+    "which). FID 95% CI is genbench's sampling interval of the generated set given the "
+    "reference set (half-samples; for a train.seeds=N cell, of the mean over seeds), not a "
+    "spread over training seeds; FID-infinity is FID extrapolated to infinitely many samples "
+    "(Chong and Forsyth 2020), rough from a few thousand samples. Reported times are the "
+    "paper's, for a batch of 100 on the authors' GPU; measured times are medians over timing "
+    "trials on the device named, with their interquartile range."
 )
 
 
@@ -142,7 +157,8 @@ def _paper_rows(paper: pd.DataFrame | None) -> list[pd.Series]:
 
 
 def table2(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Cost, LDDGAN paper Table 2 style: measured ok cells, then the reported rows.
+    """Cost, LDDGAN paper Table 2 style: measured ok cells, then the reported rows (scored
+    images, ``genbench eval`` records, have no generator and so no row here).
 
     Columns: source, [experiment], name, dataset, backbone, latent, sampler, NFE, params [M]
     (denoiser + decoder), params denoiser [M], params decoder [M], GMACs/forward (the denoiser;
@@ -153,19 +169,23 @@ def table2(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     columns = [*lead, "backbone", "latent", "sampler", "NFE", "params [M]", "params denoiser [M]",
                "params decoder [M]", "GMACs/forward", "GMACs decoder", "GMACs/sample",
                "memory [GB]", "memory method", "note"]
-    measured = _ok(df).sort_values(["dataset", "cell"], kind="stable", na_position="last")
+    measured = _ok(df[~is_scored(df)]).sort_values(["dataset", "cell"], kind="stable",
+                                                   na_position="last")
     rows = [_measured_cost(row, multi) for _, row in measured.iterrows()]
     rows += [_reported_cost(point, multi) for point in _paper_rows(paper)]
     return _frame(rows, columns)
 
 
 def _quality_names(measured: pd.DataFrame, paper: pd.DataFrame | None) -> list[tuple[str, str]]:
-    """(metric, extractor) pairs with at least one value, FID first, then recall."""
+    """(metric, extractor) pairs with at least one value, FID first, then recall (then
+    recall[inception], measured only)."""
     pairs: set[tuple[str, str]] = set()
-    for metric in ("fid", "recall"):
+    for metric in MEASURED_QUALITY:
         if metric in measured.columns:
             values = pd.to_numeric(measured[metric], errors="coerce")
             pairs |= {(metric, e) for e in extractor_of(measured, metric)[values.notna()]}
+        if metric not in PAPER_QUALITY:
+            continue
         for point in _paper_rows(paper):
             if not math.isnan(point[metric]):
                 extractor = point["extractor" if metric == "fid" else "recall_extractor"]
@@ -174,12 +194,32 @@ def _quality_names(measured: pd.DataFrame, paper: pd.DataFrame | None) -> list[t
     return sorted(pairs, key=lambda pair: (order.index(pair[0]), pair[1]))
 
 
+def _uncertainty_columns(measured: pd.DataFrame, extractor: str) -> list[str]:
+    """FID's sampling interval and FID-infinity columns of ``extractor``, where some measured
+    row has them."""
+    columns = []
+    fid_from = extractor_of(measured, "fid") == extractor
+    if {"fid_ci_low", "fid_ci_high"} <= set(measured.columns) and (
+            fid_from & pd.to_numeric(measured["fid_ci_low"], errors="coerce").notna()).any():
+        columns.append(ci_column(extractor))
+    if "fid_infinity" in measured.columns and (
+            (extractor_of(measured, "fid_infinity") == extractor)
+            & pd.to_numeric(measured["fid_infinity"], errors="coerce").notna()).any():
+        columns.append(quality_column("fid_infinity", extractor))
+    return columns
+
+
 def _measured_quality(row: pd.Series, extractors: dict[str, str], quality: list[tuple[str, str]],
                       multi: bool) -> dict[str, Any]:
     out = _identity(row, multi) | {"NFE": _num(row.get("nfe"))}
     for metric, extractor in quality:
         same = extractors.get(metric) == extractor
         out[quality_column(metric, extractor)] = _num(row.get(metric)) if same else math.nan
+        if metric == "fid" and same:
+            out[ci_column(extractor)] = interval_text(row.get("fid_ci_low"),
+                                                      row.get("fid_ci_high"))
+            if extractors.get("fid_infinity") == extractor:
+                out[quality_column("fid_infinity", extractor)] = _num(row.get("fid_infinity"))
     batch = row.get("timing_batch_size")
     return out | {
         "time/batch [s]": _num(row.get("time_per_batch_s")),
@@ -199,7 +239,7 @@ def _reported_quality(point: pd.Series, quality: list[tuple[str, str]], multi: b
     own = {"fid": point["extractor"], "recall": point["recall_extractor"]}
     for metric, extractor in quality:
         out[quality_column(metric, extractor)] = (
-            point[metric] if own[metric] == extractor else math.nan
+            point[metric] if own.get(metric) == extractor else math.nan
         )
     return out | {
         "time/batch [s]": point["time_per_batch_s"],
@@ -210,19 +250,26 @@ def _reported_quality(point: pd.Series, quality: list[tuple[str, str]], multi: b
 
 
 def table3(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Quality and speed, LDDGAN paper Table 3 style: measured ok cells, then reported rows.
+    """Quality and speed, LDDGAN paper Table 3 style: measured ok cells (scored images too,
+    without NFE or time), then reported rows.
 
-    Columns: source, [experiment], name, dataset, NFE, ``FID [<extractor>]`` and
-    ``recall [<extractor>]`` per extractor with a value, time/batch [s], time IQR [s], batch,
-    device, note.
+    Columns: source, [experiment], name, dataset, NFE, ``FID [<extractor>]`` (followed by
+    ``FID 95% CI [<extractor>]``, ``[low, high]``, and ``FID-infinity [<extractor>]`` where a
+    measured cell has them) and ``recall [<extractor>]`` per extractor with a value,
+    time/batch [s], time IQR [s], batch, device, note.
     """
     multi, lead = _leading_columns(df)
     measured = _ok(df).sort_values(["dataset", "cell"], kind="stable", na_position="last")
     quality = _quality_names(measured, paper)
-    columns = [*lead, "NFE", *(quality_column(m, e) for m, e in quality), "time/batch [s]",
-               "time IQR [s]", "batch", "device", "note"]
+    quality_columns = []
+    for metric, extractor in quality:
+        quality_columns.append(quality_column(metric, extractor))
+        if metric == "fid":
+            quality_columns += _uncertainty_columns(measured, extractor)
+    columns = [*lead, "NFE", *quality_columns, "time/batch [s]", "time IQR [s]", "batch",
+               "device", "note"]
     extractors = {
-        metric: extractor_of(measured, metric) for metric in ("fid", "recall")
+        metric: extractor_of(measured, metric) for metric in (*MEASURED_QUALITY, "fid_infinity")
     }
     rows = [
         _measured_quality(row, {m: extractors[m][i] for m in extractors}, quality, multi)

@@ -36,7 +36,10 @@ SPREAD = ("mean over training seeds; std is the sample standard deviation (ddof=
           "interval (error bars, overlap warnings) is [min, max] over seeds")
 # Record metrics that depend on the trained weights (aggregated over seeds); the cost metrics
 # (NFE, parameters, MACs, memory, time) follow from the architecture and are measured once.
-SEED_METRICS = ("fid", "precision", "recall", "kid_mean", "kid_std", "is_mean", "is_std")
+# precision[inception]/recall[inception]: precision/recall on Inception pool features (no VGG16
+# weights), aggregated apart from the VGG16 numbers.
+SEED_METRICS = ("fid", "precision", "recall", "precision[inception]", "recall[inception]",
+                "kid_mean", "kid_std", "is_mean", "is_std", "fid_infinity")
 # Settings that do not make another configuration (where it is written; the seed itself).
 NOT_IN_CONFIGURATION = ("progress", "report", "presets", "results_dir", "cache_dir", "experiment",
                         "cell", "seed")

@@ -7,7 +7,10 @@ collapses a records frame to one row per configuration: each seed-dependent metr
 (:data:`~genbench.report.replicates.SEED_METRICS`) is the mean over seeds with its ``_std``,
 ``_min``, ``_max`` and ``n``; the time per batch is the mean of the replicates' medians with the
 interval from the lowest first quartile to the highest third quartile of their timing trials.
-The interval on a quality axis is [min, max] over seeds (none for n = 1).
+The interval on a quality axis is [min, max] over seeds (none for n = 1). FID has a second kind
+of interval, its 95% sampling interval (``fid_ci``: the uncertainty of one generated set given
+the reference set, :func:`genbench.metrics.quality.fid_interval`): the FID interval of a
+configuration (:func:`fid_interval`) is the seed range when n > 1, else ``fid_ci``.
 
 :func:`ranking_warnings` names the pairs of configurations on one FID-vs-time panel whose
 intervals overlap on an axis: the measurements do not support ranking them on that axis.
@@ -22,9 +25,9 @@ from typing import Any
 import pandas as pd
 
 from genbench.report.replicates import SEED_METRICS, Point, overlap_warnings, summarize
-from genbench.report.tables import measured_rows
+from genbench.report.tables import CI_NAME, interval_text, is_scored, measured_rows
 
-__all__ = ["configurations", "ranking_warnings", "seeds_table"]
+__all__ = ["configurations", "fid_interval", "ranking_warnings", "seeds_table"]
 
 
 def _float(value: Any) -> float | None:
@@ -74,6 +77,8 @@ def _collapse(rows: pd.DataFrame) -> dict[str, Any]:
         out[key] = summary["mean"]
         out[f"{key}_std"] = summary["std"]
         out[f"{key}_min"], out[f"{key}_max"] = summary["min"], summary["max"]
+    if len(rows) > 1:  # each record's sampling interval is around its own FID, not the mean
+        out["fid_ci_low"] = out["fid_ci_high"] = None
     spans = [s for s in (_time_span(row) for _, row in rows.iterrows()) if s is not None]
     if len(spans) > 1:
         out["time_per_batch_s"] = math.fsum(s[0] for s in spans) / len(spans)
@@ -120,10 +125,26 @@ def _interval(row: pd.Series, key: str) -> tuple[float, float] | None:
     return (low, high) if n > 1 and low is not None and high is not None else None
 
 
+def fid_interval(row: pd.Series) -> tuple[tuple[float, float], str] | None:
+    """A configuration's FID interval and what it is: ``((min, max), "seeds")`` over its
+    training seeds when n > 1, else ``((low, high), "sampling")``, its 95% sampling interval
+    (``fid_ci``), else None. The seed range is preferred: training seeds move FID more than
+    the sampling of one generated set does, and it is what a reader can reproduce by
+    retraining."""
+    seeds = _interval(row, "fid")
+    if seeds is not None:
+        return seeds, "seeds"
+    low, high = _float(row.get("fid_ci_low")), _float(row.get("fid_ci_high"))
+    if low is not None and high is not None:
+        return (low, high), "sampling"
+    return None
+
+
 def ranking_warnings(df: pd.DataFrame) -> list[str]:
     """Overlap warnings of the configurations (:func:`configurations`) of ``df`` that share an
-    FID extractor and dataset: FID intervals [min, max] over seeds, time intervals from the
-    timing quartiles (:func:`genbench.report.replicates.overlap_warnings`)."""
+    FID extractor and dataset: FID intervals from :func:`fid_interval` ([min, max] over seeds
+    when n > 1, else the 95% sampling interval), time intervals from the timing quartiles
+    (:func:`genbench.report.replicates.overlap_warnings`)."""
     measured = measured_rows(configurations(df))
     lines = []
     keys = ["_extractor", "_dataset", "_resolution"]
@@ -138,9 +159,10 @@ def ranking_warnings(df: pd.DataFrame) -> list[str]:
                 continue
             label = (str(row["cells"]) if int(row.get("n") or 1) == 1 or "," not in
                      str(row["cells"]) else f"[{row['cells']}]")
+            interval = fid_interval(row)
             points.append(Point(label, span[0], fid,
                                 (span[1], span[2]) if span[2] > span[1] else None,
-                                _interval(row, "fid"), int(row.get("n") or 1)))
+                                interval[0] if interval else None, int(row.get("n") or 1)))
         lines += overlap_warnings(points)
     return lines
 
@@ -159,7 +181,12 @@ def _mean_pm(row: pd.Series, key: str, spec: str) -> str:
 def seeds_table(df: pd.DataFrame, *, text: bool = False) -> pd.DataFrame:
     """The configurations of the ok records over their training seeds: cells, n, seeds, and per
     seed-dependent metric its mean, std, min and max (``text``: one ``mean ± std [min, max]``
-    column per metric, as the HTML page shows it), time per batch (mean of the medians)."""
+    column per metric, as the HTML page shows it); FID's 95% sampling interval where a
+    configuration is one record (``FID 95% CI``: ``[low, high]``, for a ``train.seeds=N``
+    record the interval of its mean); FID-infinity; time per batch (mean of the medians).
+    Scored images (``genbench eval``) were not trained: they are not in it."""
+    if not df.empty:
+        df = df[~is_scored(df)]
     configs = configurations(df[df["status"] == "ok"]) if not df.empty else df
     table = pd.DataFrame(index=range(len(configs)))
     if configs.empty:
@@ -171,11 +198,18 @@ def seeds_table(df: pd.DataFrame, *, text: bool = False) -> pd.DataFrame:
         table[column] = list(configs[column])
     table["n"] = list(configs["n"])
     table["seeds"] = list(configs["seeds"])
-    for key in ("fid", "precision", "recall"):
+    for key in ("fid", "fid_ci", "fid_infinity", "precision", "recall",
+                "precision[inception]", "recall[inception]"):
+        if key == "fid_ci":
+            texts = [interval_text(row.get("fid_ci_low"), row.get("fid_ci_high"))
+                     for _, row in configs.iterrows()]
+            if any(texts):
+                table[CI_NAME] = texts
+            continue
         if key not in configs.columns:
             continue
         extractor = configs.get(f"{key}_extractor")
-        name = key.upper() if key == "fid" else key
+        name = {"fid": "FID", "fid_infinity": "FID-infinity"}.get(key, key)
         if extractor is not None and extractor.notna().any():
             name += f" [{', '.join(sorted(set(extractor.dropna().astype(str))))}]"
         if text:

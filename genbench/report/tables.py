@@ -40,11 +40,21 @@ SCHEMA_VERSION = 1
 # Metrics whose value depends on a feature extractor, with their display names.
 QUALITY_METRICS: dict[str, str] = {
     "fid": "FID",
+    "fid_infinity": "FID-infinity",
     "kid_mean": "KID",
+    "kid_std": "KID std",
     "precision": "precision",
     "recall": "recall",
+    # precision/recall on Inception pool features when no VGG16 weights: their own columns
+    "precision[inception]": "precision[inception]",
+    "recall[inception]": "recall[inception]",
 }
+CI_NAME = "FID 95% CI"  # FID's sampling interval (fid_ci), shown as "[low, high]"
 UNKNOWN_EXTRACTOR = "unknown extractor"
+# ``record["kind"]`` of scored images (``genbench eval``: no generator, so no time or cost);
+# records without a kind are generated cells.
+SCORED = "eval"
+CELL = "cell"
 # Columns every records frame has, even when empty.
 BASE_COLUMNS: tuple[str, ...] = (
     "experiment", "cell", "status", "error", "created", "dataset", "resolution", "backbone",
@@ -134,6 +144,30 @@ def _component(config: Mapping[str, Any], kind: str) -> Any:
     return value.get("name") if isinstance(value, Mapping) else value
 
 
+def _missing_text(missing: Mapping[str, Any]) -> str | None:
+    """``key: reason`` per missing metric; keys that share a reason are joined (``a, b: why``)."""
+    keys: dict[str, list[str]] = {}
+    for key, reason in missing.items():
+        keys.setdefault(str(reason), []).append(str(key))
+    return "; ".join(f"{', '.join(k)}: {reason}" for reason, k in keys.items()) or None
+
+
+def _samples_label(config: Mapping[str, Any]) -> str | None:
+    """What a scored-images record scored: the SAMPLES folder's or file's name, or its preset."""
+    samples = config.get("samples")
+    given = samples.get("given") if isinstance(samples, Mapping) else None
+    if not isinstance(given, str) or not given:
+        return None
+    return given if given.startswith("dataset=") else (Path(given).name or given)
+
+
+def is_scored(df: pd.DataFrame) -> pd.Series:
+    """Boolean mask of the rows that are scored images (``genbench eval``), not generated."""
+    if "kind" not in df.columns:
+        return pd.Series([False] * len(df), index=df.index, dtype=bool)
+    return (df["kind"] == SCORED).astype(bool)
+
+
 def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     """One flat row: identity, chosen config fields, metrics, extractors, timing, artifacts."""
     config = record.get("config") or {}
@@ -155,7 +189,8 @@ def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "latent": _component(config, "latent"),
         "sampler": _component(config, "sampler"),
         "steps": sampler.get("steps"),
-        "missing": "; ".join(f"{k}: {v}" for k, v in missing.items()) or None,
+        "kind": record.get("kind") if isinstance(record.get("kind"), str) else CELL,
+        "missing": _missing_text(missing),
         "samples_path": str(path.parent / samples) if samples else None,
         "config": config,
         "config_flat": "\n".join(f"{k}={v}" for k, v in flatten_config(config).items()),
@@ -164,6 +199,8 @@ def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "seed": config.get("seed"),
         "config_key": configuration_key(config),
     }
+    if row["kind"] == SCORED:
+        row["scored"] = _samples_label(config)
     metrics = record.get("metrics") or {}
     reps = record.get("replicates")
     per_seed = reps.get("per_seed") if isinstance(reps, Mapping) else None
@@ -177,6 +214,8 @@ def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     row["n"] = len(row["replicates"])
     for name, value in metrics.items():
         row[name if name not in row else f"metric_{name}"] = value
+    low, high = fid_ci_bounds(metrics.get("fid_ci"))
+    row["fid_ci_low"], row["fid_ci_high"] = low, high
     for name, recipe in recipes.items():
         if isinstance(recipe, Mapping):
             row[f"{name}_extractor"] = recipe.get("extractor")
@@ -243,14 +282,53 @@ def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(df[column], errors="coerce").astype(float)
 
 
+def fid_ci_bounds(value: Any) -> tuple[float | None, float | None]:
+    """``(low, high)`` of a record's ``fid_ci`` ([low, high]); ``(None, None)`` otherwise."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        bounds = [v for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)
+                  and math.isfinite(v)]
+        if len(bounds) == 2 and bounds[0] <= bounds[1]:
+            return float(bounds[0]), float(bounds[1])
+    return None, None
+
+
+def interval_text(low: Any, high: Any) -> str | None:
+    """``"[low, high]"`` with 4 significant digits, None when either bound is missing."""
+    try:
+        low, high = float(low), float(high)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return f"[{low:.4g}, {high:.4g}]"
+
+
+def ci_column(extractor: str) -> str:
+    """Column name of FID's sampling interval with ``extractor``, e.g. ``FID 95% CI [vgg16]``."""
+    return f"{CI_NAME} [{extractor}]"
+
+
+def ci_texts(df: pd.DataFrame) -> pd.Series:
+    """Each row's ``fid_ci`` as ``"[low, high]"`` (None where it has none)."""
+    low, high = _numeric(df, "fid_ci_low"), _numeric(df, "fid_ci_high")
+    return pd.Series([interval_text(a, b) for a, b in zip(low, high)], index=df.index,
+                     dtype=object)
+
+
 def _quality_columns(df: pd.DataFrame) -> dict[str, pd.Series]:
-    """One column per (quality metric, extractor) that has at least one value."""
+    """One column per (quality metric, extractor) that has at least one value; after each FID
+    column, FID's sampling interval as ``[low, high]`` when a row of it has one."""
     columns: dict[str, pd.Series] = {}
+    intervals = ci_texts(df)
     for metric in QUALITY_METRICS:
         values = _numeric(df, metric)
         extractors = extractor_of(df, metric)
         for extractor in sorted(set(extractors[values.notna()])):
             columns[quality_column(metric, extractor)] = values.where(extractors == extractor)
+            if metric == "fid":
+                shown = intervals.where((extractors == extractor) & values.notna(), None)
+                if shown.notna().any():
+                    columns[ci_column(extractor)] = shown
     return columns
 
 
@@ -264,7 +342,9 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
 
     Columns: [experiment when several], cell, dataset, backbone, latent, sampler, n (training
     seeds: a ``train.seeds=N`` record's quality numbers are means over N), NFE, one column
-    per quality metric and extractor (``FID [inception-v3-compat]``), time per batch and its IQR
+    per quality metric and extractor (``FID [inception-v3-compat]``; after it FID's 95% sampling
+    interval ``FID 95% CI [...]`` as ``[low, high]``, and ``FID-infinity [...]``, ``KID [...]``,
+    ``KID std [...]`` where recorded), time per batch and its IQR
     [s], timing device and batch size, GMACs per sample, parameters [M], peak memory [MB],
     the training compute consumed (images, steps, TMACs, device seconds, the budget if any),
     status and note (the error, or why a metric is missing).

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from genbench.data.base import random_hflip, to_model_range
 from genbench.errors import UserError, notice
+from genbench.progress import bar as progress_bar
 from genbench.training.budget import Budget, Consumed, StepCost, budget_steps, device_clock
 from genbench.training.checkpoint import (
     CorruptCheckpoint,
@@ -223,8 +224,8 @@ def train(
             saved = trainer.step
         except CorruptCheckpoint as exc:  # raised before anything was loaded: start afresh
             notice(f"{str(exc).split('; delete')[0]}; starting {cfg.what} again from step 0")
-    bar = tqdm(total=total, initial=trainer.step, desc=cfg.what, disable=not progress,
-               unit="step", dynamic_ncols=True)
+    bar = progress_bar(total=total, initial=trainer.step, desc=cfg.what, disable=not progress,
+                       unit="step", dynamic_ncols=True)
     clock = device_clock(trainer.device)
     stepping = False  # a half-done step cannot be resumed exactly: never save one
     try:
