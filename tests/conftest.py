@@ -31,6 +31,41 @@ def run_cli(tmp_path):
     return run
 
 
+def write_ok_record(root: Path, cell: str, steps: int, seed: int, fid: float, *,
+                    time_s: float = 0.01, resolution: int = 8,
+                    per_seed: list[tuple[int, float]] | None = None,
+                    metrics: dict | None = None, missing: dict | None = None) -> None:
+    """A constructed ok record of experiment ``e`` with the fields the report reads.
+
+    ``metrics`` adds to (or replaces) the base metrics; each added metric gets the same recipe.
+    ``per_seed`` makes it a ``train.seeds`` record with one FID per (seed, fid)."""
+    import json
+
+    base = {"fid": fid, "recall": 0.5, "nfe": steps, "time_per_batch_s": time_s,
+            "time_per_batch_iqr_s": 0.0002}
+    base.update(metrics or {})
+    record = {
+        "schema_version": 1, "experiment": "e", "cell": cell, "status": "ok", "error": None,
+        "config": {"seed": seed, "experiment": "e",
+                   "dataset": {"name": "digits", "resolution": resolution},
+                   "sampler": {"name": "ddgan", "steps": steps}, "backbone": {"name": "b"},
+                   "latent": {"name": "pixel"}, "train": {"seeds": len(per_seed or [1])}},
+        "metrics": base,
+        "metric_recipes": {name: {"extractor": "clf"}
+                           for name in ["fid", "recall", *(metrics or {})]},
+        "missing": missing or {},
+        "timing": {"median_s": time_s, "q25_s": time_s - 0.0001, "q75_s": time_s + 0.0001,
+                   "device": "cpu", "batch_size": 100},
+        "artifacts": {},
+    }
+    if per_seed:
+        record["replicates"] = {"n": len(per_seed), "seeds": [s for s, _ in per_seed],
+                                "per_seed": [{"seed": s, "metrics": {"fid": f}}
+                                             for s, f in per_seed]}
+    (root / "e" / cell).mkdir(parents=True)
+    (root / "e" / cell / "result.json").write_text(json.dumps(record))
+
+
 TINY = ["backbone=ncsnpp_tiny", "train=tiny", "eval=tiny", "progress=false"]
 
 

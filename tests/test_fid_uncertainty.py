@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_ok_record
 
 from genbench.errors import UserError
 from genbench.metrics import quality
@@ -292,31 +293,10 @@ def test_several_seeds_record_the_interval_of_their_mean(pixel_cell) -> None:
 
 def _ok_record(root, cell: str, steps: int, seed: int, fid: float, *, ci=None, infinity=None,
                per_seed=None, time_s: float = 0.01) -> None:
-    """A constructed ok record with the fields the report reads."""
-    import json
-
-    metrics = {"fid": fid, "fid_ci": ci, "fid_infinity": infinity, "recall": 0.5, "nfe": steps,
-               "time_per_batch_s": time_s, "time_per_batch_iqr_s": 0.0002}
-    recipe = {"extractor": "clf"}
-    record = {
-        "schema_version": 1, "experiment": "e", "cell": cell, "status": "ok", "error": None,
-        "config": {"seed": seed, "experiment": "e",
-                   "dataset": {"name": "digits", "resolution": 8},
-                   "sampler": {"name": "ddgan", "steps": steps}, "backbone": {"name": "b"},
-                   "latent": {"name": "pixel"}, "train": {"seeds": len(per_seed or [1])}},
-        "metrics": metrics,
-        "metric_recipes": {"fid": recipe, "recall": recipe, "fid_ci": recipe,
-                           "fid_infinity": recipe},
-        "missing": {} if ci else {"fid_ci": "off (eval.fid_ci_resamples=0)"},
-        "timing": {"median_s": time_s, "device": "cpu", "batch_size": 100},
-        "artifacts": {},
-    }
-    if per_seed:
-        record["replicates"] = {"n": len(per_seed), "seeds": [s for s, _ in per_seed],
-                                "per_seed": [{"seed": s, "metrics": {"fid": f}}
-                                             for s, f in per_seed]}
-    (root / "e" / cell).mkdir(parents=True)
-    (root / "e" / cell / "result.json").write_text(json.dumps(record))
+    """An ok record carrying FID's interval and FID-infinity (or saying the interval is off)."""
+    write_ok_record(root, cell, steps, seed, fid, time_s=time_s, per_seed=per_seed,
+                    metrics={"fid_ci": ci, "fid_infinity": infinity},
+                    missing={} if ci else {"fid_ci": "off (eval.fid_ci_resamples=0)"})
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY
+from conftest import TINY, write_ok_record
 from safetensors.torch import load_file
 
 from genbench.config import compose_plain
@@ -106,26 +106,7 @@ def test_overlap_warnings_name_the_axis_whose_intervals_overlap():
 
 def _write_record(root: Path, cell: str, steps: int, seed: int, fid: float, time_s: float,
                   *, per_seed: list[tuple[int, float]] | None = None) -> None:
-    """A constructed ok record (the fields the report reads)."""
-    record = {
-        "schema_version": 1, "experiment": "e", "cell": cell, "status": "ok", "error": None,
-        "config": {"seed": seed, "experiment": "e", "dataset": {"name": "digits",
-                                                                "resolution": 32},
-                   "sampler": {"name": "ddgan", "steps": steps}, "backbone": {"name": "b"},
-                   "latent": {"name": "pixel"}, "train": {"seeds": len(per_seed or [1])}},
-        "metrics": {"fid": fid, "recall": 0.5, "nfe": steps, "time_per_batch_s": time_s,
-                    "time_per_batch_iqr_s": 0.0002},
-        "metric_recipes": {"fid": {"extractor": "clf"}, "recall": {"extractor": "clf"}},
-        "timing": {"median_s": time_s, "q25_s": time_s - 0.0001, "q75_s": time_s + 0.0001,
-                   "device": "cpu", "batch_size": 100},
-        "artifacts": {},
-    }
-    if per_seed:
-        record["replicates"] = {"n": len(per_seed), "seeds": [s for s, _ in per_seed],
-                                "per_seed": [{"seed": s, "metrics": {"fid": f}}
-                                             for s, f in per_seed]}
-    (root / "e" / cell).mkdir(parents=True)
-    (root / "e" / cell / "result.json").write_text(json.dumps(record))
+    write_ok_record(root, cell, steps, seed, fid, time_s=time_s, resolution=32, per_seed=per_seed)
 
 
 @pytest.mark.parametrize("overlapping", [True, False])
