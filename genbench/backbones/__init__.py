@@ -1,3 +1,9 @@
 """Denoiser backbones, all called as ``net(x, t, z=None)``."""
 
-from genbench.backbones import discriminator, ncsnpp, patchgan, uvit  # noqa: F401  (registers)
+from genbench.backbones import (  # noqa: F401  (registers)
+    discriminator,
+    ncsnpp,
+    patchgan,
+    uvit,
+    wavelet_ncsnpp,
+)

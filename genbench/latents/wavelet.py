@@ -18,6 +18,18 @@ LH = (a + b - c - d) / 2, HL = (a - b + c - d) / 2 and HH = (a - b - c + d) / 2 
 directions are a fixed 2 x 2, stride-2 (transposed) convolution, so torch's FLOP counter sees
 the inverse transform that the timed sampling span includes (WaveDiff's ``test_wddgan.py
 --measure_time`` times sampling up to and including the inverse transform).
+
+Band order (``band_order``): WaveDiff has two Haar transforms that order the two middle bands
+differently, and each released model was trained with one of them (``train_wddgan.py`` lines
+98-103 and 156-161 choose by ``--use_pytorch_wavelet``; run.sh passes it for cifar10, stl10,
+celeba_512 and lsun, and comments it out for celeba_256 and celeba_1024):
+
+* ``"pytorch_wavelets"`` (default): ``pytorch_wavelets.DWTForward`` gives LL, LH = cH
+  (high-pass along the height), HL = cV, HH, as above;
+* ``"dwt_2d"``: WaveDiff's own ``DWT_IDWT/DWT_IDWT_layer.py::DWT_2D`` gives LL, then cV
+  ((a - b + c - d) / 2, high-pass along the width), then cH, then HH; its ``IDWT_2D`` inverts in
+  the same order. Only the two middle bands of every colour channel trade places; the values
+  are the same.
 """
 
 from __future__ import annotations
@@ -33,13 +45,25 @@ from genbench.latents.base import check_image_shape
 from genbench.registry import register
 
 BANDS = ("LL", "LH", "HL", "HH")
+# (vertical, horizontal) filter of each band, 0 = low-pass, 1 = high-pass, in each order.
+BAND_ORDERS: dict[str, tuple[tuple[int, int], ...]] = {
+    "pytorch_wavelets": ((0, 0), (1, 0), (0, 1), (1, 1)),  # LL, cH, cV, cD
+    "dwt_2d": ((0, 0), (0, 1), (1, 0), (1, 1)),  # WaveDiff DWT_2D: LL, cV, cH, cD
+}
 
 
-def haar_filters() -> torch.Tensor:
-    """The four orthonormal 2 x 2 Haar filters [4, 1, 2, 2] in the order LL, LH, HL, HH."""
+def check_band_order(band_order: str) -> str:
+    if band_order not in BAND_ORDERS:
+        raise UserError(f"latent.band_order={band_order!r} is not supported; use one of "
+                        f"{', '.join(BAND_ORDERS)}")
+    return band_order
+
+
+def haar_filters(band_order: str = "pytorch_wavelets") -> torch.Tensor:
+    """The four orthonormal 2 x 2 Haar filters [4, 1, 2, 2] in ``band_order`` (module docstring)."""
     rows = torch.tensor([[1.0, 1.0], [1.0, -1.0]])  # low-pass, high-pass along one axis
-    # filter[band][i][j] = vertical[i] * horizontal[j]; LH is high-pass along rows (cH).
-    pairs = [(0, 0), (1, 0), (0, 1), (1, 1)]  # (vertical, horizontal) for LL, LH, HL, HH
+    # filter[band][i][j] = vertical[i] * horizontal[j]; cH is high-pass along rows.
+    pairs = BAND_ORDERS[check_band_order(band_order)]
     filters = torch.stack([torch.outer(rows[v], rows[h]) for v, h in pairs]) / 2.0
     return filters.unsqueeze(1)
 
@@ -50,11 +74,11 @@ class HaarSynthesis(nn.Module):
     No parameters; the filters are a buffer. It is what counts as the wavelet space's decoder.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, band_order: str = "pytorch_wavelets") -> None:
         super().__init__()
         # The forward analysis uses filters / 2 (the 1/2 band scaling), so the exact inverse of
         # the scaled bands is the transposed convolution with filters * 2 (powers of two: exact).
-        self.register_buffer("weight", haar_filters() * 2.0, persistent=False)
+        self.register_buffer("weight", haar_filters(band_order) * 2.0, persistent=False)
 
     def forward(self, bands: torch.Tensor) -> torch.Tensor:
         n, c4, h, w = bands.shape
@@ -71,9 +95,10 @@ class WaveletSpace:
     name = "wavelet"
     needs_fit = False
 
-    def __init__(self) -> None:
-        self._synthesis = HaarSynthesis()
-        self._analysis = haar_filters() / 2.0  # the 1/2 scaling, folded into the filters
+    def __init__(self, band_order: str = "pytorch_wavelets") -> None:
+        self.band_order = check_band_order(band_order)
+        self._synthesis = HaarSynthesis(band_order)
+        self._analysis = haar_filters(band_order) / 2.0  # the 1/2 scaling, folded in
 
     def latent_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         channels, height, width = check_image_shape(image_shape, self.name)
@@ -85,7 +110,7 @@ class WaveletSpace:
         return 4 * channels, height // 2, width // 2
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """[N, C, H, W] in [-1, 1] -> [N, 4C, H/2, W/2] bands LL, LH, HL, HH, each in [-1, 1]."""
+        """[N, C, H, W] in [-1, 1] -> [N, 4C, H/2, W/2], four bands (``band_order``) in [-1, 1]."""
         n, channels, height, width = images.shape
         self.latent_shape((channels, height, width))
         weight = self._analysis.to(images.device, images.dtype).repeat(channels, 1, 1, 1)
@@ -109,12 +134,17 @@ class WaveletSpace:
         return self
 
     def identity(self) -> dict[str, Any]:
+        middle = "cH,cV" if self.band_order == "pytorch_wavelets" else "cV,cH"
         return {"name": self.name, "wavelet": "haar", "levels": 1, "scale": 0.5,
-                "band_order": "band-major " + ",".join(BANDS)}
+                "band_order": f"band-major LL,{middle},HH ({self.band_order})"}
 
 
 @register("latent", "wavelet", paper="Phung et al. 2023 (Wavelet Diffusion / WDDGAN)",
           description="One-level orthonormal Haar transform, bands LL, LH, HL, HH, scaled by 1/2")
-def wavelet() -> WaveletSpace:
-    """Wavelet space: 4C x H/2 x W/2 Haar sub-bands in [-1, 1]."""
-    return WaveletSpace()
+def wavelet(band_order: str = "pytorch_wavelets") -> WaveletSpace:
+    """Wavelet space: 4C x H/2 x W/2 Haar sub-bands in [-1, 1].
+
+    ``band_order``: "pytorch_wavelets" (WaveDiff's --use_pytorch_wavelet runs: CIFAR-10, LSUN
+    Church) or "dwt_2d" (WaveDiff's own DWT_2D: its CelebA-HQ 256 run).
+    """
+    return WaveletSpace(band_order)

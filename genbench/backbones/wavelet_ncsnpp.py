@@ -1,0 +1,304 @@
+"""WaveletNCSNpp, the 256 px and larger generator of Wavelet Diffusion (Phung, Dao and Tran 2023,
+"Wavelet Diffusion Models are fast and scalable image generators", CVPR 2023, Sec. 3.3 and
+Fig. 3: wavelet down/up-sampling residual blocks, a wavelet input pyramid and a frequency
+bottleneck). Facts were read from the official VinAIResearch/WaveDiff repository at commit
+f1ad48bbc7a8bb95fc90f87e7811ac2513a4411e: ``score_sde/models/ncsnpp_generator_adagn.py``
+(``WaveletNCSNpp``), ``score_sde/models/layerspp.py`` (``WaveletResnetBlockBigGANpp_Adagn``,
+``WaveletDownsample``), ``DWT_IDWT/DWT_IDWT_layer.py`` and ``DWT_IDWT_Functions.py``
+(``DWT_2D``/``IDWT_2D``), ``train_wddgan.py`` and ``run.sh``; no code was copied.
+
+It is :class:`genbench.backbones.ncsnpp.NCSNpp` (same embedding, z mapping, attention and output
+head, same flat ``all_modules`` list and parameter names, so an official ``netG_*.pth`` loads with
+``strict=True``) with three changes, all built on one level of the orthonormal Haar transform:
+
+* residual blocks (:class:`WaveletResBlock`): the resampling blocks replace FIR resampling by the
+  Haar transform. Going down, the block keeps LL / 2 of its branch and of its 1x1 shortcut and
+  hands the branch's three high bands to the decoder; going up, it runs those bands through a
+  grouped 3x3 conv (``convH_0``, one group per band) and inverts the transform with them, for the
+  branch (its LL times 2) and the shortcut alike. ``Conv_0`` runs before the resampling and the
+  time bias is added after it (the plain BigGAN block resamples first);
+* the input pyramid (:class:`WaveletDownsample`): the 4 Haar bands / 2 of the pyramid, then a
+  3x3 conv, instead of a strided FIR conv;
+* the frequency bottleneck: the first middle block runs on LL / 2 of the lowest-resolution
+  features (its output times 2 is inverted with the untouched high bands); the second middle
+  block runs once at full size and then again, with the same weights, on the LL band of its own
+  output.
+
+The transform is WaveDiff's ``DWT_2D("haar")``, whose bands come out as LL, LH, HL, HH with LH =
+low-pass along the height, high-pass along the width (PyWavelets' ``cV``) and HL the other way
+(``cH``): the middle two are swapped relative to ``pytorch_wavelets.DWTForward`` (see
+:mod:`genbench.latents.wavelet`). It is computed here from the four polyphase components with
+additions (:func:`haar_dwt`), not with WaveDiff's dense transform matrices; the values are the same
+and neither torch's FLOP counter nor fvcore (which cannot trace WaveDiff's custom autograd
+Functions) counts the transform. WaveDiff's ablation switches (``--no_use_fbn``,
+``--no_use_freq``, ``--no_use_residual``) are not offered: no released model uses them.
+
+Counted against the official constructor with run.sh's celeba_256 / lsun settings (12 x 128 x
+128 input, nf 64, ch_mult 1 2 2 2 4, attention at 16, nz 100, n_mlp 3): 31,485,452 parameters
+(Trinh and Hamagami 2024, LDDGAN paper, Table 2: 31.48M) and, in fvcore's convention, 28.5436
+GFLOPs (Table 2: 28.54 G); see ``registry/backbone/wavelet_ncsnpp_256.yaml`` for how genbench's
+MAC count relates to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genbench.backbones.layers import (
+    check_denoiser_inputs,
+    conv1x1,
+    conv3x3,
+    dense,
+    variance_scaling_,
+)
+from genbench.backbones.ncsnpp import (
+    NCSNpp,
+    NCSNppConfig,
+    _apply_norm,
+    _norm,
+    _residual_sum,
+)
+from genbench.errors import UserError
+from genbench.registry import register
+
+Bands = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def haar_dwt(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One orthonormal Haar level in WaveDiff's ``DWT_2D`` band order: LL, LH, HL, HH.
+
+    For each 2 x 2 block [[a, b], [c, d]]: LL = (a + b + c + d) / 2, LH = (a - b + c - d) / 2
+    (high-pass along the width), HL = (a + b - c - d) / 2 (high-pass along the height),
+    HH = (a - b - c + d) / 2.
+    """
+    if x.shape[-1] % 2 or x.shape[-2] % 2:
+        raise ValueError(f"the Haar transform needs an even height and width, got {list(x.shape)}")
+    a, b = x[..., 0::2, 0::2], x[..., 0::2, 1::2]
+    c, d = x[..., 1::2, 0::2], x[..., 1::2, 1::2]
+    return ((a + b + c + d) / 2, (a - b + c - d) / 2, (a + b - c - d) / 2, (a - b - c + d) / 2)
+
+
+def haar_idwt(ll: torch.Tensor, lh: torch.Tensor, hl: torch.Tensor,
+              hh: torch.Tensor) -> torch.Tensor:
+    """The exact inverse of :func:`haar_dwt` (WaveDiff's ``IDWT_2D``)."""
+    a = (ll + lh + hl + hh) / 2
+    b = (ll - lh + hl - hh) / 2
+    c = (ll + lh - hl - hh) / 2
+    d = (ll - lh - hl + hh) / 2
+    top = torch.stack([a, b], dim=-1).flatten(-2)  # interleave along the width
+    bottom = torch.stack([c, d], dim=-1).flatten(-2)
+    return torch.stack([top, bottom], dim=-2).flatten(-3, -2)  # interleave along the height
+
+
+class WaveletDownsample(nn.Module):
+    """Input pyramid step: Haar bands (LL, LH, HL, HH) / 2 -> 3x3 conv (``WaveletDownsample``)."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(variance_scaling_(torch.empty(out_ch, 4 * in_ch, 3, 3)))
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bands = torch.cat(haar_dwt(x), dim=1) / 2
+        return F.conv2d(bands, self.weight, self.bias, padding=1)
+
+
+class WaveletResBlock(nn.Module):
+    """BigGAN-style AdaGN residual block with Haar resampling
+    (``layerspp.WaveletResnetBlockBigGANpp_Adagn``); see the module docstring.
+
+    ``down=True`` returns ``(out, (LH, HL, HH))``, the high bands of the branch after ``Conv_0``;
+    ``up=True`` takes those bands of the matching down block as ``skip_h``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int | None = None, *, temb_dim: int, zemb_dim: int,
+                 up: bool = False, down: bool = False, hi_in_ch: int | None = None,
+                 dropout: float = 0.0, skip_rescale: bool = True, init_scale: float = 0.0) -> None:
+        super().__init__()
+        out_ch = out_ch or in_ch
+        self.GroupNorm_0 = _norm(in_ch, zemb_dim)
+        self.Conv_0 = conv3x3(in_ch, out_ch)
+        self.Dense_0 = dense(temb_dim, out_ch)
+        self.GroupNorm_1 = _norm(out_ch, zemb_dim)
+        self.Dropout_0 = nn.Dropout(dropout)
+        self.Conv_1 = conv3x3(out_ch, out_ch, init_scale=init_scale)
+        self.Conv_2 = conv1x1(in_ch, out_ch) if (in_ch != out_ch or up or down) else None
+        if up:
+            if hi_in_ch is None:
+                raise ValueError("an up block needs hi_in_ch, the width of the skipped bands")
+            # one group per band: LH, HL, HH are mapped separately
+            self.convH_0 = nn.Conv2d(3 * hi_in_ch, 3 * out_ch, 3, padding=1, groups=3)
+            variance_scaling_(self.convH_0.weight)
+            nn.init.zeros_(self.convH_0.bias)
+        self.up, self.down = up, down
+        self.skip_rescale = skip_rescale
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, zemb: torch.Tensor | None = None,
+                skip_h: Bands | None = None) -> torch.Tensor | tuple[torch.Tensor, Bands]:
+        h = self.Conv_0(F.silu(_apply_norm(self.GroupNorm_0, x, zemb)))
+        if self.Conv_2 is not None:
+            x = self.Conv_2(x)
+        high: Bands | None = None
+        if self.up:
+            if skip_h is None:
+                raise ValueError("an up block needs skip_h, the high bands of its down block")
+            lh, hl, hh = (self.convH_0(torch.cat(skip_h, dim=1) / 2) * 2).chunk(3, dim=1)
+            h, x = haar_idwt(2 * h, lh, hl, hh), haar_idwt(2 * x, lh, hl, hh)
+        elif self.down:
+            h, *h_high = haar_dwt(h)
+            x = haar_dwt(x)[0]
+            high = (h_high[0], h_high[1], h_high[2])
+            h, x = h / 2, x / 2
+        h = h + self.Dense_0(F.silu(temb))[:, :, None, None]
+        h = F.silu(_apply_norm(self.GroupNorm_1, h, zemb))
+        h = self.Conv_1(self.Dropout_0(h))
+        out = _residual_sum(x, h, self.skip_rescale)
+        return (out, high) if self.down else out
+
+
+class WaveletNCSNpp(NCSNpp):
+    """WaveDiff's WaveletNCSNpp; see the module docstring. Call as ``net(x, t, z)``."""
+
+    def __init__(self, config: NCSNppConfig) -> None:
+        if config.resblock_type != "biggan" or config.progressive != "none":
+            raise UserError("wavelet_ncsnpp has BigGAN-style wavelet blocks and no output pyramid "
+                            "(resblock_type biggan, progressive none)")
+        if config.progressive_input not in ("residual", "none"):
+            raise UserError(f"wavelet_ncsnpp: progressive_input={config.progressive_input!r} is "
+                            f"not supported; use residual (the wavelet pyramid) or none")
+        if config.z_dim < 1:
+            raise UserError("wavelet_ncsnpp is a DDGAN generator: z_dim must be >= 1")
+        factor = 2 ** len(config.ch_mult)  # the bottleneck halves the lowest level once more
+        if config.resolution % factor:
+            raise UserError(f"backbone.resolution={config.resolution} must be divisible by "
+                            f"2**len(ch_mult)={factor} (the frequency bottleneck halves the "
+                            f"smallest level again)")
+        super().__init__(config)
+
+    def _wavelet_block(self, in_ch: int, out_ch: int | None = None, *, up: bool = False,
+                       down: bool = False, hi_in_ch: int | None = None) -> WaveletResBlock:
+        c = self.config
+        return WaveletResBlock(in_ch, out_ch, temb_dim=4 * c.nf, zemb_dim=c.z_emb_dim, up=up,
+                               down=down, hi_in_ch=hi_in_ch, dropout=c.dropout,
+                               skip_rescale=c.skip_rescale, init_scale=c.init_scale)
+
+    def _build_down(self, modules: list[nn.Module]) -> list[int]:
+        c = self.config
+        modules.append(conv3x3(c.in_channels, c.nf))
+        skip_channels, in_ch, pyramid_ch = [c.nf], c.nf, c.in_channels
+        self._high_channels = [c.nf]  # official hs_c2: widths of the bands each down block keeps
+        for level, mult in enumerate(c.ch_mult):
+            for _ in range(c.num_res_blocks):
+                modules.append(self._wavelet_block(in_ch, c.nf * mult))
+                in_ch = c.nf * mult
+                if self._attn_levels[level]:
+                    modules.append(self._attention(in_ch))
+                skip_channels.append(in_ch)
+            if level == len(c.ch_mult) - 1:
+                break
+            self._high_channels.append(in_ch)
+            modules.append(self._wavelet_block(in_ch, down=True))
+            if c.progressive_input == "residual":
+                modules.append(WaveletDownsample(pyramid_ch, in_ch))
+                pyramid_ch = in_ch
+            skip_channels.append(in_ch)
+        return skip_channels
+
+    def _build_up(self, modules: list[nn.Module], skip_channels: list[int]) -> None:
+        c = self.config
+        in_ch = skip_channels[-1]
+        modules += [self._wavelet_block(in_ch), self._attention(in_ch),
+                    self._wavelet_block(in_ch)]
+        high = list(self._high_channels)
+        for level in reversed(range(len(c.ch_mult))):
+            for _ in range(c.num_res_blocks + 1):
+                modules.append(self._wavelet_block(in_ch + skip_channels.pop(),
+                                                   c.nf * c.ch_mult[level]))
+                in_ch = c.nf * c.ch_mult[level]
+            if self._attn_levels[level]:
+                modules.append(self._attention(in_ch))
+            if level != 0:
+                modules.append(self._wavelet_block(in_ch, up=True, hi_in_ch=high.pop()))
+        assert not skip_channels
+        modules += [nn.GroupNorm(min(in_ch // 4, 32), in_ch, eps=1e-6),
+                    conv3x3(in_ch, c.in_channels, init_scale=c.init_scale)]
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                z: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, C, H, W], t [B] (step index), z [B, z_dim] -> [B, C, H, W] (linear head)."""
+        t = check_denoiser_inputs("WaveletNCSN++", x, t, z, in_channels=self.in_channels,
+                                  resolution=self.resolution, z_dim=self.z_dim)
+        zemb = self.z_transform(z)
+        blocks = iter(self.all_modules)
+        temb = self._embed_time(blocks, t, x.dtype)
+        skips, highs = self._wavelet_down(blocks, x, temb, zemb)
+        h = self._bottleneck(blocks, skips[-1], temb, zemb)
+        h = self._wavelet_up(blocks, h, skips, highs, temb, zemb)
+        assert next(blocks, None) is None, "module list and forward are out of step"
+        return h
+
+    def _wavelet_down(self, blocks: Iterator[nn.Module], x: torch.Tensor, temb: torch.Tensor,
+                      zemb: torch.Tensor) -> tuple[list[torch.Tensor], list[Bands]]:
+        c = self.config
+        pyramid = x
+        skips, highs = [next(blocks)(x)], []
+        for level in range(len(c.ch_mult)):
+            for _ in range(c.num_res_blocks):
+                h = next(blocks)(skips[-1], temb, zemb)
+                if self._attn_levels[level]:
+                    h = next(blocks)(h)
+                skips.append(h)
+            if level == len(c.ch_mult) - 1:
+                break
+            h, high = next(blocks)(skips[-1], temb, zemb)
+            highs.append(high)
+            if c.progressive_input == "residual":
+                pyramid = _residual_sum(next(blocks)(pyramid), h, c.skip_rescale)
+                h = pyramid
+            skips.append(h)
+        return skips, highs
+
+    def _bottleneck(self, blocks: Iterator[nn.Module], h: torch.Tensor, temb: torch.Tensor,
+                    zemb: torch.Tensor) -> torch.Tensor:
+        """Middle res block on the LL band, attention, res block at full size then on LL."""
+        first, attention, second = next(blocks), next(blocks), next(blocks)
+        ll, lh, hl, hh = haar_dwt(h)
+        h = haar_idwt(first(ll / 2, temb, zemb) * 2, lh, hl, hh)
+        h = second(attention(h), temb, zemb)
+        ll, lh, hl, hh = haar_dwt(h)
+        return haar_idwt(second(ll / 2, temb, zemb) * 2, lh, hl, hh)
+
+    def _wavelet_up(self, blocks: Iterator[nn.Module], h: torch.Tensor, skips: list[torch.Tensor],
+                    highs: list[Bands], temb: torch.Tensor, zemb: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        for level in reversed(range(len(c.ch_mult))):
+            for _ in range(c.num_res_blocks + 1):
+                h = next(blocks)(torch.cat([h, skips.pop()], dim=1), temb, zemb)
+            if self._attn_levels[level]:
+                h = next(blocks)(h)
+            if level != 0:
+                h = next(blocks)(h, temb, zemb, skip_h=highs.pop())
+        assert not skips and not highs
+        norm, conv = next(blocks), next(blocks)
+        return conv(F.silu(norm(h)))
+
+
+@register("backbone", "wavelet_ncsnpp",
+          paper="Phung, Dao and Tran 2023 (Wavelet Diffusion, WaveletNCSNpp)",
+          description="WaveDiff's wavelet NCSN++ generator: Haar down/up blocks, wavelet input "
+                      "pyramid, frequency bottleneck",
+          tags=("cnn", "unet", "ddgan", "wavelet"))
+def wavelet_ncsnpp(*, in_channels: int, resolution: int, nf: int = 64,
+                   ch_mult: Sequence[int] = (1, 2, 2, 2, 4), num_res_blocks: int = 2,
+                   attn_resolutions: Sequence[int] = (16,), dropout: float = 0.0,
+                   z_dim: int = 100, z_emb_dim: int = 256, n_mlp: int = 3,
+                   skip_rescale: bool = True, progressive_input: str = "residual",
+                   embedding_type: str = "positional", fourier_scale: float = 16.0,
+                   init_scale: float = 0.0) -> WaveletNCSNpp:
+    """WaveletNCSNpp; defaults are WaveDiff's 256 px generator (run.sh celeba_256, lsun)."""
+    args = dict(locals())
+    return WaveletNCSNpp(NCSNppConfig(**args))
