@@ -17,6 +17,8 @@ BACKBONES = {
     "ncsnpp": dict(nf=16, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[4], z_dim=4,
                    z_emb_dim=8, n_mlp=1),
     "uvit": dict(patch_size=2, embed_dim=16, depth=2, num_heads=2, z_dim=4, z_emb_dim=8, n_mlp=1),
+    "wavelet_ncsnpp": dict(nf=16, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[4], z_dim=4,
+                           z_emb_dim=8, n_mlp=1),
 }
 for _size in ("tiny", "mid", "large"):  # the named sizes, shrunk through their overrides
     BACKBONES[f"uvit_{_size}"] = dict(BACKBONES["uvit"], mlp_time_embed=True, qkv_bias=True)

@@ -112,3 +112,32 @@ def test_reconstruction_fid_of_a_lossless_space_is_zero():
     shifted = reconstruction_fid(WaveletSpace(), images, extractor,
                                  real_features=extractor((images // 2).contiguous()))
     assert shifted["rfid"] > 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Band order against WaveDiff's two transforms (tests/fixtures/wavelet_ncsnpp_parity/README.md)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("band_order", ["dwt_2d", "pytorch_wavelets"])
+def test_band_order_matches_the_official_data_transform(band_order):
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    ref = load_file(Path(__file__).parent / "fixtures" / "wavelet_ncsnpp_parity"
+                    / "haar_data_transforms.safetensors")
+    space = registry.create("latent", "wavelet", band_order=band_order)
+    torch.testing.assert_close(space.encode(ref["images"]), ref[f"encode_{band_order}"],
+                               rtol=0, atol=1e-6)
+    decoded = space.decode(ref["bands"])  # decode clamps to [-1, 1], as WaveDiff's sampler does
+    torch.testing.assert_close(decoded, ref[f"decode_{band_order}"].clamp(-1, 1), rtol=0,
+                               atol=1e-6)
+    other = "pytorch_wavelets" if band_order == "dwt_2d" else "dwt_2d"
+    assert (space.encode(ref["images"]) - ref[f"encode_{other}"]).abs().max() > 0.1
+    assert space.identity()["band_order"].endswith(f"({band_order})")
+
+
+def test_unknown_band_order_is_a_user_error():
+    with pytest.raises(UserError, match="latent.band_order='haar'"):
+        registry.create("latent", "wavelet", band_order="haar")
