@@ -134,9 +134,13 @@ class WaveletSpace:
         return self
 
     def identity(self) -> dict[str, Any]:
-        middle = "cH,cV" if self.band_order == "pytorch_wavelets" else "cV,cH"
+        # The default's string is the one recorded before band_order existed, so cached models
+        # trained on pytorch_wavelets-ordered bands keep their keys.
+        order = "band-major " + ",".join(BANDS)
+        if self.band_order != "pytorch_wavelets":
+            order += f" ({self.band_order}: LH = cV, HL = cH)"
         return {"name": self.name, "wavelet": "haar", "levels": 1, "scale": 0.5,
-                "band_order": f"band-major LL,{middle},HH ({self.band_order})"}
+                "band_order": order}
 
 
 @register("latent", "wavelet", paper="Phung et al. 2023 (Wavelet Diffusion / WDDGAN)",
