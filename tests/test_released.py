@@ -265,3 +265,26 @@ def test_import_of_a_generator_names_the_preset_and_loads_as_a_genbench_checkpoi
 def test_fitting_presets_finds_nothing_for_a_foreign_shape():
     released = convert({f"module.{k}": v for k, v in _tiny_generator(nf=24).state_dict().items()})
     assert fitting_presets(released, [(1, 8, 8)]) == []
+
+
+# --------------------------------------------------------------------------- genbench run
+
+
+def test_run_on_a_released_generator_records_its_sha256(run_cli, tmp_path):
+    from conftest import TINY
+
+    from genbench._io import sha256_file
+
+    path = _save_netg(tmp_path / "netG_3.pth", _tiny_generator(seed=2))
+    proc = run_cli("run", *TINY, "experiment=released", f"checkpoint={path}",
+                   "eval.num_samples=16")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = list((tmp_path / "results" / "released").glob("*/result.json"))
+    assert len(records) == 1
+    training = json.loads(records[0].read_text())["training"]
+    assert training["source"] == "checkpoint" and training["sha256"] == sha256_file(path)
+    assert training["format"] == "ddgan netG (DDP-wrapped)"
+    line = one_line_error(run_cli("run", *TINY, "experiment=released2", f"checkpoint={path}",
+                                  "backbone.nf=32"))
+    assert "does not fit the configured backbone 'ncsnpp_tiny'" in line
+    assert "it fits backbone=ncsnpp_tiny" in line
