@@ -83,10 +83,15 @@ def read_untrusted(path: str | Path) -> Any:
 
 
 def is_torch_file(path: str | Path) -> bool:
-    """True for a ``torch.save`` file (a zip archive or a legacy pickle), False for anything
-    else (genbench's safetensors files start with an 8-byte little-endian header length)."""
+    """True for a ``torch.save`` file (a zip archive, or a legacy pickle: protocol 2+ opcode
+    0x80), False for anything else. A safetensors file (an 8-byte little-endian header length,
+    then a JSON header starting with ``{``) is never taken for one, whatever its first byte."""
+    path = Path(path)
     with open(path, "rb") as handle:
-        head = handle.read(4)
+        head = handle.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and \
+            int.from_bytes(head[:8], "little") + 8 <= path.stat().st_size:
+        return False
     return head[:2] == b"PK" or head[:1] == b"\x80"
 
 
