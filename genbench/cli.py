@@ -283,6 +283,33 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """``genbench import FILE -o OUT.safetensors``: convert a released official checkpoint
+    (DDGAN/WaveDiff/LDDGAN ``netG_*.pth``, U-ViT ``*.pth``, an LDM autoencoder ``.ckpt``) to
+    genbench's safetensors, printing its SHA-256 and the configuration it implies."""
+    from genbench.harness.released import import_file
+
+    if not str(args.output).endswith(".safetensors"):
+        raise UserError(f"-o must name a .safetensors file, got {args.output}")
+    report = import_file(args.file, args.output,
+                         Path(args.cache_dir).expanduser() if args.cache_dir else None)
+    print(f"sha256: {report['sha256']}")
+    print(f"format: {report['format']} ({report['role']}, {report['family']})")
+    implied = ", ".join(f"{k}={v}" for k, v in report["implied"].items() if v is not None)
+    print(f"implies: {implied}")
+    if report["dropped"]:
+        print(f"dropped: {report['dropped']} training-loss tensors (loss.*)")
+    if report["role"] == "generator":
+        fits = report["presets"] or ["none of the registered presets"]
+        print("fits: " + "; ".join(fits))
+        print(f"use: genbench run checkpoint={report['output']} backbone=...")
+    else:
+        print(f"use: genbench run latent=kl_f2 latent.checkpoint={report['output']} "
+              f"(the latent.* settings above; tanh_out and scale_factor are not in the file)")
+    print(f"wrote {report['output']}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 # File-system failures that are the machine's state, not a bug: said in one line, exit status 2.
@@ -373,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "state dict")
     wts.add_argument("path", help="file to write, e.g. inception-fidelity.pth")
     wts.set_defaults(func=cmd_weights)
+    imp = sub.add_parser("import", help="convert a released official checkpoint (netG_*.pth, "
+                                        "U-ViT .pth, LDM autoencoder .ckpt) to safetensors")
+    imp.add_argument("file", help="the file as downloaded; read without running anything in it")
+    imp.add_argument("-o", "--output", required=True, help="OUT.safetensors to write")
+    imp.add_argument("--cache-dir", help="keep the conversion in CACHE_DIR/released/ too")
+    imp.set_defaults(func=cmd_import)
     parser.commands = sub.choices  # type: ignore[attr-defined]  # name -> its parser
     return parser
 

@@ -18,10 +18,17 @@ from typing import Any
 import torch
 
 from genbench import registry
-from genbench._io import atomic_write_json, json_hash, read_json_object, remove_stale_temporaries
+from genbench._io import (
+    atomic_write_json,
+    json_hash,
+    read_json_object,
+    remove_stale_temporaries,
+    sha256_file,
+)
 from genbench.errors import UserError, notice
 from genbench.harness.artifacts import GENERATOR, ModelCache, training_payload
 from genbench.harness.build import Components, build_backbone
+from genbench.harness.released import is_released_file, load_generator
 from genbench.training.budget import (
     Consumed,
     StepCost,
@@ -189,8 +196,11 @@ def train_or_load(cfg: dict[str, Any], comps: Components, cache: ModelCache,
     G = _new_backbone(cfg, comps, objective).to(device)
     if cfg.get("checkpoint"):
         path = Path(str(cfg["checkpoint"])).expanduser()
+        if is_released_file(path):  # an official netG_*.pth / U-ViT .pth, converted and cached
+            info = load_generator(path, G, cfg, comps.latent_shape, cache.root.parent)
+            return G.eval(), info
         load_weights(path, {"G_ema": G})
-        return G.eval(), {"source": "checkpoint", "path": str(path)}
+        return G.eval(), {"source": "checkpoint", "path": str(path), "sha256": sha256_file(path)}
     payload = training_payload(cfg, comps.train, comps.dataset.identity(),
                                comps.latent.identity(), cfg["backbone"],
                                comps.sampler.training_key, objective)

@@ -284,8 +284,10 @@ class AutoencoderSpace:
 
     def __init__(self, arch: AutoencoderConfig, training: AutoencoderTrainingConfig,
                  scale_factor: float | str = "auto", seed: int = 0,
-                 check_range: bool = True) -> None:
+                 check_range: bool = True, checkpoint: str | None = None) -> None:
         self.name = arch.kind
+        # a released or imported autoencoder file to load instead of training one
+        self.checkpoint = str(checkpoint) if checkpoint else None
         self.arch = arch
         self.training = training
         self.scale_setting = _parse_scale(scale_factor)
@@ -359,6 +361,8 @@ class AutoencoderSpace:
                "training": self.training.cache_key(), "seed": self.seed,
                "scale_factor": self.scale_setting,
                "encode": "posterior mode" if self.name == "kl" else "pre-quantisation h"}
+        if self.checkpoint:
+            out["checkpoint"] = self.checkpoint
         if self.fitted is not None:
             out["artifact"] = self.fitted["key"]
             out["scale_factor_value"] = self.fitted["scale_factor"]
@@ -419,12 +423,14 @@ class AutoencoderSpace:
 
 
 def _space(kind: str, arch: dict[str, Any], training: dict[str, Any],
-           scale_factor: float | str, seed: int, check_range: bool) -> AutoencoderSpace:
+           scale_factor: float | str, seed: int, check_range: bool,
+           checkpoint: str | None) -> AutoencoderSpace:
     arch = {**arch, "block_out_channels": tuple(int(c) for c in arch["block_out_channels"]),
             "attn_levels": tuple(int(a) for a in arch["attn_levels"])}
     return AutoencoderSpace(AutoencoderConfig(kind=kind, **arch),
                             AutoencoderTrainingConfig(**training),
-                            scale_factor=scale_factor, seed=seed, check_range=check_range)
+                            scale_factor=scale_factor, seed=seed, check_range=check_range,
+                            checkpoint=checkpoint)
 
 
 @register("latent", "kl",
@@ -456,6 +462,7 @@ def kl(
     adaptive_disc_weight: bool = True,
     hflip: bool = True,
     ckpt_every: int = 1000,
+    checkpoint: str | None = None,  # LDM/LDDGAN .ckpt or `genbench import` output: no training
 ) -> AutoencoderSpace:
     """KL autoencoder latent space (LDM AutoencoderKL; LDDGAN CIFAR-10 / LSUN)."""
     arch = dict(image_channels=image_channels, block_out_channels=block_out_channels,
@@ -467,7 +474,7 @@ def kl(
                     disc_start=disc_start, disc_weight=disc_weight, disc_layers=disc_layers,
                     disc_channels=disc_channels, adaptive_disc_weight=adaptive_disc_weight,
                     hflip=hflip, ckpt_every=ckpt_every)
-    return _space("kl", arch, training, scale_factor, seed, check_range)
+    return _space("kl", arch, training, scale_factor, seed, check_range, checkpoint)
 
 
 @register("latent", "vq", paper="Esser et al. 2021 (VQGAN); Trinh and Hamagami 2024 (LDDGAN)",
@@ -501,6 +508,7 @@ def vq(
     adaptive_disc_weight: bool = True,
     hflip: bool = True,
     ckpt_every: int = 1000,
+    checkpoint: str | None = None,  # a `genbench import` / genbench autoencoder file
 ) -> AutoencoderSpace:
     """VQ autoencoder latent space (VQGAN / LDM VQModel; LDDGAN CelebA-HQ)."""
     arch = dict(image_channels=image_channels, block_out_channels=block_out_channels,
@@ -514,4 +522,4 @@ def vq(
                     disc_start=disc_start, disc_weight=disc_weight, disc_layers=disc_layers,
                     disc_channels=disc_channels, adaptive_disc_weight=adaptive_disc_weight,
                     hflip=hflip, ckpt_every=ckpt_every)
-    return _space("vq", arch, training, scale_factor, seed, check_range)
+    return _space("vq", arch, training, scale_factor, seed, check_range, checkpoint)

@@ -60,6 +60,7 @@ from genbench.training.budget import Consumed, StepCost, measure_step_cost, step
 from genbench.training.checkpoint import load_weights, save_weights
 from genbench.training.loop import LoopConfig, batches_per_epoch, train, training_batch
 from genbench.training.lpips import LPIPS, load_lpips, lpips_fingerprint, resolve_lpips
+from genbench.training.released import check_fits, is_torch_file, load_converted
 from genbench.training.seeding import seeded_global_rng, stream_generator
 
 WEIGHTS = "autoencoder.safetensors"
@@ -224,6 +225,8 @@ def fit_autoencoder(space: AutoencoderSpace, images: torch.Tensor, *, cache_dir:
         scale_factor, latent statistics, final losses and the LPIPS status.
     """
     space.latent_shape(tuple(images.shape[1:]))  # type: ignore[arg-type]
+    if space.checkpoint:
+        return _load_given(space, images, cache_dir, torch.device(device))
     files, status = _lpips_files(space.training)
     payload = {"format": FORMAT_VERSION,
                **space.artifact_payload(images, lpips_status_key(files, status))}
@@ -243,6 +246,36 @@ def fit_autoencoder(space: AutoencoderSpace, images: torch.Tensor, *, cache_dir:
             meta = {"key": key, "payload": payload}
             info = _train_and_save(space, images, folder, meta, device, progress, files, status)
     return space.mark_fitted(info, key=key, folder=folder, device=device)
+
+
+def _load_given(space: AutoencoderSpace, images: torch.Tensor, cache_dir: Path,
+                device: torch.device) -> dict[str, Any]:
+    """The space's ``checkpoint``: a released LDM autoencoder (a Lightning ``.ckpt``, converted
+    by :mod:`genbench.training.released` and cached by its SHA-256) or genbench's own
+    safetensors (``genbench import`` output, or a cached ``autoencoder.safetensors``), loaded
+    strictly; the scale is then chosen from the training latents as after training."""
+    path = Path(space.checkpoint).expanduser()
+    if not path.is_file():
+        raise UserError(f"latent.checkpoint file not found: {path}")
+    info: dict[str, Any] = {"source": "checkpoint", "path": str(path)}
+    if is_torch_file(path):
+        released, sha = load_converted(path, cache_dir)
+        if released.role != "autoencoder":
+            raise UserError(f"latent.checkpoint {path} is a generator ({released.format}); pass "
+                            f"it as checkpoint={path}")
+        settings = ", ".join(f"latent.{k}={v}" for k, v in released.implied.items()
+                             if k not in ("kind", "ch"))
+        check_fits(released.state, space.autoencoder.model, f"{space.name} autoencoder", path,
+                   f"; the file implies {settings}")
+        space.autoencoder.model.load_state_dict(released.state, strict=True)
+        info.update(format=released.format, dropped_keys=len(released.dropped))
+    else:
+        sha = sha256_file(path)
+        load_weights(path, {"autoencoder": space.autoencoder})
+        info["format"] = "genbench safetensors"
+    info["sha256"] = sha
+    info.update(space.latent_statistics(images, device))
+    return space.mark_fitted(info, key=f"sha256:{sha}", folder=path.parent, device=device)
 
 
 def _cache_problem(folder: Path) -> str | None:
