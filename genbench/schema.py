@@ -136,6 +136,7 @@ TRAIN_RANGES: dict[str, Range] = {
     "lazy_reg": AT_LEAST_1, "wl_delta": POSITIVE, "weight_decay": AT_LEAST_0,
     "warmup": AT_LEAST_0, "grad_clip": AT_LEAST_0,
     "rec_loss": Range(choices=("none", "l1", "weighted")),
+    "optimizer": Range(choices=("adam", "adamw")),
 }
 OBJECTIVE_SECTIONS = ("adversarial", "eps")
 # ``train.seeds``: how many models a cell trains (seeds seed, seed+1, ...); the harness reads it,

@@ -33,6 +33,7 @@ BASELINES = [
     "ddgan_lsun256", "wddgan_lsun256", "lddgan_lsun256",
     "ddpm_cifar10", "ddim_cifar10",
     "lddgan_uvit_tiny_cifar10", "lddgan_uvit_mid_cifar10", "lddgan_uvit_large_cifar10",
+    "uvit_cifar10",
 ]
 PAPER_KEYS = {"method", "source", "dataset", "extractor", "fid", "recall", "nfe",
               "time_per_batch_s", "params_m", "gflops", "memory_gb", "notes"}
@@ -74,6 +75,7 @@ BUILT = {
     "lddgan_uvit_tiny_cifar10": ((4, 16, 16), 18_490_468, KL_F2_DECODE),
     "lddgan_uvit_mid_cifar10": ((4, 16, 16), 51_253_156, KL_F2_DECODE),
     "lddgan_uvit_large_cifar10": ((4, 16, 16), 59_128_228, KL_F2_DECODE),
+    "uvit_cifar10": ((3, 32, 32), OFFICIAL_UVIT_S2, 0),
 }
 
 
@@ -345,3 +347,18 @@ def test_eps_baselines_profile(name):
     assert result["objective"] == "eps" and result["nfe"] == 5
     assert result["params_denoiser"] == BUILT[name][1]
     assert result["gmacs_denoiser"] == pytest.approx(6.020530176, abs=1e-9)  # notes: 6.02
+
+
+def test_uvit_cifar10_trains_with_the_official_optimizer():
+    """U-ViT's CIFAR-10 config: AdamW (decoupled decay 0.03), betas (0.99, 0.999), warm-up 2500,
+    batch 128, EMA 0.9999, no gradient clip (Bao et al. 2023, configs/cifar10_uvit_small.py)."""
+    from genbench.harness.build import objective_settings
+    from genbench.training.eps import EpsConfig
+
+    cfg = _config("uvit_cifar10")
+    eps = EpsConfig.from_section(objective_settings(cfg["train"], "eps"), seed=0)
+    assert (eps.optimizer, eps.weight_decay, eps.beta1, eps.beta2) == ("adamw", 0.03, 0.99, 0.999)
+    assert (eps.warmup, eps.batch_size, eps.ema_decay, eps.grad_clip) == (2500, 128, 0.9999, 0.0)
+    assert eps.epochs * 50_000 / eps.batch_size == 500_000  # 500k steps on 50k images
+    with pytest.raises(UserError, match="adam or adamw"):
+        EpsConfig(optimizer="sgd")

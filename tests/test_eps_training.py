@@ -118,6 +118,24 @@ def test_gradients_are_clipped():
     assert trainer.history == [] and trainer.step == 1
 
 
+def test_adamw_decays_weights_decoupled_from_the_gradient():
+    """optimizer=adamw (U-ViT): a zero gradient still shrinks the
+    weights by lr * weight_decay; Adam's L2 term would move them by ~lr (m / sqrt(v) = 1)."""
+    for name, expected in (("adamw", 1 - 1e-2 * 0.5), ("adam", None)):
+        trainer = _trainer(optimizer=name, weight_decay=0.5, lr=1e-2, warmup=0, grad_clip=0.0)
+        assert type(trainer.opt).__name__ == ("AdamW" if name == "adamw" else "Adam")
+        w = next(trainer.net.parameters())
+        before = w.detach().clone()
+        for p in trainer.net.parameters():
+            p.grad = torch.zeros_like(p)
+        trainer.opt.step()
+        ratio = (w.detach()[before.abs() > 1e-3] / before[before.abs() > 1e-3])
+        if expected is not None:
+            assert torch.allclose(ratio, torch.full_like(ratio, expected), atol=1e-6)
+        else:  # Adam: g = wd * w, step lr * sign -> not a constant factor
+            assert not torch.allclose(ratio, torch.full_like(ratio, 1 - 1e-2 * 0.5), atol=1e-4)
+
+
 def test_bad_settings_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="z_dim"):
         _trainer(_net(z_dim=4, z_emb_dim=8, n_mlp=1))

@@ -39,6 +39,7 @@ class EpsConfig:
     beta1: float = 0.9  # Adam betas (TensorFlow defaults, as the official run)
     beta2: float = 0.999
     weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam (L2 in the gradient, Ho et al.) | adamw (decoupled, U-ViT)
     warmup: int = 5000  # steps of linear learning-rate warm-up; 0 = none
     grad_clip: float = 1.0  # global gradient-norm clip; 0 = none
     ema_decay: float = 0.9999
@@ -56,6 +57,8 @@ class EpsConfig:
             raise UserError("train.epochs, train.batch_size and train.ckpt_every must be >= 1")
         if self.lr <= 0 or self.warmup < 0 or self.grad_clip < 0:
             raise UserError("train.lr must be > 0, train.warmup and train.grad_clip >= 0")
+        if self.optimizer not in ("adam", "adamw"):
+            raise UserError(f"train.optimizer must be adam or adamw, not {self.optimizer!r}")
         parse_budget(self.budget)
 
     @classmethod
@@ -106,8 +109,11 @@ class EpsTrainer:
                             f"output={net.output!r}; use a ddpm or ddim sampler with it")
         self.net, self.schedule, self.cfg, self.device = net, schedule, cfg, device
         self.net_ema = ema_model(net, cfg.ema_decay, from_initial=True)
-        self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                    weight_decay=cfg.weight_decay)
+        # adamw: decoupled weight decay (Loshchilov and Hutter 2019), U-ViT's optimizer
+        # (Bao et al. 2023, configs/cifar10_uvit_small.py: AdamW, weight decay 0.03)
+        optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.opt = optimizer(net.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                             weight_decay=cfg.weight_decay)
         self.warmup = torch.optim.lr_scheduler.LambdaLR(self.opt, warmup_factor(cfg.warmup))
         self.noise_gen = stream_generator(cfg.seed, "noise", device=device)
         self.step = 0
