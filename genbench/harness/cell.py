@@ -190,7 +190,8 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         samples = generate(net, comps.latent, comps.sampler, comps.latent_shape,
                            num_samples=int(eval_cfg["num_samples"]),
                            batch_size=int(eval_cfg["batch_size"]), seed=int(eval_cfg["seed"]),
-                           device=device, progress=progress)
+                           device=device, progress=progress,
+                           rng=str(eval_cfg.get("rng", "per_sample")))
         m = Measurements()
         measure_quality(samples, comps, eval_cfg, cache_dir, extractors, m)
         per_seed.append({"seed": seed, "metrics": dict(m.metrics), "training": training})
