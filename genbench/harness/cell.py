@@ -69,6 +69,9 @@ def cell_name(cfg: dict[str, Any]) -> str:
         defaults = {"budget": None, "seeds": 1}
         hashed["train"] = {k: v for k, v in hashed["train"].items()
                            if not (k in defaults and v == defaults[k])}
+    if isinstance(hashed.get("eval"), dict) and hashed["eval"].get("rng") == "per_sample":
+        # likewise eval.rng=per_sample (the default): the cells named before eval.rng existed
+        hashed["eval"] = {k: v for k, v in hashed["eval"].items() if k != "rng"}
     name = "-".join(str(p) for p in parts) + "-" + json_hash(hashed, 8)
     try:
         return rec.check_name(name, "cell")
