@@ -95,7 +95,8 @@ def _provenance(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """The record sections that say how a cell was run: seeds, package versions, hardware."""
     seeds = replicate_seeds(cfg)
     return {
-        "seeds": {"train": cfg["seed"], "sampling": cfg["eval"].get("seed")}
+        "seeds": {"train": cfg["seed"], "sampling": cfg["eval"].get("seed"),
+                  "sampling_rng": cfg["eval"].get("rng", "per_sample")}  # eval.rng
         | ({"train_replicates": seeds} if len(seeds) > 1 else {}),
         "versions": package_versions(),
         "hardware": hardware(device),
