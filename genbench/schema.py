@@ -105,6 +105,10 @@ class EvalSettings:
     num_samples: int = field(default=50000, metadata=_range(AT_LEAST_1))
     batch_size: int = field(default=100, metadata=_range(AT_LEAST_1))
     seed: int = field(default=42, metadata=_range(AT_LEAST_0))
+    # sampling noise: per_sample (sample i from its own stream (seed, i)) or official (the
+    # official DDGAN/WaveDiff/LDDGAN test scripts' one stream; genbench.samplers.noise)
+    rng: str = field(default="per_sample", metadata=_range(
+        Range(choices=("per_sample", "official"))))
     feature_extractor: str = field(default="auto", metadata=_range(
         Range(choices=("auto", "inception", "classifier"))))
     # the Inception's resize to 299: torch-fidelity's TF1.x bilinear, or clean-fid's "clean"

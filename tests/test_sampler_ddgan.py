@@ -8,10 +8,10 @@ import torch
 
 from genbench.backbones.denoiser import Denoiser
 from genbench.backbones.ncsnpp import ncsnpp
-from genbench.diffusion.ddgan import ddgan_schedule, time_grid, vp_alpha_bar
+from genbench.diffusion.ddgan import ddgan_schedule, posterior_sample, time_grid, vp_alpha_bar
 from genbench.metrics.cost import NFECounter
 from genbench.samplers.ddgan import ddgan, sample_ddgan
-from genbench.samplers.noise import BatchRNG, PerSampleRNG
+from genbench.samplers.noise import BatchRNG, OfficialStream, PerSampleRNG
 
 
 def _net():
@@ -99,3 +99,33 @@ def test_last_step_returns_the_prediction_and_earlier_steps_mix_in_x():
     out = sample_ddgan(net, x_T, sched, BatchRNG(2, seed=0), callback=seen.append)
     torch.testing.assert_close(out, seen[-1]["x0"], rtol=1e-6, atol=1e-6)  # k = 0: x_0 = x0'
     assert float(sched.posterior_mean_coef_xt[1:].min()) > 0.05  # k > 0: x_{k+1} matters
+
+
+def test_official_stream_draws_in_the_official_order():
+    """eval.rng=official: ``torch.manual_seed(seed)`` once, then per batch x_T = randn(B, C, H,
+    W) and per step z = randn(B, nz) and the posterior's randn_like(x), all from that one CPU
+    stream, the next batch continuing it (NVlabs/denoising-diffusion-gan ``test_ddgan.py``
+    ``sample_and_test`` and ``sample_from_model``); the global random state is left alone."""
+    net, sampler, seed = _net(), ddgan(steps=3), 11
+    before = torch.get_rng_state()
+    stream = OfficialStream(seed)
+    got = []
+    for count in (3, 2):  # a last, smaller batch continues the same stream
+        x_T = stream.initial(count, 1, 8, 8)
+        seen = []
+        got.append((x_T, sampler.sample(net, x_T, stream.batch(count), callback=seen.append)))
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(seed)  # the official script, by hand, on the global generator
+    for count, (x_T, out) in zip((3, 2), got):
+        x = torch.randn(count, 1, 8, 8)
+        assert torch.equal(x, x_T)
+        for k in reversed(range(3)):
+            z = torch.randn(count, 4)
+            t = torch.full((count,), k)
+            x0 = net(x, t, z)
+            x = posterior_sample(sampler.schedule, x0, x, t, torch.randn_like(x))
+        assert torch.equal(x, out)
+    torch.set_rng_state(before)
+    # per-sample streams are another stream: the same seed does not give these samples
+    rng = PerSampleRNG.for_range(seed, 0, 3)
+    assert not torch.allclose(sampler.sample(net, rng.randn(1, 8, 8), rng), got[0][1])

@@ -26,10 +26,14 @@ One plain network, called ``net(x, t, z=None)``, with a linear head (x0 or eps i
 * ``z_dim == 0`` is the official U-ViT for eps-prediction. Parameter names follow the official
   module, so a released U-ViT state dict loads with ``strict=True``.
 
-Time: ``t`` is the integer step index, embedded by genbench's sinusoidal
-:func:`~genbench.backbones.layers.timestep_embedding` (the one NCSN++ uses). The official U-ViT
-embeds continuous VP-SDE time as ``t * 999`` with a ``[cos, sin]`` ordering; released U-ViT
-weights therefore load but were trained on a different time embedding.
+Time: by default (``time_embedding="ncsnpp"``) ``t`` is the integer step index, embedded by
+genbench's sinusoidal :func:`~genbench.backbones.layers.timestep_embedding` (the one NCSN++ uses,
+[sin, cos], frequencies 10000^(-i / (D/2 - 1))). The official U-ViT embeds its time input (the
+continuous VP-SDE time as ``t * 999``, ``sde.py``) with its own ``timestep_embedding``
+([cos, sin], frequencies 10000^(-i / (D/2)); baofff/U-ViT ``libs/uvit.py`` at commit
+ce551708dc9cde9818d2af7d84dfadfeb7bd9034); ``time_embedding="uvit"`` selects that one, with which
+genbench's U-ViT equals the official module given the same weights and time input
+(tests/test_forward_parity.py, fixtures recorded from the official code).
 
 Official CIFAR-10 U-ViT-S/2 (3x32x32, patch 2, D 512, depth 12, 8 heads): 44,255,328 parameters.
 """
@@ -37,6 +41,7 @@ Official CIFAR-10 U-ViT-S/2 (3x32x32, patch 2, D 512, depth 12, 8 heads): 44,255
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +49,7 @@ import torch
 from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models.vision_transformer import Attention
 from torch import nn
+from torch.nn import functional as F
 
 from genbench.backbones.layers import check_denoiser_inputs, timestep_embedding
 from genbench.backbones.ncsnpp import mapping_network
@@ -73,6 +79,8 @@ class UViTConfig:
     n_mlp: int = 4  # dense layers of the z mapping after the first
     conv_out: bool = True  # final 3x3 convolution after unpatchify
     skip: bool = True  # long skip connections from in-blocks to out-blocks
+    # "ncsnpp": genbench's (NCSN++'s) sinusoidal embedding; "uvit": the official U-ViT's
+    time_embedding: str = "ncsnpp"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -107,8 +115,27 @@ def _validate(cfg: UViTConfig) -> None:
     if cfg.mlp_ratio <= 0 or not 0.0 <= cfg.drop_path < 1.0:
         raise UserError(f"backbone.mlp_ratio={cfg.mlp_ratio} must be > 0 and "
                         f"backbone.drop_path={cfg.drop_path} in [0, 1)")
+    if cfg.time_embedding not in TIME_EMBEDDINGS:
+        raise UserError(f"backbone.time_embedding={cfg.time_embedding!r}; use one of "
+                        f"{', '.join(TIME_EMBEDDINGS)}")
     if cfg.z_dim < 0 or cfg.n_mlp < 0 or (cfg.z_dim > 0 and cfg.z_emb_dim < 1):
         raise UserError("backbone.z_dim and n_mlp must be >= 0 and z_emb_dim >= 1 when z_dim > 0")
+
+
+def uvit_timestep_embedding(t: torch.Tensor, dim: int, max_period: int = 10000) -> torch.Tensor:
+    """The official U-ViT time embedding of ``t`` [B] (may be fractional): [cos(t w_i),
+    sin(t w_i)] with w_i = max_period^(-i / (dim // 2)), i = 0..dim//2-1; odd ``dim`` is
+    zero-padded (baofff/U-ViT ``libs/uvit.py`` ``timestep_embedding``, the guided-diffusion
+    convention)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period)
+                      * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None, :]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return F.pad(emb, (0, 1)) if dim % 2 else emb
+
+
+TIME_EMBEDDINGS = {"ncsnpp": timestep_embedding, "uvit": uvit_timestep_embedding}
 
 
 class AdaptiveLayerNorm(nn.Module):
@@ -239,7 +266,8 @@ class UViT(nn.Module):
         t = self._check_inputs(x, t, z)
         zemb = self.z_transform(z) if self.z_dim > 0 else None
         tokens = self.patch_embed(x)
-        time_token = self.time_embed(timestep_embedding(t, self.embed_dim).to(tokens.dtype))
+        embed = TIME_EMBEDDINGS[self.config.time_embedding]
+        time_token = self.time_embed(embed(t, self.embed_dim).to(tokens.dtype))
         h = torch.cat([time_token[:, None, :], tokens], dim=1) + self.pos_embed
         skips = []
         for block in self.in_blocks:
@@ -262,7 +290,8 @@ class UViT(nn.Module):
 def uvit(*, in_channels: int, resolution: int, patch_size: int = 2, embed_dim: int = 512,
          depth: int = 12, num_heads: int = 8, mlp_ratio: float = 4.0, qkv_bias: bool = False,
          mlp_time_embed: bool = False, drop_path: float = 0.0, z_dim: int = 0,
-         z_emb_dim: int = 256, n_mlp: int = 4, conv_out: bool = True, skip: bool = True) -> UViT:
+         z_emb_dim: int = 256, n_mlp: int = 4, conv_out: bool = True, skip: bool = True,
+         time_embedding: str = "ncsnpp") -> UViT:
     """U-ViT of any layout; defaults are the official CIFAR-10 U-ViT-S/2 (44.26M parameters)."""
     return UViT(UViTConfig(**locals()))
 

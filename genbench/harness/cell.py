@@ -69,6 +69,9 @@ def cell_name(cfg: dict[str, Any]) -> str:
         defaults = {"budget": None, "seeds": 1}
         hashed["train"] = {k: v for k, v in hashed["train"].items()
                            if not (k in defaults and v == defaults[k])}
+    if isinstance(hashed.get("eval"), dict) and hashed["eval"].get("rng") == "per_sample":
+        # likewise eval.rng=per_sample (the default): the cells named before eval.rng existed
+        hashed["eval"] = {k: v for k, v in hashed["eval"].items() if k != "rng"}
     name = "-".join(str(p) for p in parts) + "-" + json_hash(hashed, 8)
     try:
         return rec.check_name(name, "cell")
@@ -92,7 +95,8 @@ def _provenance(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """The record sections that say how a cell was run: seeds, package versions, hardware."""
     seeds = replicate_seeds(cfg)
     return {
-        "seeds": {"train": cfg["seed"], "sampling": cfg["eval"].get("seed")}
+        "seeds": {"train": cfg["seed"], "sampling": cfg["eval"].get("seed"),
+                  "sampling_rng": cfg["eval"].get("rng", "per_sample")}  # eval.rng
         | ({"train_replicates": seeds} if len(seeds) > 1 else {}),
         "versions": package_versions(),
         "hardware": hardware(device),
@@ -190,7 +194,8 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         samples = generate(net, comps.latent, comps.sampler, comps.latent_shape,
                            num_samples=int(eval_cfg["num_samples"]),
                            batch_size=int(eval_cfg["batch_size"]), seed=int(eval_cfg["seed"]),
-                           device=device, progress=progress)
+                           device=device, progress=progress,
+                           rng=str(eval_cfg.get("rng", "per_sample")))
         m = Measurements()
         measure_quality(samples, comps, eval_cfg, cache_dir, extractors, m)
         per_seed.append({"seed": seed, "metrics": dict(m.metrics), "training": training})
