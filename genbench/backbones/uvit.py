@@ -26,14 +26,16 @@ One plain network, called ``net(x, t, z=None)``, with a linear head (x0 or eps i
 * ``z_dim == 0`` is the official U-ViT for eps-prediction. Parameter names follow the official
   module, so a released U-ViT state dict loads with ``strict=True``.
 
-Time: by default (``time_embedding="ncsnpp"``) ``t`` is the integer step index, embedded by
-genbench's sinusoidal :func:`~genbench.backbones.layers.timestep_embedding` (the one NCSN++ uses,
-[sin, cos], frequencies 10000^(-i / (D/2 - 1))). The official U-ViT embeds its time input (the
-continuous VP-SDE time as ``t * 999``, ``sde.py``) with its own ``timestep_embedding``
-([cos, sin], frequencies 10000^(-i / (D/2)); baofff/U-ViT ``libs/uvit.py`` at commit
-ce551708dc9cde9818d2af7d84dfadfeb7bd9034); ``time_embedding="uvit"`` selects that one, with which
-genbench's U-ViT equals the official module given the same weights and time input
-(tests/test_forward_parity.py, fixtures recorded from the official code).
+Time: ``t`` is the integer step index (the official U-ViT's continuous VP-SDE time as ``t * 999``,
+``sde.py``, which is the DDPM step index at t = i / 999), embedded as the official module does
+(``time_embedding="uvit"``, the default: its own ``timestep_embedding``, [cos, sin], frequencies
+10000^(-i / (D/2)); baofff/U-ViT ``libs/uvit.py`` at commit
+ce551708dc9cde9818d2af7d84dfadfeb7bd9034). With it genbench's U-ViT equals the official module given
+the same weights and time input (tests/test_forward_parity.py, fixtures recorded from the official
+code), so released weights (``cifar10_uvit_small.pth``) load and run as trained.
+``time_embedding="ncsnpp"`` embeds as NCSN++ does ([sin, cos], frequencies
+10000^(-i / (D/2 - 1)); :func:`~genbench.backbones.layers.timestep_embedding`), the embedding
+genbench's U-ViT used before the official one was checked.
 
 Official CIFAR-10 U-ViT-S/2 (3x32x32, patch 2, D 512, depth 12, 8 heads): 44,255,328 parameters.
 """
@@ -80,7 +82,7 @@ class UViTConfig:
     conv_out: bool = True  # final 3x3 convolution after unpatchify
     skip: bool = True  # long skip connections from in-blocks to out-blocks
     # "ncsnpp": genbench's (NCSN++'s) sinusoidal embedding; "uvit": the official U-ViT's
-    time_embedding: str = "ncsnpp"
+    time_embedding: str = "uvit"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -291,7 +293,7 @@ def uvit(*, in_channels: int, resolution: int, patch_size: int = 2, embed_dim: i
          depth: int = 12, num_heads: int = 8, mlp_ratio: float = 4.0, qkv_bias: bool = False,
          mlp_time_embed: bool = False, drop_path: float = 0.0, z_dim: int = 0,
          z_emb_dim: int = 256, n_mlp: int = 4, conv_out: bool = True, skip: bool = True,
-         time_embedding: str = "ncsnpp") -> UViT:
+         time_embedding: str = "uvit") -> UViT:
     """U-ViT of any layout; defaults are the official CIFAR-10 U-ViT-S/2 (44.26M parameters)."""
     return UViT(UViTConfig(**locals()))
 
