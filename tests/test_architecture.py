@@ -6,8 +6,8 @@ dependency) is mapped to a layer, bottom to top:
 
 0. ``genbench.errors``, ``genbench._io``, ``genbench.registry``, ``genbench.config`` (the
    YAML half of the registry: the preset tree and its Hydra composition) and
-   ``genbench.catalog`` (both halves read for ``genbench list``) and ``genbench.progress``
-   (progress bars): the foundation;
+   ``genbench.catalog`` (both halves read for ``genbench list``), ``genbench.progress``
+   (progress bars) and ``genbench.distributed`` (the process group): the foundation;
 1. the components ``data``, ``diffusion``, ``backbones``, ``latents``, ``metrics``, ``samplers``,
    ``training``, ``report``: they may use one another only as an acyclic graph (of them, only
    ``report`` reads the config tree, for the published baselines' presets);
@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "genbench.config": 0,
     "genbench.catalog": 0,  # the registry and the presets, read without importing components
     "genbench.progress": 0,  # progress bars named by their grid cell
+    "genbench.distributed": 0,  # the torch.distributed group a command runs in (rank, world)
     "genbench.harness": 2,
     "genbench.schema": 2,  # the typed configuration schema: reads the trainers' settings
     "genbench.cli": 3,
