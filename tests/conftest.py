@@ -12,6 +12,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Under pytest-xdist (pyproject.toml: two workers) every worker, and every `genbench` process a
+# test starts, uses one torch thread: two processes that each use both cores of a 2-core machine
+# slow each other down far more than two-fold (spinning OpenMP thread pools).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def genbench_command() -> list[str]:
     """The installed console script, or the module when running from a bare checkout."""
