@@ -12,16 +12,16 @@ drew:
 - a Gaussian with the digits' mean and full covariance. The trained model must beat it on FID
   and precision.
 
-Measured (Inception features, 500 samples against 500 training digits; FID /
-precision[inception] / recall[inception]; no VGG16 weights here): the default DDGAN 31.82 /
-0.418 / 0.304 with two threads (the run took 360 s on an idle 2-core CPU) and 39.87 / 0.460 /
-0.248 with one (as the test suite runs it: two pytest-xdist workers, one thread each); the
-noisy mean 132.94 / 0.002 / 0.072; the full-covariance Gaussian 47.79 / 0.338 / 0.396 (it
-keeps the higher recall). In the digits-classifier's feature space (1,000 samples, before the Inception was the default) the same comparison went the other
-way: the DDGAN scored FID 383.7 (243 to 385 across thread counts and draw orders) against the
-Gaussian's 84.8, and the comparison was a strict expected failure. One GAN training is one draw
-from a wide distribution and the thread count alone moves it: with the Inception, both draws
-measured beat the Gaussian's FID, by 16 (two threads) and 8 (one thread).
+Measured (Inception features, 500 samples against 500 training digits; FID / precision[inception] /
+recall[inception]; no VGG16 weights here): the default DDGAN 31.82 / 0.418 / 0.304 with two threads
+(the run took 360 s on an idle 2-core CPU) and 39.87 / 0.460 / 0.248 with one (as the test suite
+runs it: two pytest-xdist workers, one thread each); the noisy mean 132.94 / 0.002 / 0.072; the
+full-covariance Gaussian 47.79 / 0.338 / 0.396 (it keeps the higher recall). In the digits-
+classifier's feature space (1,000 samples, before the Inception was the default) the same
+comparison went the other way: the DDGAN scored FID 383.7 (243 to 385 across thread counts and draw
+orders) against the Gaussian's 84.8, and the comparison was a strict expected failure. One GAN
+training is one draw from a wide distribution and the thread count alone moves it: with the
+Inception, both draws measured beat the Gaussian's FID, by 16 (two threads) and 8 (one thread).
 """
 
 import json
