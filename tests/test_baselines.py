@@ -31,12 +31,15 @@ BASELINES = [
     "ddgan_cifar10", "wddgan_cifar10", "lddgan_cifar10",
     "ddgan_celebahq256", "wddgan_celebahq256", "lddgan_celebahq256",
     "ddgan_lsun256", "wddgan_lsun256", "lddgan_lsun256",
+    "wddgan_stl10", "wddgan_celebahq512", "wddgan_celebahq1024",
     "ddpm_cifar10", "ddim_cifar10",
     "lddgan_uvit_tiny_cifar10", "lddgan_uvit_mid_cifar10", "lddgan_uvit_large_cifar10",
     "uvit_cifar10",
 ]
 PAPER_KEYS = {"method", "source", "dataset", "extractor", "fid", "recall", "nfe",
               "time_per_batch_s", "params_m", "gflops", "memory_gb", "notes"}
+# Optional fields genbench.report.paper reads (a published time for a batch other than 100).
+OPTIONAL_PAPER_KEYS = {"time_batch_size"}
 ADVERSARIAL = ("ddgan", "lddgan")
 
 # Parameter counts of the official constructors (see the module docstring).
@@ -44,6 +47,10 @@ OFFICIAL_GENERATOR = {
     "ddgan_cifar10": 48_432_515, "wddgan_cifar10": 33_370_124, "lddgan_cifar10": 33_329_668,
     "ddgan_celebahq256": 39_726_979, "ddgan_lsun256": 39_726_979,
     "wddgan_celebahq256": 31_485_452, "wddgan_lsun256": 31_485_452,  # WaveletNCSNpp
+    # WaveletNCSNpp, run.sh's test commands for stl10, celeba_512 and celeba_1024 (patch_size 2),
+    # VinAIResearch/WaveDiff commit f1ad48bbc7a8bb95fc90f87e7811ac2513a4411e
+    "wddgan_stl10": 55_585_292, "wddgan_celebahq512": 44_853_004,
+    "wddgan_celebahq1024": 44_186_416,
 }
 OFFICIAL_DISCRIMINATOR = {
     "ddgan_cifar10": 12_741_633, "wddgan_cifar10": 7_630_593, "lddgan_cifar10": 7_628_545,
@@ -68,6 +75,9 @@ BUILT = {
     "ddgan_lsun256": ((3, 256, 256), 39_726_979, 0),
     "wddgan_celebahq256": ((12, 128, 128), 31_485_452, 0),
     "wddgan_lsun256": ((12, 128, 128), 31_485_452, 0),
+    "wddgan_stl10": ((12, 32, 32), 55_585_292, 0),
+    "wddgan_celebahq512": ((12, 256, 256), 44_853_004, 0),
+    "wddgan_celebahq1024": ((12, 512, 512), 44_186_416, 0),
     "lddgan_celebahq256": ((3, 64, 64), 48_413_315, VQ_F4_DECODE),
     "lddgan_lsun256": ((4, 32, 32), 48_416_772, KL_F8_DECODE),
     "ddpm_cifar10": ((3, 32, 32), 35_218_947, 0),
@@ -136,7 +146,7 @@ def test_baseline_composes(name):
     cfg = _config(name)
     assert cfg["presets"]["baseline"] == name and cfg["experiment"] == name
     paper = cfg["paper"]
-    assert set(paper) == PAPER_KEYS
+    assert PAPER_KEYS <= set(paper) <= PAPER_KEYS | OPTIONAL_PAPER_KEYS
     assert paper["extractor"] == "inception-v3-compat"
     assert paper["fid"] > 0 and paper["notes"].strip()
     assert paper["nfe"] == cfg["sampler"]["steps"]  # NFE = T (DDGAN family) or the step count
@@ -155,7 +165,8 @@ def test_256px_baselines_name_a_missing_dataset_root(tmp_path):
 
 def test_reconstruction_terms_follow_the_papers():
     """WDDGAN: L1 with weight 1 in the train preset; LDDGAN: weighted learning (Table 6)."""
-    for name in ("wddgan_cifar10", "wddgan_celebahq256", "wddgan_lsun256"):
+    for name in ("wddgan_cifar10", "wddgan_celebahq256", "wddgan_lsun256", "wddgan_stl10",
+                 "wddgan_celebahq512", "wddgan_celebahq1024"):
         cfg = _config(name)
         assert cfg["sampler"]["name"] == "ddgan"
         assert cfg["train"]["adversarial"]["rec_loss"] == "l1"
@@ -186,6 +197,89 @@ def test_built_lddgan_cifar10_decoder_and_total_are_the_official_counts():
     assert generator + decoder == OFFICIAL_LDDGAN_CIFAR10_TOTAL
 
 
+def _layout(net) -> tuple[str, int]:
+    """SHA-256 of the canonical ``name:shape`` listing of a state dict, and its entry count
+    (tests/fixtures/wavediff_released_layouts/README.md)."""
+    import hashlib
+
+    state = net.state_dict()
+    listing = "".join(f"{k}:{'x'.join(map(str, v.shape))}\n" for k, v in sorted(state.items()))
+    return hashlib.sha256(listing.encode()).hexdigest(), len(state)
+
+
+@cache
+def _released_layouts() -> dict:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parent / "fixtures" / "wavediff_released_layouts"
+                       / "layouts.json").read_text())
+
+
+WAVEDIFF_RELEASED = {  # baseline -> the released checkpoint's layout (LSUN: CelebA-HQ 256's)
+    "wddgan_cifar10": "wddgan_cifar10", "wddgan_stl10": "wddgan_stl10",
+    "wddgan_celebahq256": "wddgan_celebahq256", "wddgan_lsun256": "wddgan_celebahq256",
+    "wddgan_celebahq512": "wddgan_celebahq512", "wddgan_celebahq1024": "wddgan_celebahq1024",
+}
+
+
+@pytest.mark.parametrize("name", sorted(WAVEDIFF_RELEASED))
+def test_wddgan_generator_has_the_released_checkpoint_layout(name):
+    """Every WaveDiff README checkpoint: genbench's generator has the official state-dict names
+    and shapes (hash of the official listing), so the released netG_*.pth loads strictly."""
+    import torch
+
+    from genbench.harness.build import build_backbone, build_components
+
+    official = _released_layouts()[WAVEDIFF_RELEASED[name]]
+    cfg = _config(name)
+    comps = build_components(cfg, load_data=False)
+    with torch.device("meta"):
+        net = build_backbone(cfg, comps.latent_shape, comps.sampler.objective).backbone
+    assert type(net).__name__ == official["class"]
+    assert _layout(net) == (official["sha256"], official["entries"])
+    assert count_parameters(net) == official["parameters"]
+
+
+def test_layout_hash_sees_a_different_patch_size():
+    """The 1024 px layout differs from the same network without patches only in the first conv
+    and the head (12 vs 48 channels): the hash tells them apart."""
+    import torch
+
+    from genbench.harness.build import build_backbone, build_components
+
+    cfg = _config("wddgan_celebahq1024", "backbone.patch_size=1")
+    comps = build_components(cfg, load_data=False)
+    with torch.device("meta"):
+        net = build_backbone(cfg, comps.latent_shape, comps.sampler.objective).backbone
+    assert _layout(net)[0] != _released_layouts()["wddgan_celebahq1024"]["sha256"]
+
+
+# genbench's MACs per generator forward (torch's FlopCounterMode / 2, batch 1; the Haar transforms
+# are additions and not counted). Nothing is published for these models.
+WDDGAN_NEW_GMACS = {"wddgan_stl10": 7.134733312, "wddgan_celebahq512": 73.953666048,
+                    "wddgan_celebahq1024": 77.728539648}
+
+
+@pytest.mark.parametrize("name", sorted(WDDGAN_NEW_GMACS))
+def test_new_wddgan_generators_run_at_their_latent_size(name):
+    """A forward on the meta device at the latent size (1024 px: 2 x 2 patches of 12x512x512)."""
+    import torch
+
+    from genbench.harness.build import build_backbone, build_components
+    from genbench.metrics.cost import count_macs
+
+    cfg = _config(name)
+    comps = build_components(cfg, load_data=False)
+    with torch.device("meta"):
+        net = build_backbone(cfg, comps.latent_shape, comps.sampler.objective).backbone
+        x, z = torch.zeros(1, *comps.latent_shape), torch.zeros(1, 100)
+        out = net(x, torch.tensor([1]), z)
+        macs = count_macs(lambda: net(x, torch.tensor([1]), z))
+    assert out.shape == x.shape
+    assert macs / 1e9 == pytest.approx(WDDGAN_NEW_GMACS[name], abs=1e-9)
+
+
 def test_uvit_mid_as_a_pixel_eps_network_is_the_official_uvit_s2():
     """uvit_mid is U-ViT-S/2's layout: on 3x32x32 with an eps head and no z it is that network."""
     import torch
@@ -197,9 +291,13 @@ def test_uvit_mid_as_a_pixel_eps_network_is_the_official_uvit_s2():
     assert count_parameters(net) == OFFICIAL_UVIT_S2
 
 
-# genbench's own discriminators for the other latents (no official count to compare with).
+# genbench's own discriminators for the other latents (no official count to compare with);
+# the WaveDiff ones are the official Discriminator_small / _large counts (nc 24, ngf 64,
+# t_emb_dim 256; num_layers 4 for stl10, 6 for celeba_512 / 1024; commit f1ad48b).
 DISCRIMINATORS = {
     **OFFICIAL_DISCRIMINATOR,
+    "wddgan_stl10": 12_743_937, "wddgan_celebahq512": 27_739_521,
+    "wddgan_celebahq1024": 27_739_521,
     "ddgan_celebahq256": 27_737_217, "ddgan_lsun256": 27_737_217,
     "wddgan_celebahq256": 22_626_177, "wddgan_lsun256": 22_626_177,
     "lddgan_celebahq256": 17_510_529, "lddgan_lsun256": 17_510_785,
@@ -296,9 +394,13 @@ def test_ddgan_256_cost_matches_table2(name, nfe):
 
 @pytest.mark.parametrize("name,band_order", [("wddgan_cifar10", "pytorch_wavelets"),
                                              ("wddgan_celebahq256", "dwt_2d"),
-                                             ("wddgan_lsun256", "pytorch_wavelets")])
+                                             ("wddgan_lsun256", "pytorch_wavelets"),
+                                             ("wddgan_stl10", "pytorch_wavelets"),
+                                             ("wddgan_celebahq512", "pytorch_wavelets"),
+                                             ("wddgan_celebahq1024", "dwt_2d")])
 def test_wddgan_band_order_is_the_one_each_run_trained_with(name, band_order):
-    """run.sh passes --use_pytorch_wavelet for cifar10 and lsun, not for celeba_256."""
+    """run.sh passes --use_pytorch_wavelet for cifar10, stl10, celeba_512 and lsun, not for
+    celeba_256 and celeba_1024."""
     cfg = _config(name)
     assert cfg["latent"]["band_order"] == band_order
     if name != "wddgan_cifar10":

@@ -1,7 +1,8 @@
 """WaveDiff's generators against the official modules, and WaveletNCSNpp's published cost.
 
-Fixtures (tests/fixtures/wavelet_ncsnpp_parity/ and wavediff_ncsnpp_parity/, README.md there):
-tiny official ``WaveletNCSNpp`` and CIFAR-10-style ``NCSNpp`` of VinAIResearch/WaveDiff
+Fixtures (tests/fixtures/wavelet_ncsnpp_parity/, wavelet_ncsnpp_patch2_parity/ and
+wavediff_ncsnpp_parity/, README.md there): tiny official ``WaveletNCSNpp`` (once with
+``patch_size`` 2, as run.sh celeba_1024) and CIFAR-10-style ``NCSNpp`` of VinAIResearch/WaveDiff
 (commit f1ad48bbc7a8bb95fc90f87e7811ac2513a4411e, ``score_sde/models/ncsnpp_generator_adagn.py``)
 with random weights, their inputs and outputs. Cost: the official 256 px constructor (run.sh
 celeba_256 / lsun) has 31,485,452 parameters and fvcore counts 28,543,553,608 FLOPs (MACs) for
@@ -37,7 +38,8 @@ def _load(name: str, factory):
     net = factory(in_channels=args["num_channels"], resolution=args["image_size"],
                   nf=args["num_channels_dae"], ch_mult=args["ch_mult"],
                   num_res_blocks=args["num_res_blocks"], attn_resolutions=args["attn_resolutions"],
-                  z_dim=args["nz"], z_emb_dim=args["z_emb_dim"], n_mlp=args["n_mlp"]).eval()
+                  z_dim=args["nz"], z_emb_dim=args["z_emb_dim"], n_mlp=args["n_mlp"],
+                  **({"patch_size": args["patch_size"]} if args["patch_size"] > 1 else {})).eval()
     state = {k: v.float() for k, v in load_file(folder / "weights.safetensors").items()}
     net.load_state_dict(state, strict=True)  # official parameter names, nothing left over
     return net, load_file(folder / "io.safetensors")
@@ -53,6 +55,7 @@ def _max_error(net, io) -> float:
 
 
 @pytest.mark.parametrize("name,factory", [("wavelet_ncsnpp_parity", wn.wavelet_ncsnpp),
+                                          ("wavelet_ncsnpp_patch2_parity", wn.wavelet_ncsnpp),
                                           ("wavediff_ncsnpp_parity", ncsnpp)])
 def test_forward_equals_the_official_module(name, factory):
     net, io = _load(name, factory)
@@ -60,6 +63,37 @@ def test_forward_equals_the_official_module(name, factory):
     with torch.no_grad():  # a perturbed weight is seen
         net.all_modules[-1].bias[0] += 1e-3
     assert _max_error(net, io) > 5e-4
+
+
+def test_patch_size_2_keeps_the_official_two_channel_orders(monkeypatch):
+    """The official input pattern stacks patches as (p1, p2, C), the output pattern reads them as
+    (C, p1, p2); undoing the input rearrangement exactly at the output is detected."""
+    net, io = _load("wavelet_ncsnpp_patch2_parity", wn.wavelet_ncsnpp)
+    assert net.patch_size == 2 and (net.in_channels, net.resolution) == (12, 16)
+    assert net.config.in_channels == 48 and net.config.resolution == 8  # the patched network
+    assert sum(p.numel() for p in net.parameters()) == 158_808  # config.json's official count
+
+    def inverse_of_patchify(x, p):
+        b, c, h, w = x.shape
+        x = x.reshape(b, p, p, c // (p * p), h, w).permute(0, 3, 4, 1, 5, 2)
+        return x.reshape(b, c // (p * p), h * p, w * p)
+
+    y = torch.randn(2, 3, 4, 6)
+    assert torch.equal(inverse_of_patchify(wn.patchify(y, 2), 2), y)
+    assert not torch.equal(wn.unpatchify(wn.patchify(y, 2), 2), y)
+    monkeypatch.setattr(wn, "unpatchify", inverse_of_patchify)
+    assert _max_error(net, io) > 1e-2
+
+
+def test_patchify_layout_on_a_known_image():
+    x = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)  # C=2, 4x4
+    patched = wn.patchify(x, 2)
+    assert patched.shape == (1, 8, 2, 2)
+    # channel (p1 * 2 + p2) * C + c holds pixel (2h + p1, 2w + p2) of channel c
+    assert patched[0, (1 * 2 + 0) * 2 + 1, 0, 1].item() == x[0, 1, 1, 2].item()
+    # unpatchify reads channel c * 4 + p1 * 2 + p2 as pixel (2h + p1, 2w + p2) of channel c
+    out = wn.unpatchify(patched, 2)
+    assert out[0, 0, 1, 2].item() == patched[0, 0 * 4 + 1 * 2 + 0, 0, 1].item()
 
 
 def _swap_middle_bands(monkeypatch) -> None:
@@ -121,6 +155,12 @@ def test_registered_and_rejects_what_it_cannot_build():
         wn.wavelet_ncsnpp(in_channels=12, resolution=16, z_dim=0)
     with pytest.raises(UserError, match="progressive_input='input_skip'"):
         wn.wavelet_ncsnpp(in_channels=12, resolution=16, progressive_input="input_skip")
+    with pytest.raises(UserError, match="not divisible by patch_size=4"):
+        wn.wavelet_ncsnpp(in_channels=12, resolution=18, nf=16, ch_mult=(1, 2), patch_size=4)
+    with pytest.raises(UserError, match="after patch_size=2"):
+        wn.wavelet_ncsnpp(in_channels=12, resolution=36, nf=16, ch_mult=(1, 2, 2), patch_size=2)
+    with pytest.raises(UserError, match="patch_size=0"):
+        wn.wavelet_ncsnpp(in_channels=12, resolution=16, patch_size=0)
 
 
 def _group_norm_fvcore(net, *inputs) -> int:

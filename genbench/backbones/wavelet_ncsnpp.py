@@ -33,6 +33,15 @@ and neither torch's FLOP counter nor fvcore (which cannot trace WaveDiff's custo
 Functions) counts the transform. WaveDiff's ablation switches (``--no_use_fbn``,
 ``--no_use_freq``, ``--no_use_residual``) are not offered: no released model uses them.
 
+``patch_size`` p > 1 (run.sh celeba_1024: ``--patch_size 2`` on the 12 x 512 x 512 Haar latent)
+wraps the network in WaveDiff's einops rearrangements: the input is cut into p x p patches
+stacked on the channels in the order (p1, p2, C) (``n c (h p1) (w p2) -> n (p1 p2 c) h w``), the
+network runs on C p^2 x H/p x W/p, and its output is put back with the channels read in the
+*other* order, (C, p1, p2) (``n (c p1 p2) h w -> n c (h p1) (w p2)``). The two orders differ;
+both are kept, since the released weights were trained with them (:func:`patchify`,
+:func:`unpatchify`). Attention resolutions refer to the patched size, as in the official
+constructor (``image_size // patch_size``).
+
 Counted against the official constructor with run.sh's celeba_256 / lsun settings (12 x 128 x
 128 input, nf 64, ch_mult 1 2 2 2 4, attention at 16, nz 100, n_mlp 3): 31,485,452 parameters
 (Trinh and Hamagami 2024, LDDGAN paper, Table 2: 31.48M) and, in fvcore's convention, 28.5436
@@ -43,6 +52,7 @@ MAC count relates to it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +76,24 @@ from genbench.errors import UserError
 from genbench.registry import register
 
 Bands = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """[B, C, H, W] -> [B, p*p*C, H/p, W/p], channel (i, j, c) at index (i*p + j)*C + c for the
+    pixel at row offset i, column offset j of each patch (WaveDiff's input rearrangement)."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 3, 5, 1, 2, 4)
+    return x.reshape(b, p * p * c, h // p, w // p)
+
+
+def unpatchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """[B, C*p*p, h, w] -> [B, C, h*p, w*p], reading channel c*p*p + i*p + j as row offset i,
+    column offset j of channel c (WaveDiff's output rearrangement, not the inverse of
+    :func:`patchify`)."""
+    b, cpp, h, w = x.shape
+    c = cpp // (p * p)
+    x = x.reshape(b, c, p, p, h, w).permute(0, 1, 4, 2, 5, 3)
+    return x.reshape(b, c, h * p, w * p)
 
 
 def haar_dwt(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -163,7 +191,12 @@ class WaveletResBlock(nn.Module):
 class WaveletNCSNpp(NCSNpp):
     """WaveDiff's WaveletNCSNpp; see the module docstring. Call as ``net(x, t, z)``."""
 
-    def __init__(self, config: NCSNppConfig) -> None:
+    def __init__(self, config: NCSNppConfig, patch_size: int = 1) -> None:
+        if int(patch_size) != patch_size or patch_size < 1:
+            raise UserError(f"backbone.patch_size={patch_size!r} must be a positive integer")
+        if config.resolution % patch_size:
+            raise UserError(f"backbone.resolution={config.resolution} is not divisible by "
+                            f"patch_size={patch_size}")
         if config.resblock_type != "biggan" or config.progressive != "none":
             raise UserError("wavelet_ncsnpp has BigGAN-style wavelet blocks and no output pyramid "
                             "(resblock_type biggan, progressive none)")
@@ -173,11 +206,19 @@ class WaveletNCSNpp(NCSNpp):
         if config.z_dim < 1:
             raise UserError("wavelet_ncsnpp is a DDGAN generator: z_dim must be >= 1")
         factor = 2 ** len(config.ch_mult)  # the bottleneck halves the lowest level once more
-        if config.resolution % factor:
+        if (config.resolution // patch_size) % factor:
             raise UserError(f"backbone.resolution={config.resolution} must be divisible by "
                             f"2**len(ch_mult)={factor} (the frequency bottleneck halves the "
-                            f"smallest level again)")
+                            f"smallest level again)"
+                            + (f" after patch_size={patch_size}" if patch_size > 1 else ""))
+        outer_channels, outer_resolution = config.in_channels, config.resolution
+        # the network proper runs on the patches (official: num_channels * patch_size**2
+        # channels at image_size // patch_size)
+        config = replace(config, in_channels=config.in_channels * patch_size**2,
+                         resolution=config.resolution // patch_size)
         super().__init__(config)
+        self.patch_size = int(patch_size)
+        self.in_channels, self.resolution = outer_channels, outer_resolution
 
     def _wavelet_block(self, in_ch: int, out_ch: int | None = None, *, up: bool = False,
                        down: bool = False, hi_in_ch: int | None = None) -> WaveletResBlock:
@@ -232,6 +273,9 @@ class WaveletNCSNpp(NCSNpp):
         """x [B, C, H, W], t [B] (step index), z [B, z_dim] -> [B, C, H, W] (linear head)."""
         t = check_denoiser_inputs("WaveletNCSN++", x, t, z, in_channels=self.in_channels,
                                   resolution=self.resolution, z_dim=self.z_dim)
+        p = self.patch_size
+        if p > 1:
+            x = patchify(x, p)
         zemb = self.z_transform(z)
         blocks = iter(self.all_modules)
         temb = self._embed_time(blocks, t, x.dtype)
@@ -239,7 +283,7 @@ class WaveletNCSNpp(NCSNpp):
         h = self._bottleneck(blocks, skips[-1], temb, zemb)
         h = self._wavelet_up(blocks, h, skips, highs, temb, zemb)
         assert next(blocks, None) is None, "module list and forward are out of step"
-        return h
+        return unpatchify(h, p) if p > 1 else h
 
     def _wavelet_down(self, blocks: Iterator[nn.Module], x: torch.Tensor, temb: torch.Tensor,
                       zemb: torch.Tensor) -> tuple[list[torch.Tensor], list[Bands]]:
@@ -298,7 +342,10 @@ def wavelet_ncsnpp(*, in_channels: int, resolution: int, nf: int = 64,
                    z_dim: int = 100, z_emb_dim: int = 256, n_mlp: int = 3,
                    skip_rescale: bool = True, progressive_input: str = "residual",
                    embedding_type: str = "positional", fourier_scale: float = 16.0,
-                   init_scale: float = 0.0) -> WaveletNCSNpp:
-    """WaveletNCSNpp; defaults are WaveDiff's 256 px generator (run.sh celeba_256, lsun)."""
+                   init_scale: float = 0.0, patch_size: int = 1) -> WaveletNCSNpp:
+    """WaveletNCSNpp; defaults are WaveDiff's 256 px generator (run.sh celeba_256, lsun).
+    ``in_channels`` and ``resolution`` are those of the latent; ``patch_size`` > 1 runs the network
+    on p x p patches (run.sh celeba_1024: 2)."""
     args = dict(locals())
-    return WaveletNCSNpp(NCSNppConfig(**args))
+    patch = args.pop("patch_size")
+    return WaveletNCSNpp(NCSNppConfig(**args), patch_size=patch)
