@@ -57,11 +57,13 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table.summary { border-collapse: collapse; font-size: 0.8em; margin-bottom: 1em; max-width: 100%; }
 table.summary th, table.summary td { border: 1px solid #ccc; padding: 3px 5px; }
-table.summary th { background: #f3f3f3; font-weight: 600; }
+table.summary th { background: #f3f3f3; font-weight: 600; overflow-wrap: anywhere;
+  min-width: 3.5em; }
 table.summary td.num { text-align: right; white-space: nowrap; }
 table.summary td.text { text-align: left; overflow-wrap: anywhere; }
 table.summary td.notes { min-width: 16em; max-width: 36em; font-size: 0.9em; }
 table.summary td.flag { color: #a33; }
+div.scroll { overflow-x: auto; max-width: 100%; }
 p.every-row { font-size: 0.85em; color: #444; max-width: 90em; }
 .grids { display: flex; flex-wrap: wrap; gap: 1.5em; }
 .grids figure { margin: 0; max-width: 270px; padding: 4px; border: 2px solid transparent; }
@@ -283,32 +285,37 @@ def _recipe_value(value: object) -> str:
 
 def _recipes_html(df: pd.DataFrame) -> str:
     """The metric recipes (extractor, sample counts ...) behind the numbers, once: what every
-    recipe shares in one table, then each distinct recipe by what sets it apart."""
-    distinct: dict[str, tuple[str, dict[str, str], int]] = {}
+    recipe of every record shares in one table, then per metric what it sets on its own and
+    which fields differ between records (outcomes such as fits and timings; those are in the
+    records)."""
+    by_metric: dict[str, list[dict[str, str]]] = {}
     for recipes in df["metric_recipes"]:
         for metric, recipe in (recipes or {}).items():
             flat = {k: _recipe_value(v) for k, v in flatten_config(
                 recipe if isinstance(recipe, dict) else {"value": recipe}).items()}
-            key = f"{metric}: {json.dumps(flat, sort_keys=True)}"
-            _, _, count = distinct.get(key, (metric, flat, 0))
-            distinct[key] = (metric, flat, count + 1)
-    if not distinct:
+            by_metric.setdefault(str(metric), []).append(flat)
+    if not by_metric:
         return ""
-    entries = [distinct[k] for k in sorted(distinct)]
-    shared = {k: v for k, v in entries[0][1].items()
-              if all(flat.get(k) == v for _, flat, _ in entries)}
+    flats = [flat for group in by_metric.values() for flat in group]
+    shared = {k: v for k, v in flats[0].items() if all(f.get(k) == v for f in flats)}
     rows = "".join(f"<tr><td class='text'>{html.escape(k)}</td><td class='text'>"
                    f"{html.escape(v)}</td></tr>" for k, v in sorted(shared.items()))
     items = []
-    for metric, flat, count in entries:
-        own = "; ".join(f"{k}={v}" for k, v in sorted(flat.items()) if k not in shared)
-        items.append(f"<li><b>{html.escape(metric)}</b> ({count} record(s)): "
-                     f"{html.escape(own) or 'nothing else'}</li>")
-    return ("<h2 id='recipes'>Metric recipes</h2><p class='remark'>"
-            f"{len(entries)} distinct recipes (metric and settings) behind the numbers; what they "
-            "all share is listed once, then what sets each apart.</p>"
+    for metric, group in sorted(by_metric.items()):
+        keys = sorted({k for f in group for k in f} - set(shared))
+        own = [f"{k}={group[0][k]}" for k in keys
+               if all(k in f and f[k] == group[0][k] for f in group)]
+        varying = [k for k in keys if not all(k in f and f[k] == group[0].get(k) for f in group)]
+        text = "; ".join(own) or "nothing else"
+        if varying:
+            text += f" (differs between records: {', '.join(varying)})"
+        items.append(f"<li><b>{html.escape(metric)}</b> ({len(group)} record(s)): "
+                     f"{html.escape(text)}</li>")
+    return ("<h2 id='recipes'>Metric recipes</h2><p class='remark'>What every recipe shares is "
+            "listed once, then what each metric sets on its own; the values that differ "
+            "between records are in the records.</p>"
             f"<table class='summary'><thead><tr><th>shared by every recipe</th><th>value</th>"
-            f"</tr></thead><tbody>{rows}</tbody></table><ul>{''.join(items)}</ul>")
+            f"</tr></thead><tbody>{rows}</tbody></table><ul class='remark'>{''.join(items)}</ul>")
 
 
 def _not_plotted_html(df: pd.DataFrame) -> str:
@@ -423,7 +430,7 @@ def _page(df: pd.DataFrame, body: list[str], title: str, has_paper: bool) -> str
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
         + "\n".join(part for part in head + body if part)
-        + "\n</body></html>\n"
+        + f"\n{_VIEWER}\n{_SCRIPT}\n</body></html>\n"
     )
 
 
@@ -469,7 +476,11 @@ def write_report(
         *tables_html,
         "<h2>Summary of all records</h2>",
         _compute_html(df),
-        _table_html(summary, keep=("cell",)),
+        "<p class='remark'>Every column of the summary (also written as "
+        f"<a href='{html.escape(written['csv'].name)}'>csv</a>); it scrolls sideways in its box "
+        "when it is wider than the page.</p><div class='scroll'>",
+        _table_html(summary, hide=("cell",)),
+        "</div>",
         _not_plotted_html(df),
         _recipes_html(df),
     ]

@@ -152,7 +152,7 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
 
 def _leading_columns(df: pd.DataFrame) -> tuple[bool, list[str]]:
     multi = not df.empty and df["experiment"].nunique(dropna=True) > 1
-    return multi, ["source", *(["experiment"] if multi else []), "name", "dataset"]
+    return multi, ["source", *(["experiment"] if multi else []), "name", "dataset", "cell"]
 
 
 def _paper_rows(paper: pd.DataFrame | None) -> list[pd.Series]:

@@ -413,7 +413,7 @@ def measured_rows(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-NAME_FIELDS = ("experiment", "latent", "backbone", "sampler", "steps")
+NAME_FIELDS = ("experiment", "dataset", "latent", "backbone", "sampler", "steps")
 
 
 def _name_field(row: pd.Series, name: str) -> str:
@@ -426,11 +426,12 @@ def _name_field(row: pd.Series, name: str) -> str:
 def short_names(group: pd.DataFrame) -> list[str]:
     """Short names for rows: only the fields that tell them apart.
 
-    ``experiment``, ``latent``, ``backbone``, ``sampler`` and ``steps`` (as ``s4``), keeping
-    those that differ between the rows; sampler and steps always stay. Names that would still
-    collide (cells that differ elsewhere: training seed, training settings) get ``seed N`` when
-    the seeds differ, else the cell's hash; the whole cell name and configuration are in the
-    record. Scored images (``genbench eval``) are ``scored <what was scored>``.
+    ``experiment``, ``dataset``, ``latent``, ``backbone``, ``sampler`` and ``steps`` (as
+    ``s4``), keeping those that differ between the rows; sampler and steps always stay. Names
+    that would still collide (cells that differ elsewhere: training seed, training settings) get
+    ``seed N`` when the seeds differ, else the cell's hash (the whole cell name when even that
+    collides); the whole configuration is in the record. Scored images (``genbench eval``) are
+    ``scored <what was scored>``.
     """
     if group.empty:
         return []
@@ -453,7 +454,7 @@ def short_names(group: pd.DataFrame) -> list[str]:
         twins = [s for n, s in zip(names, seeds) if n == name]
         suffix = f"seed {seed}" if seed and twins.count(seed) == 1 else cell.rsplit("-", 1)[-1]
         out.append(f"{name} {suffix}".strip())
-    return out
+    return [name if out.count(name) == 1 else cell for name, cell in zip(out, cells)]
 
 
 LOADED = "taken under load"
