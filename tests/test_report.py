@@ -542,3 +542,31 @@ def test_report_command_with_and_without_paper(mixed: Path, tmp_path: Path,
     without = pd.read_csv(out.with_name("report.table3.csv"))
     assert (without["source"] == "measured").all() and len(without) == 6
     assert "(reported," not in out.read_text(encoding="utf-8")
+
+
+def test_published_panels_of_unmeasured_datasets_collapsed_or_left_out(
+        mixed: Path, baselines: Path, tmp_path: Path) -> None:
+    """CelebA-HQ is measured by no record: its published panel is in the one collapsed section,
+    or not on the page with ``--measured-datasets-only``; CIFAR-10's stays in view."""
+    out = tmp_path / "report.html"
+    write_report(load_records([mixed]), out, baselines_dir=baselines)
+    page = out.read_text(encoding="utf-8")
+    shown, collapsed = page.split("<details class='published'")
+    assert page.count("<details") == 1 and "celebahq256" in collapsed.split("</details>")[0]
+    assert "FID [inception-v3-compat] - cifar10" in shown
+    assert "FID [inception-v3-compat] - celebahq256" not in shown
+    write_report(load_records([mixed]), out, baselines_dir=baselines, published_elsewhere=False)
+    page = out.read_text(encoding="utf-8")
+    assert "<details" not in page and "FID [inception-v3-compat] - celebahq256" not in page
+    assert "FID [inception-v3-compat] - cifar10" in page
+
+
+def test_no_file_outside_the_repository_is_cited() -> None:
+    """Paper notes cite the papers and official repositories, never a file genbench does not
+    ship (REFERENCE.md, DESIGN.md, ../shared/)."""
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "baselines").glob("*.yaml")) + sorted(
+            (root / "genbench" / "report").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for name in ("REFERENCE.md", "DESIGN.md", "../shared/"):
+            assert name not in text, (path.name, name)

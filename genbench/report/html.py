@@ -64,6 +64,9 @@ table.summary td.text { text-align: left; overflow-wrap: anywhere; }
 table.summary td.notes { min-width: 16em; max-width: 36em; font-size: 0.9em; }
 table.summary td.flag { color: #a33; }
 div.scroll { overflow-x: auto; max-width: 100%; }
+div.scroll table.summary { max-width: none; }
+div.scroll table.summary td.text:not(.notes) { white-space: nowrap; }
+div.scroll table.summary th { overflow-wrap: normal; }
 p.every-row { font-size: 0.85em; color: #444; max-width: 90em; }
 .grids { display: flex; flex-wrap: wrap; gap: 1.5em; }
 .grids figure { margin: 0; max-width: 270px; padding: 4px; border: 2px solid transparent; }
