@@ -397,12 +397,14 @@ def _measured_traces(group: pd.DataFrame, kind: _Kind, style: _Style) -> list[go
     families: dict[tuple[str, ...], list[int]] = {}
     for i, (_, row) in enumerate(group.iterrows()):
         families.setdefault(style.family(row), []).append(i)
+    flags = ([isinstance(f, str) and bool(f) for f in group["_timing_flag"]]
+             if kind.x == "time_per_batch_s" and "_timing_flag" in group.columns
+             else [False] * len(group))
     traces = []
     for family, rows in sorted(families.items()):
+        rows = sorted(rows, key=lambda i: flags[i])  # the legend shows the first point's marker
         part = group.iloc[rows]
-        flagged = ([isinstance(f, str) and bool(f) for f in part["_timing_flag"]]
-                   if kind.x == "time_per_batch_s" and "_timing_flag" in part.columns
-                   else [False] * len(part))
+        flagged = [flags[i] for i in rows]
         symbol = style.symbols.get(family[1], "circle") if len(family) > 1 else "circle"
         name = style.name(family) or (f"{_text(part['sampler'].iloc[0])} "
                                       f"({len(group)} configurations)".strip())
