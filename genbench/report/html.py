@@ -223,8 +223,9 @@ def _table_html(table: pd.DataFrame, keep: tuple[str, ...] = ("name",), hide: tu
     columns (the cell's folder name, in the title of its name) are not drawn."""
     if table.empty:
         return "<p>No records.</p>"
-    titles = (table["cell"].astype(object).map(display_value).tolist()
-              if "cell" in hide and "cell" in table.columns else None)
+    hidden = [c for c in hide if c in table.columns]
+    titles = (table[hidden[0]].astype(object).map(display_value).tolist()
+              if hidden and "name" in table.columns else None)
     table, line = _every_row(table.drop(columns=[c for c in hide if c in table.columns]), keep)
     classes = [
         "num" if pd.api.types.is_numeric_dtype(table[c]) else (
@@ -236,7 +237,7 @@ def _table_html(table: pd.DataFrame, keep: tuple[str, ...] = ("name",), hide: tu
     for i, row in enumerate(table.astype(object).itertuples(index=False)):
         cells = []
         for column, k, v in zip(table.columns, classes, row):
-            title = (f" title='cell {html.escape(titles[i])}'"
+            title = (f" title='{html.escape(hidden[0])} {html.escape(titles[i])}'"
                      if titles and column == "name" and titles[i] else "")
             cells.append(f"<td class='{k}'{title}>{html.escape(display_value(v))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -274,7 +275,8 @@ def _seeds_html(df: pd.DataFrame, csv: Path) -> str:
              "(of the mean over its seeds for a train.seeds=N record); "
              "FID-infinity is FID extrapolated to infinitely many samples. Also written as "
              f"<a href='{html.escape(csv.name)}'>csv</a>.</p>",
-             _table_html(table) if not table.empty else "<p>No ok records.</p>"]
+             _table_html(table, hide=("cells",)) if not table.empty
+             else "<p>No ok records.</p>"]
     if warnings:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in warnings)
         parts.append(f"<h3>Rankings not supported</h3><ul class='note' id='ranking-warnings'>"
