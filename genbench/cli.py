@@ -251,7 +251,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                         f"-o {out / 'report.html'}")
     if out.parent.exists() and not out.parent.is_dir():
         raise UserError(f"-o {out}: {out.parent} is a file, not a folder")
-    written = write_experiment_report(inputs, out, include_paper=not args.no_paper)
+    written = write_experiment_report(inputs, out, include_paper=not args.no_paper,
+                                      published_elsewhere=not args.measured_datasets_only)
     if written is None:
         raise UserError(f"no result.json records under {', '.join(map(str, inputs))}; "
                         f"run `genbench run` first")
@@ -392,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("-o", "--output", default="report.html")
     rep.add_argument("--no-paper", action="store_true",
                      help="leave out the published numbers of baselines/ and records")
+    rep.add_argument("--measured-datasets-only", action="store_true",
+                     help="leave out the panels of published numbers on datasets no record "
+                          "measured (by default they are in one collapsed section)")
     rep.set_defaults(func=cmd_report)
     wts = sub.add_parser("weights", help="the metric networks' weights: export them")
     wts.add_argument("action", choices=("export",))

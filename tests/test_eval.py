@@ -184,8 +184,8 @@ def test_report_draws_scored_images_beside_cells(data, tmp_path, capsys):
     assert list(points.x) == [scored["metrics"]["fid"]]
     assert list(points.y) == [scored["metrics"]["recall"]]
 
-    assert scored["cell"] in set(table3(df)["name"])  # quality: listed
-    assert scored["cell"] not in set(table2(df)["name"])  # cost: no generator
+    assert scored["cell"] in set(table3(df)["cell"])  # quality: listed
+    assert scored["cell"] not in set(table2(df)["cell"])  # cost: no generator
     assert scored["cell"] not in " ".join(seeds_table(df)["cells"])  # never trained
 
 

@@ -326,7 +326,7 @@ def test_tables_show_the_interval_and_fid_infinity(uncertain_results) -> None:
     assert summary.loc["s2", "FID 95% CI [clf]"] == "[28, 33]"
     assert summary.loc["s8", "FID 95% CI [clf]"] is None
     assert summary.loc["s2", "FID-infinity [clf]"] == 21.5
-    paper = table3(df).set_index("name")
+    paper = table3(df).set_index("cell")
     assert paper.loc["s4", "FID 95% CI [clf]"] == "[31, 35]"
     assert paper.loc["s4", "FID-infinity [clf]"] == 25.0
     seeds = seeds_table(df, text=True).set_index("steps")

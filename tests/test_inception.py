@@ -590,7 +590,7 @@ def test_inception_precision_recall_never_share_a_column_or_axis(tmp_path: Path)
     assert math.isnan(table.loc["with-vgg16", ours])
     assert table.loc["no-vgg16-s1", ours] == 0.43
     assert math.isnan(table.loc["no-vgg16-s1", "precision [vgg16]"])
-    t3 = table3(df).set_index("name")
+    t3 = table3(df).set_index("cell")
     assert t3.loc["no-vgg16-s0", "recall[inception] [inception-v3-compat]"] == 0.21
     assert math.isnan(t3.loc["no-vgg16-s0", "recall [vgg16]"])
     assert math.isnan(t3.loc["with-vgg16", "recall[inception] [inception-v3-compat]"])

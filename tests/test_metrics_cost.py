@@ -173,6 +173,9 @@ def test_time_per_batch_runs_warmup_untimed_and_reports_summary() -> None:
     assert result["method"] == CPU_TIME_METHOD == "perf_counter" and result["device"] == "cpu"
     for key in ("mean_s", "std_s", "q25_s", "q75_s", "iqr_s", "max_s"):
         assert result[key] >= 0
+    # the conditions a report needs to flag timings that cannot be compared
+    assert result["threads"] == torch.get_num_threads() and result["cpu_count"] >= 1
+    assert result["load_1m_after"] is None or result["load_1m_after"] >= 0
 
 
 def test_time_per_batch_rejects_bad_arguments() -> None:

@@ -204,7 +204,11 @@ def test_figures_one_per_extractor_one_point_per_ok_record(results: Path) -> Non
     assert list(digits_points.error_x.array) == [0.001, 0.001]  # +-IQR/2 without quartiles
     assert list(digits_points.error_x.arrayminus) == [0.001, 0.001]
     hover = digits_points.hovertext[0]
-    assert "sampler.steps=4" in hover and "backbone.name=ncsnpp" in hover
+    # short: what sets the point apart, its metrics with their intervals, where its record is;
+    # the full configuration stays in the record
+    lines = hover.split("<br>")
+    assert lines[0].startswith("<b>ddgan s4") and len(lines) <= 10
+    assert "FID 20" in hover and "/result.json" in hover and "backbone.name=" not in hover
     # one point per ok record with an FID, across all figures: the failed cell is not plotted
     assert sum(len(f.data[0].y) for f in figures) == 3
     plotted = [h for f in figures for h in f.data[0].hovertext]
@@ -389,8 +393,8 @@ def test_paper_points_only_on_their_extractor_and_dataset(mixed: Path, baselines
     assert set(paper) == {"DDGAN (reported, LDDGAN paper)", "LDDGAN (reported, LDDGAN paper)"}
     ddgan = paper["DDGAN (reported, LDDGAN paper)"]
     assert list(ddgan.x) == [0.21] and list(ddgan.y) == [3.75]
-    assert ddgan.marker.symbol == "diamond-open" and _roles(cifar, "measured")[0].marker.symbol \
-        is None
+    assert ddgan.marker.symbol == "diamond-open"
+    assert "diamond" not in "".join(_roles(cifar, "measured")[0].marker.symbol)
     assert "reported, not measured" in ddgan.hovertext[0] and SOURCE in ddgan.hovertext[0]
     # the Pareto front is the measured cells': paper points never join it
     front = _roles(cifar, "pareto")[0]
@@ -466,7 +470,7 @@ def test_table2_and_table3(mixed: Path, baselines: Path) -> None:
     ddgan = reported[(reported["name"] == "DDGAN") & (reported["dataset"] == "cifar10")].iloc[0]
     assert ddgan[f"FID [{INCEPTION}]"] == 3.75 and ddgan[f"recall [{VGG16}]"] == 0.57
     assert ddgan["NFE"] == 4 and ddgan["time/batch [s]"] == 0.21
-    cell = measured.set_index("name").loc["ddgan-cifar10"]
+    cell = measured.set_index("cell").loc["ddgan-cifar10"]
     assert cell[f"FID [{INCEPTION}]"] == 5.0 and math.isnan(cell[f"FID [{DIGITS}]"])
     assert cell[f"recall [{VGG16}]"] == 0.5 and cell["device"] == "cpu" and cell["batch"] == 100
     assert "experiment" in t3.columns  # two experiments: default and ddgan_cifar10
@@ -475,13 +479,16 @@ def test_table2_and_table3(mixed: Path, baselines: Path) -> None:
     assert (ddgan["params [M]"], ddgan["GMACs/forward"], ddgan["memory [GB]"]) == (
         41.97, 1.72, 0.18)
     assert math.isnan(ddgan["GMACs/sample"]) and ddgan["note"] == "1.72 G incl. decoder?"
-    cell = t2.set_index("name").loc["ncsnpp-pixel-ddgan-t4"]
+    cell = t2.set_index("cell").loc["ncsnpp-pixel-ddgan-t4"]
     assert cell["params [M]"] == pytest.approx(0.123)
     assert cell["params denoiser [M]"] == pytest.approx(0.12)
     assert cell["params decoder [M]"] == pytest.approx(0.003)
     assert (cell["GMACs/forward"], cell["GMACs decoder"], cell["GMACs/sample"]) == (
         0.01, 0.0, 0.04)
-    assert cell["memory [GB]"] == pytest.approx(12.0 / 1024)
+    assert cell["memory [MB]"] == pytest.approx(12.0)  # measured: MB; reported: the paper's GB
+    assert math.isnan(cell["memory [GB]"]) and math.isnan(ddgan["memory [MB]"])
+    # measured rows are named by what sets them apart, not by hashed folder names
+    assert set(t2.loc[t2["source"] == "measured", "name"]) >= {"default digits ddgan s4 t4"}
 
 
 def test_write_report_is_self_contained(mixed: Path, baselines: Path, tmp_path: Path) -> None:
@@ -535,3 +542,31 @@ def test_report_command_with_and_without_paper(mixed: Path, tmp_path: Path,
     without = pd.read_csv(out.with_name("report.table3.csv"))
     assert (without["source"] == "measured").all() and len(without) == 6
     assert "(reported," not in out.read_text(encoding="utf-8")
+
+
+def test_published_panels_of_unmeasured_datasets_collapsed_or_left_out(
+        mixed: Path, baselines: Path, tmp_path: Path) -> None:
+    """CelebA-HQ is measured by no record: its published panel is in the one collapsed section,
+    or not on the page with ``--measured-datasets-only``; CIFAR-10's stays in view."""
+    out = tmp_path / "report.html"
+    write_report(load_records([mixed]), out, baselines_dir=baselines)
+    page = out.read_text(encoding="utf-8")
+    shown, collapsed = page.split("<details class='published'")
+    assert page.count("<details") == 1 and "celebahq256" in collapsed.split("</details>")[0]
+    assert "FID [inception-v3-compat] - cifar10" in shown
+    assert "FID [inception-v3-compat] - celebahq256" not in shown
+    write_report(load_records([mixed]), out, baselines_dir=baselines, published_elsewhere=False)
+    page = out.read_text(encoding="utf-8")
+    assert "<details" not in page and "FID [inception-v3-compat] - celebahq256" not in page
+    assert "FID [inception-v3-compat] - cifar10" in page
+
+
+def test_no_file_outside_the_repository_is_cited() -> None:
+    """Paper notes cite the papers and official repositories, never a file genbench does not
+    ship (REFERENCE.md, DESIGN.md, ../shared/)."""
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "baselines").glob("*.yaml")) + sorted(
+            (root / "genbench" / "report").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for name in ("REFERENCE.md", "DESIGN.md", "../shared/"):
+            assert name not in text, (path.name, name)

@@ -21,6 +21,7 @@ measured here:
 
 from __future__ import annotations
 
+import os
 import statistics as stats
 import threading
 import time
@@ -316,13 +317,16 @@ def time_per_batch(
 
     Returns:
         ``median_s``, ``q25_s``, ``q75_s``, ``iqr_s``, ``mean_s``, ``std_s``, ``min_s``,
-        ``max_s``, ``trials``, ``warmup``, ``method``, ``device``.
+        ``max_s``, ``trials``, ``warmup``, ``method``, ``device``, and the conditions: ``threads``
+        (torch's intra-op threads), ``cpu_count``, ``load_1m_before`` and ``load_1m_after`` (the
+        1-minute load average around the trials; None where the OS has none).
     """
     if warmup < 0 or trials < 1:
         raise UserError(f"timing needs warmup >= 0 and trials >= 1, got {warmup} and {trials}")
     device = torch.device(device)
     cuda = _use_cuda(device)
     after = on_run or (lambda: None)
+    load_before = _load_average()
     for _ in range(warmup):
         fn()
         after()
@@ -330,7 +334,24 @@ def time_per_batch(
     for _ in range(trials):
         times.append(_time_cuda(fn, device) if cuda else _time_cpu(fn))
         after()
-    return _summary(times, warmup, CUDA_TIME_METHOD if cuda else CPU_TIME_METHOD, device)
+    summary = _summary(times, warmup, CUDA_TIME_METHOD if cuda else CPU_TIME_METHOD, device)
+    return summary | _conditions(load_before, _load_average())
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average of the machine (``os.getloadavg``), None where unsupported."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _conditions(load_before: float | None, load_after: float | None) -> dict[str, Any]:
+    """Under which conditions the timing ran, so that a report can flag timings that cannot be
+    compared: torch's intra-op threads, the machine's logical CPUs and its 1-minute load
+    average before and after the trials (other processes competing for the CPU)."""
+    return {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "load_1m_before": load_before, "load_1m_after": load_after}
 
 
 def _summary(times: list[float], warmup: int, method: str, device: torch.device) -> dict[str, Any]:

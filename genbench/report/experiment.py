@@ -20,8 +20,11 @@ _AFTER_RECALL = SUMMARY_HEADER.index("recall") + 1
 
 
 def write_experiment_report(inputs: Iterable[Path], out_html: Path, *,
-                            include_paper: bool = True) -> dict[str, Path] | None:
-    """The report of the records under ``inputs`` (folders or result.json files) at ``out_html``.
+                            include_paper: bool = True, published_elsewhere: bool = True
+                            ) -> dict[str, Path] | None:
+    """The report of the records under ``inputs`` (folders or result.json files) at ``out_html``;
+    ``published_elsewhere`` False leaves out the panels of published numbers on datasets no
+    record measured (:func:`genbench.report.html.write_report`).
 
     Returns the written files by kind (``html``, tables), or None when there is no record.
     """
@@ -33,7 +36,8 @@ def write_experiment_report(inputs: Iterable[Path], out_html: Path, *,
     if df.empty:
         return None
     remove_stale_temporaries(Path(out_html).parent)  # a killed report's half-written files
-    return write_report(df, Path(out_html), include_paper=include_paper)
+    return write_report(df, Path(out_html), include_paper=include_paper,
+                        published_elsewhere=published_elsewhere)
 
 
 def _fmt(value: Any, spec: str) -> str:

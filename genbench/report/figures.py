@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import textwrap
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,8 @@ from genbench.report.tables import (
     is_scored,
     measured_rows,
     quality_column,
+    short_names,
+    timing_flags,
 )
 
 __all__ = [
@@ -66,10 +69,19 @@ __all__ = [
     "recall_vs_fid_figures",
     "report_figures",
     "report_panels",
+    "samples_id",
 ]
 
 FIGURE_HEIGHT = 520
 MEASURED_COLOR = "#1F3B73"
+# Measured families (what differs across the cells: sampler, latent, backbone): the first field
+# that differs picks the colour (Dark2, starting from genbench's blue), the second the symbol.
+# Diamonds are the published points' and x the scored images', so families never use them.
+FAMILY_FIELDS = ("sampler", "latent", "backbone")
+FAMILY_COLORS = ("#1F3B73", "#1B9E77", "#D95F02", "#7570B3", "#E7298A", "#66A61E", "#E6AB02",
+                 "#A6761D", "#666666")
+FAMILY_SYMBOLS = ("circle", "square", "triangle-up", "star", "pentagon", "hexagon", "cross",
+                  "triangle-down")
 # Published methods keep one colour on every figure of the page (D3 without its blue).
 PAPER_COLORS = ("#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F",
                 "#BCBD22", "#17BECF")
@@ -133,43 +145,71 @@ def _dataset_label(dataset: str, resolution: int | None) -> str:
     return dataset if resolution is None else f"{dataset} ({resolution} px)"
 
 
-def hover_text(row: pd.Series) -> str:
-    """The cell name, its headline numbers and its full configuration, one ``key=value`` a line."""
+def samples_id(cell: Any) -> str:
+    """The HTML id of a cell's sample grid in the report (a point's ``customdata[0]``)."""
+    return "samples-" + re.sub(r"[^A-Za-z0-9_-]", "_", str(cell))
+
+
+def _number(row: pd.Series, column: str) -> float | None:
+    value = row.get(column)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def hover_text(row: pd.Series, name: str | None = None) -> str:
+    """What sets the point apart (its short ``name``, else the cell), its metrics with their
+    intervals, the conditions of its timing and where its record is; the full configuration is
+    in the record, not here."""
     cells = row.get("cells") if isinstance(row.get("cells"), str) else row["cell"]
-    lines = [f"<b>{html.escape(str(cells))}</b>"]
+    lines = [f"<b>{html.escape(str(name or cells))}</b>"]
     n = row.get("n")
     if isinstance(n, int | float) and math.isfinite(n) and row.get("kind") != SCORED:
         seeds = row.get("seeds") if isinstance(row.get("seeds"), str) else ""
         lines.append(f"n={int(n)} training seed{'s' if n != 1 else ''}"
                      + (f" ({html.escape(seeds)}): mean, bars min..max" if n > 1 else ""))
-    fid_bar = fid_interval(row)
-    if fid_bar is not None:
-        (low, high), kind = fid_bar
-        what = ("min..max over training seeds" if kind == "seeds" else
-                "95% sampling interval of the generated set (half-samples)")
-        lines.append(f"FID error bar {interval_text(low, high)}: {what}")
-    sampling = interval_text(row.get("fid_ci_low"), row.get("fid_ci_high"))
-    if sampling and fid_bar is not None and fid_bar[1] == "seeds":  # a train.seeds=N record
-        lines.append(f"FID 95% sampling interval of the mean {sampling}")
-    for label, column, unit in (
-        ("FID", "fid", ""),
-        ("FID-infinity", "fid_infinity", ""),
-        ("recall", "recall", ""),
-        ("recall[inception]", "recall[inception]", ""),
-        ("time/batch", "time_per_batch_s", " s"),
-        ("NFE", "nfe", ""),
-        ("GMACs/sample", "gmacs_per_sample", ""),
-        ("training MACs", "train_macs", ""),
-        ("training images", "train_images", ""),
-    ):
-        value = row.get(column)
-        if isinstance(value, int | float) and math.isfinite(value):
-            lines.append(f"{label}={value:.4g}{unit}")
-    if isinstance(row.get("timing_device"), str):
-        lines.append(f"timed on {html.escape(row['timing_device'])}")
-    config = row.get("config_flat")
-    if isinstance(config, str) and config:
-        lines.extend(html.escape(line) for line in config.splitlines())
+    fid = _number(row, "fid")
+    if fid is not None:
+        fid_bar = fid_interval(row)
+        text = f"FID {fid:.4g}"
+        if fid_bar is not None:
+            (low, high), kind = fid_bar
+            what = ("min..max over training seeds" if kind == "seeds" else
+                    "95% sampling interval of the generated set (half-samples)")
+            text += f" {interval_text(low, high)}: {what}"
+        lines.append(text)
+        sampling = interval_text(row.get("fid_ci_low"), row.get("fid_ci_high"))
+        if sampling and fid_bar is not None and fid_bar[1] == "seeds":  # train.seeds=N
+            lines.append(f"FID 95% sampling interval of the mean {sampling}")
+    quality = [f"{label} {value:.4g}" for label, value in (
+        ("FID-infinity", _number(row, "fid_infinity")), ("precision", _number(row, "precision")),
+        ("recall", _number(row, "recall")),
+        ("recall[inception]", _number(row, "recall[inception]"))) if value is not None]
+    if quality:
+        lines.append(", ".join(quality))
+    time = _number(row, "time_per_batch_s")
+    if time is not None:
+        q25, q75 = _number(row, "timing_q25_s"), _number(row, "timing_q75_s")
+        spread = f" [{q25:.3g}, {q75:.3g}] quartiles" if q25 is not None and q75 is not None else ""
+        conditions = [str(row[c]) if c == "timing_device" else f"{label} {int(row[c])}"
+                      for c, label in (("timing_batch_size", "batch"), ("timing_device", ""),
+                                       ("timing_threads", "threads"))
+                      if (c == "timing_device" and isinstance(row.get(c), str))
+                      or _number(row, c) is not None]
+        lines.append(f"time/batch {time:.3g} s{spread}"
+                     + (f" ({html.escape(', '.join(conditions))})" if conditions else ""))
+    flag = row.get("_timing_flag")
+    if isinstance(flag, str) and flag:
+        lines.append(f"<b>timing not comparable</b>: {html.escape(flag)}")
+    cost = [f"{label} {value:.4g}" for label, value in (
+        ("NFE", _number(row, "nfe")), ("GMACs/sample", _number(row, "gmacs_per_sample")),
+        ("training MACs", _number(row, "train_macs"))) if value is not None]
+    if cost:
+        lines.append(", ".join(cost))
+    if isinstance(row.get("path"), str) and row.get("kind") != SCORED:
+        lines.append(f"record: {html.escape(str(row.get('experiment')))}/"
+                     f"{html.escape(str(row['cell']))}/result.json")
+        lines.append("<i>click the point: its samples and record</i>")
     return "<br>".join(lines)
 
 
@@ -247,37 +287,10 @@ def _axis_note(group: pd.DataFrame) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
-LABEL_FIELDS = ("experiment", "latent", "backbone", "sampler", "steps")
-
-
 def point_labels(group: pd.DataFrame) -> list[str]:
-    """Short labels for a panel's points: only the fields that tell its cells apart.
-
-    ``experiment``, ``latent``, ``backbone``, ``sampler`` and ``steps`` (as ``s4``), keeping
-    those that differ between the points; sampler and steps always stay. Labels that would still
-    collide (cells that differ elsewhere: seed, training) get the cell's hash; the whole cell name
-    and configuration are in the hover text.
-    """
-    if group.empty:
-        return []
-
-    if "kind" in group.columns and (group["kind"] == SCORED).all():
-        return [f"scored {row.get('scored') or row['cell']}" for _, row in group.iterrows()]
-
-    def field(row: pd.Series, name: str) -> str:
-        value = row.get(name)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return ""
-        return f"s{int(value)}" if name == "steps" else str(value)
-
-    values = {name: [field(row, name) for _, row in group.iterrows()] for name in LABEL_FIELDS
-              if name in group.columns}
-    keep = [n for n, v in values.items() if len(set(v)) > 1 or n in ("sampler", "steps")]
-    labels = [" ".join(p for p in parts if p) for parts in zip(*(values[n] for n in keep))]
-    cells = group["cell"].astype(str).tolist()
-    counts = {label: labels.count(label) for label in labels}
-    return [label if label and counts[label] == 1 else f"{label} {cell.rsplit('-', 1)[-1]}".strip()
-            for label, cell in zip(labels, cells)]
+    """Short labels for a panel's points: only the fields that tell its cells apart
+    (:func:`genbench.report.tables.short_names`)."""
+    return short_names(group)
 
 
 def _seed_error_bars(group: pd.DataFrame, column: str) -> dict[str, Any] | None:
@@ -330,25 +343,103 @@ def _with_n(labels: list[str], group: pd.DataFrame) -> list[str]:
     return [f"{label} n={int(k) if math.isfinite(k) else 1}".strip() for label, k in zip(labels, n)]
 
 
-def _measured_trace(group: pd.DataFrame, kind: _Kind, extractor: str) -> go.Scatter:
-    return go.Scatter(
-        x=_column(group, kind.x).tolist(),
-        y=_column(group, kind.y).tolist(),
-        mode="markers+text",
-        text=_with_n(point_labels(group), group),
-        textposition="top center",
-        textfont={"size": 9},
-        hovertext=[hover_text(row) for _, row in group.iterrows()],
-        hoverinfo="text",
-        error_x=_error_bars(group, kind.x),
-        error_y=_error_bars(group, kind.y),
-        marker={"size": 10, "color": MEASURED_COLOR},
-        name=f"{quality_column('fid', extractor)} ({len(group)} configurations, measured)",
-        meta={"role": "measured"},
-    )
+@dataclass(frozen=True)
+class _Style:
+    """How a panel's measured families look: the fields that differ across its cells, the first
+    one's colour per value and the second one's symbol per value."""
+
+    fields: tuple[str, ...]
+    colors: dict[str, str]
+    symbols: dict[str, str]
+
+    def family(self, row: pd.Series) -> tuple[str, ...]:
+        return tuple(_text(row.get(f)) for f in self.fields)
+
+    def name(self, family: tuple[str, ...]) -> str:
+        return " ".join(f"{f}={v}" for f, v in zip(self.fields, family))
+
+
+def _text(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _family_style(cells: pd.DataFrame) -> _Style:
+    generated = cells[~is_scored(cells)] if not cells.empty else cells
+    fields = tuple(f for f in FAMILY_FIELDS if f in generated.columns
+                   and generated[f].map(_text).nunique() > 1)
+    values = [sorted(set(generated[f].map(_text))) for f in fields[:2]]
+    colors = {v: FAMILY_COLORS[i % len(FAMILY_COLORS)]
+              for i, v in enumerate(values[0])} if values else {}
+    symbols = {v: FAMILY_SYMBOLS[i % len(FAMILY_SYMBOLS)]
+               for i, v in enumerate(values[1])} if len(values) > 1 else {}
+    return _Style(fields, colors, symbols)
+
+
+def _shown_labels(labels: list[str], group: pd.DataFrame, style: _Style) -> list[str]:
+    """The text drawn beside each point: its label less the family's values (the legend and
+    the colour say those), with its n when several seeds stand behind it."""
+    shown = []
+    for label, (_, row), k in zip(labels, group.iterrows(), _column(group, "n")):
+        family = set(style.family(row))
+        words = [w for w in label.split(" ") if w not in family]
+        if math.isfinite(k) and k > 1:
+            words.append(f"n={int(k)}")
+        shown.append(" ".join(words))
+    return shown
+
+
+def _measured_traces(group: pd.DataFrame, kind: _Kind, style: _Style) -> list[go.Scatter]:
+    """One trace per family (its legend entry hides or shows it); on the time axis, timings
+    that cannot be compared with the rest are open markers and say why on hover."""
+    labels = point_labels(group)
+    texts = _with_n(labels, group)
+    shown = _shown_labels(labels, group, style)
+    families: dict[tuple[str, ...], list[int]] = {}
+    for i, (_, row) in enumerate(group.iterrows()):
+        families.setdefault(style.family(row), []).append(i)
+    flags = ([isinstance(f, str) and bool(f) for f in group["_timing_flag"]]
+             if kind.x == "time_per_batch_s" and "_timing_flag" in group.columns
+             else [False] * len(group))
+    traces = []
+    for family, rows in sorted(families.items()):
+        rows = sorted(rows, key=lambda i: flags[i])  # the legend shows the first point's marker
+        part = group.iloc[rows]
+        flagged = [flags[i] for i in rows]
+        symbol = style.symbols.get(family[1], "circle") if len(family) > 1 else "circle"
+        name = style.name(family) or (f"{_text(part['sampler'].iloc[0])} "
+                                      f"({len(group)} configurations)".strip())
+        traces.append(go.Scatter(
+            x=_column(part, kind.x).tolist(),
+            y=_column(part, kind.y).tolist(),
+            mode="markers+text",
+            text=[texts[i] for i in rows],
+            customdata=[[samples_id(r["cell"]), shown[i]]
+                        for i, (_, r) in zip(rows, part.iterrows())],
+            texttemplate="%{customdata[1]}",
+            textposition="top center",
+            textfont={"size": 9},
+            hovertext=[hover_text(r, labels[i]) for i, (_, r) in zip(rows, part.iterrows())],
+            hoverinfo="text",
+            error_x=_error_bars(part, kind.x),
+            error_y=_error_bars(part, kind.y),
+            marker={"size": 10, "color": style.colors.get(family[0], MEASURED_COLOR)
+                    if family else MEASURED_COLOR,
+                    "symbol": [f"{symbol}-open" if f else symbol for f in flagged],
+                    "line": {"width": 2}},
+            name=f"{name} (measured)",
+            legendgroup=name,
+            meta={"role": "measured", "family": dict(zip(style.fields, family)),
+                  "timing_flagged": sum(flagged)},
+        ))
+    return traces
 
 
 def _front_trace(group: pd.DataFrame, kind: _Kind) -> go.Scatter | None:
+    """The staircase of the measured points no other beats on both axes; on the time axis only
+    the timings that can be compared with each other (all of them when fewer than two can)."""
+    if kind.x == "time_per_batch_s" and "_timing_flag" in group.columns:
+        comparable = group[group["_timing_flag"].map(lambda f: not (isinstance(f, str) and f))]
+        group = comparable if len(comparable) >= 2 else group
     x, y = _column(group, kind.x).tolist(), _column(group, kind.y).tolist()
     front = pareto_front(x, [-v for v in y] if kind.y_higher_is_better else y)
     if len(front) < 2:
@@ -429,13 +520,72 @@ def _paper_traces(points: pd.DataFrame, kind: _Kind, colors: dict[str, str]) -> 
     return traces
 
 
+def tick_text(value: float) -> str:
+    """A log-axis tick as a number one reads (0.5, 20, 3e+12), not plotly's bare digit."""
+    if value == 0 or 1e-4 <= abs(value) < 1e6:
+        return f"{value:.6g}"
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Tick values on a log axis from ``low`` to ``high``: 1-2-5 per decade, every digit when
+    that leaves fewer than three, decades only when it leaves more than ten, and the two ends
+    (at two significant digits) when a range is too narrow for any."""
+    if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 or high < low:
+        return []
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    for mantissas in ((1, 2, 5), tuple(range(1, 10)), (1,)):
+        ticks = [float(f"{m}e{e}") for e in range(first, last + 1) for m in mantissas]
+        ticks = [t for t in ticks if low <= t <= high]
+        if mantissas == (1, 2, 5) and len(ticks) > 10:
+            continue
+        if len(ticks) >= 3 or mantissas == (1,):
+            break
+    if len(ticks) < 2:
+        ticks = sorted({float(f"{low:.2g}"), float(f"{high:.2g}"), *ticks})
+    return ticks
+
+
+def _x_extent(figure: go.Figure) -> tuple[float, float] | None:
+    """The smallest and largest x any drawn point or error bar reaches (positive values)."""
+    values: list[float] = []
+    for trace in figure.data:
+        xs = [float(v) for v in (trace.x or ()) if isinstance(v, int | float)]
+        bars = trace.error_x if trace.error_x is not None else None
+        plus = list(bars.array) if bars is not None and bars.array is not None else []
+        minus = (list(bars.arrayminus) if bars is not None and bars.arrayminus is not None
+                 else plus)
+        for i, x in enumerate(xs):
+            values.append(x)
+            if i < len(plus) and plus[i] is not None:
+                values.append(x + float(plus[i]))
+            if i < len(minus) and minus[i] is not None:
+                values.append(x - float(minus[i]))
+    values = [v for v in values if math.isfinite(v) and v > 0]
+    return (min(values), max(values)) if values else None
+
+
+def _log_axis(figure: go.Figure) -> dict[str, Any]:
+    """A log x axis whose range holds every point with a margin and whose ticks read as
+    numbers (:func:`log_ticks`, :func:`tick_text`)."""
+    extent = _x_extent(figure)
+    if extent is None:
+        return {"type": "log"}
+    low, high = extent[0] / 1.25, extent[1] * 1.25
+    ticks = log_ticks(low, high)
+    return {"type": "log", "range": [math.log10(low), math.log10(high)], "tickmode": "array",
+            "tickvals": ticks, "ticktext": [tick_text(t) for t in ticks]}
+
+
 def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dict[str, Any],
-            colors: dict[str, str], scored: pd.DataFrame) -> go.Figure:
+            colors: dict[str, str], scored: pd.DataFrame, style: _Style) -> go.Figure:
     extractor = meta["extractor"]
     dataset = _dataset_label(meta["dataset"], meta["resolution"])
     figure = go.Figure()
     if not measured.empty:
-        figure.add_trace(_measured_trace(measured, kind, extractor))
+        for trace in _measured_traces(measured, kind, style):
+            figure.add_trace(trace)
         front = _front_trace(measured, kind)
         if front is not None:
             figure.add_trace(front)
@@ -456,22 +606,34 @@ def _figure(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind, meta: dic
     else:
         x_title, y_title = kind.x_title, fid_title
         title = f"{quality_column('fid', extractor)} vs {kind.x_title.split(' [')[0]} - {dataset}"
+    flagged = 0
     if kind.name == "fid_vs_time":
         x_title += _axis_note(measured)
+        flagged = sum(t.meta.get("timing_flagged", 0) for t in figure.data
+                      if t.meta and t.meta.get("role") == "measured")
+    if flagged:
+        figure.add_annotation(
+            text=(f"open markers: {flagged} timing(s) that cannot be compared with the others "
+                  "(another device, thread count or batch size, or taken under load; hover "
+                  "says which); the Pareto front leaves them out"),
+            xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom",
+            showarrow=False, font={"size": 10, "color": "#A33"})
+    xaxis = _log_axis(figure) if kind.log_x else {"type": "linear"}
     figure.update_layout(
         title=title,
-        xaxis={"type": "log" if kind.log_x else "linear", "title": {"text": x_title}},
+        xaxis={**xaxis, "title": {"text": x_title}},
         yaxis={"title": {"text": y_title}},
         height=FIGURE_HEIGHT,
         meta={**meta, "kind": kind.name, "measured": len(measured), "reported": len(points),
-              "scored": len(scored)},
+              "scored": len(scored), "timing_flagged": flagged},
         legend={"orientation": "h", "y": -0.2},
     )
     return figure
 
 
 def _kind_figures(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind,
-                  base: dict[str, Any], colors: dict[str, str]) -> list[go.Figure]:
+                  base: dict[str, Any], colors: dict[str, str], style: _Style
+                  ) -> list[go.Figure]:
     """The figures of one kind in one panel (recall figures: one per recall extractor); scored
     images are drawn on the figures the generated cells or the paper points make."""
     scored = measured[is_scored(measured)]
@@ -480,14 +642,14 @@ def _kind_figures(measured: pd.DataFrame, points: pd.DataFrame, kind: _Kind,
     if kind.name != "recall_vs_fid":
         if measured.empty and points.empty:
             return []
-        return [_figure(measured, points, kind, base, colors, scored)]
+        return [_figure(measured, points, kind, base, colors, scored, style)]
     scored = _plottable(scored, kind, paper=False)
     recall_extractors = sorted(set(measured["_recall_extractor"]) | set(points["recall_extractor"])
                                | set(scored["_recall_extractor"]))
     return [
         _figure(measured[measured["_recall_extractor"] == r],
                 points[points["recall_extractor"] == r], kind, {**base, "recall_extractor": r},
-                colors, scored[scored["_recall_extractor"] == r])
+                colors, scored[scored["_recall_extractor"] == r], style)
         for r in recall_extractors
     ]
 
@@ -526,6 +688,7 @@ def report_panels(df: pd.DataFrame, paper: pd.DataFrame | None = None,
     report's main figure (FID vs time when the panel has timings).
     """
     measured = measured_rows(configurations(df))  # one point per configuration over its seeds
+    measured["_timing_flag"] = timing_flags(measured)
     paper = _empty_paper() if paper is None else paper
     colors = _method_colors(paper)
     panels = []
@@ -541,8 +704,9 @@ def report_panels(df: pd.DataFrame, paper: pd.DataFrame | None = None,
         ]
         points = paper[pd.Series(belongs, index=paper.index, dtype=bool)]
         base = {"extractor": extractor, "dataset": dataset, "resolution": resolution}
+        style = _family_style(cells)
         figures = [f for name in kinds
-                   for f in _kind_figures(cells, points, FIGURE_KINDS[name], base, colors)]
+                   for f in _kind_figures(cells, points, FIGURE_KINDS[name], base, colors, style)]
         if figures:
             panels.append(Panel(extractor, dataset, resolution, count, len(points), figures))
     return panels

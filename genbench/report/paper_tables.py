@@ -29,6 +29,8 @@ from genbench.report.tables import (
     interval_text,
     is_scored,
     quality_column,
+    short_names,
+    timing_flags,
 )
 
 __all__ = [
@@ -41,7 +43,6 @@ __all__ = [
 ]
 
 MEASURED = "measured"
-MIB_PER_GIB = 1024.0
 # Table 3's quality columns: FID and recall as papers report them, and recall on Inception
 # features (measured only, without VGG16 weights: papers report VGG16 recall).
 PAPER_QUALITY = ("fid", "recall")
@@ -52,8 +53,9 @@ TABLE2_NOTE = (
     "generator + decoder. LDDGAN's paper reports 1.72 GFLOPs 'including the decoder', but the "
     "official LDDGAN CIFAR-10 decoder (thanhluantrinh/LDDGAN) alone costs 3.61 GMACs per image "
     "(torch's FlopCounterMode, batch 1), so that reported number cannot include it. Measured "
-    "memory is the peak at batch 1 on the timing device (method in its column); reported memory "
-    "is one sample on one GPU."
+    "memory [MB] is the peak at batch 1 on the timing device (method in its column); reported "
+    "memory [GB] is the paper's, one sample on one GPU. Measured rows are named by what sets "
+    "their cells apart; the cell column is the record's folder."
 )
 TABLE3_NOTE = (
     "FID and recall are only comparable within one feature extractor (the column name says "
@@ -62,7 +64,9 @@ TABLE3_NOTE = (
     "spread over training seeds; FID-infinity is FID extrapolated to infinitely many samples "
     "(Chong and Forsyth 2020), rough from a few thousand samples. Reported times are the "
     "paper's, for a batch of 100 on the authors' GPU; measured times are medians over timing "
-    "trials on the device named, with their interquartile range."
+    "trials on the device named, with their interquartile range; a timing taken on another "
+    "device, with another thread count or batch size than most, or under load, says so in "
+    "'timing note' and cannot be compared with the others."
 )
 
 
@@ -89,20 +93,20 @@ def _sum(*values: float) -> float:
     return sum(known) if known else math.nan
 
 
-def _identity(row: pd.Series, multi_experiment: bool) -> dict[str, Any]:
+def _identity(row: pd.Series, name: str, multi_experiment: bool) -> dict[str, Any]:
     identity: dict[str, Any] = {"source": MEASURED}
     if multi_experiment:
         identity["experiment"] = row["experiment"]
-    identity |= {"name": row["cell"], "dataset": row["dataset"]}
+    identity |= {"name": name, "dataset": row["dataset"], "cell": row["cell"]}
     return identity
 
 
-def _measured_cost(row: pd.Series, multi_experiment: bool) -> dict[str, Any]:
+def _measured_cost(row: pd.Series, name: str, multi_experiment: bool) -> dict[str, Any]:
     denoiser, decoder = _num(row.get("params_denoiser")), _num(row.get("params_decoder"))
     total = _num(row.get("params"))
     method = row.get("memory_method")
     batch = row.get("memory_batch_size")
-    return _identity(row, multi_experiment) | {
+    return _identity(row, name, multi_experiment) | {
         "backbone": row.get("backbone"),
         "latent": row.get("latent"),
         "sampler": row.get("sampler"),
@@ -113,7 +117,7 @@ def _measured_cost(row: pd.Series, multi_experiment: bool) -> dict[str, Any]:
         "GMACs/forward": _num(row.get("gmacs_denoiser")),
         "GMACs decoder": _num(row.get("gmacs_decoder")),
         "GMACs/sample": _num(row.get("gmacs_per_sample")),
-        "memory [GB]": _num(row.get("peak_memory_mb")) / MIB_PER_GIB,
+        "memory [MB]": _num(row.get("peak_memory_mb")),
         "memory method": (f"{method}, batch {batch}" if isinstance(method, str) and batch
                           else method),
         "note": None,
@@ -140,14 +144,15 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns)
     if "NFE" in frame.columns:
         frame["NFE"] = pd.to_numeric(frame["NFE"], errors="coerce").round().astype("Int64")
-    if "batch" in frame.columns:
-        frame["batch"] = pd.to_numeric(frame["batch"], errors="coerce").round().astype("Int64")
+    for column in ("batch", "threads"):
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
     return frame
 
 
 def _leading_columns(df: pd.DataFrame) -> tuple[bool, list[str]]:
     multi = not df.empty and df["experiment"].nunique(dropna=True) > 1
-    return multi, ["source", *(["experiment"] if multi else []), "name", "dataset"]
+    return multi, ["source", *(["experiment"] if multi else []), "name", "dataset", "cell"]
 
 
 def _paper_rows(paper: pd.DataFrame | None) -> list[pd.Series]:
@@ -160,18 +165,22 @@ def table2(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Cost, LDDGAN paper Table 2 style: measured ok cells, then the reported rows (scored
     images, ``genbench eval`` records, have no generator and so no row here).
 
-    Columns: source, [experiment], name, dataset, backbone, latent, sampler, NFE, params [M]
-    (denoiser + decoder), params denoiser [M], params decoder [M], GMACs/forward (the denoiser;
-    for reported rows the paper's FLOPs), GMACs decoder, GMACs/sample, memory [GB], memory method,
-    note.
+    Columns: source, [experiment], name (measured rows: what sets the cell apart,
+    :func:`~genbench.report.tables.short_names`; reported rows: the method), dataset, cell (the
+    record's folder), backbone, latent, sampler, NFE, params [M] (denoiser + decoder), params
+    denoiser [M], params decoder [M], GMACs/forward (the denoiser; for reported rows the paper's
+    FLOPs), GMACs decoder, GMACs/sample, memory [MB] (measured peak), memory [GB] (reported),
+    memory method, note.
     """
     multi, lead = _leading_columns(df)
     columns = [*lead, "backbone", "latent", "sampler", "NFE", "params [M]", "params denoiser [M]",
                "params decoder [M]", "GMACs/forward", "GMACs decoder", "GMACs/sample",
-               "memory [GB]", "memory method", "note"]
+               "memory [MB]", "memory [GB]", "memory method", "note"]
     measured = _ok(df[~is_scored(df)]).sort_values(["dataset", "cell"], kind="stable",
                                                    na_position="last")
-    rows = [_measured_cost(row, multi) for _, row in measured.iterrows()]
+    names = short_names(measured)
+    rows = [_measured_cost(row, name, multi)
+            for (_, row), name in zip(measured.iterrows(), names)]
     rows += [_reported_cost(point, multi) for point in _paper_rows(paper)]
     return _frame(rows, columns)
 
@@ -209,9 +218,9 @@ def _uncertainty_columns(measured: pd.DataFrame, extractor: str) -> list[str]:
     return columns
 
 
-def _measured_quality(row: pd.Series, extractors: dict[str, str], quality: list[tuple[str, str]],
-                      multi: bool) -> dict[str, Any]:
-    out = _identity(row, multi) | {"NFE": _num(row.get("nfe"))}
+def _measured_quality(row: pd.Series, name: str, extractors: dict[str, str],
+                      quality: list[tuple[str, str]], multi: bool, flag: Any) -> dict[str, Any]:
+    out = _identity(row, name, multi) | {"NFE": _num(row.get("nfe"))}
     for metric, extractor in quality:
         same = extractors.get(metric) == extractor
         out[quality_column(metric, extractor)] = _num(row.get(metric)) if same else math.nan
@@ -226,6 +235,8 @@ def _measured_quality(row: pd.Series, extractors: dict[str, str], quality: list[
         "time IQR [s]": _num(row.get("time_per_batch_iqr_s")),
         "batch": batch,
         "device": row.get("timing_device"),
+        "threads": _num(row.get("timing_threads")),
+        "timing note": flag if isinstance(flag, str) else None,
         "note": None,
     }
 
@@ -253,10 +264,12 @@ def table3(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Quality and speed, LDDGAN paper Table 3 style: measured ok cells (scored images too,
     without NFE or time), then reported rows.
 
-    Columns: source, [experiment], name, dataset, NFE, ``FID [<extractor>]`` (followed by
+    Columns: source, [experiment], name (as in :func:`table2`), dataset, cell, NFE,
+    ``FID [<extractor>]`` (followed by
     ``FID 95% CI [<extractor>]``, ``[low, high]``, and ``FID-infinity [<extractor>]`` where a
     measured cell has them) and ``recall [<extractor>]`` per extractor with a value,
-    time/batch [s], time IQR [s], batch, device, note.
+    time/batch [s], time IQR [s], batch, device, threads, timing note (why the timing cannot be
+    compared with the others, :func:`~genbench.report.tables.timing_flags`), note.
     """
     multi, lead = _leading_columns(df)
     measured = _ok(df).sort_values(["dataset", "cell"], kind="stable", na_position="last")
@@ -267,13 +280,15 @@ def table3(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
         if metric == "fid":
             quality_columns += _uncertainty_columns(measured, extractor)
     columns = [*lead, "NFE", *quality_columns, "time/batch [s]", "time IQR [s]", "batch",
-               "device", "note"]
+               "device", "threads", "timing note", "note"]
     extractors = {
         metric: extractor_of(measured, metric) for metric in (*MEASURED_QUALITY, "fid_infinity")
     }
+    flags = timing_flags(measured)
     rows = [
-        _measured_quality(row, {m: extractors[m][i] for m in extractors}, quality, multi)
-        for i, row in measured.iterrows()
+        _measured_quality(row, name, {m: extractors[m][i] for m in extractors}, quality, multi,
+                          flags[i])
+        for (i, row), name in zip(measured.iterrows(), short_names(measured))
     ]
     rows += [_reported_quality(point, quality, multi) for point in _paper_rows(paper)]
     return _frame(rows, columns)

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from genbench.report.replicates import SEED_METRICS, Point, overlap_warnings, summarize
-from genbench.report.tables import CI_NAME, interval_text, is_scored, measured_rows
+from genbench.report.tables import CI_NAME, interval_text, is_scored, measured_rows, short_names
 
 __all__ = ["configurations", "fid_interval", "ranking_warnings", "seeds_table"]
 
@@ -179,7 +179,8 @@ def _mean_pm(row: pd.Series, key: str, spec: str) -> str:
 
 
 def seeds_table(df: pd.DataFrame, *, text: bool = False) -> pd.DataFrame:
-    """The configurations of the ok records over their training seeds: cells, n, seeds, and per
+    """The configurations of the ok records over their training seeds: name (what sets the
+    configuration apart, :func:`~genbench.report.tables.short_names`), cells, n, seeds, and per
     seed-dependent metric its mean, std, min and max (``text``: one ``mean ± std [min, max]``
     column per metric, as the HTML page shows it); FID's 95% sampling interval where a
     configuration is one record (``FID 95% CI``: ``[low, high]``, for a ``train.seeds=N``
@@ -193,6 +194,7 @@ def seeds_table(df: pd.DataFrame, *, text: bool = False) -> pd.DataFrame:
         return table
     if df["experiment"].nunique(dropna=True) > 1:
         table["experiment"] = list(configs["experiment"])
+    table["name"] = short_names(configs.assign(seed=None))  # what sets it apart, seeds aside
     table["cells"] = list(configs["cells"])
     for column in ("sampler", "steps"):
         table[column] = list(configs[column])

@@ -32,7 +32,9 @@ __all__ = [
     "flatten_config",
     "load_records",
     "quality_column",
+    "short_names",
     "summary_table",
+    "timing_flags",
 ]
 
 RESULT_FILENAME = "result.json"
@@ -226,6 +228,10 @@ def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     timing = record.get("timing") or {}
     for name, value in timing.items():
         row[f"timing_{name}"] = value
+    hardware = record.get("hardware") if isinstance(record.get("hardware"), Mapping) else {}
+    # records from before the timing carried its conditions: the process's thread count then
+    row.setdefault("timing_threads", hardware.get("torch_threads"))
+    row.setdefault("timing_cpu_count", hardware.get("cpu_count"))
     training = record.get("training")
     consumed = training.get("consumed") if isinstance(training, Mapping) else None
     if isinstance(consumed, Mapping):  # what training consumed (genbench.training.budget)
@@ -340,18 +346,21 @@ def _note(row: pd.Series) -> str | None:
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """The trade-off table: one row per record, sorted by dataset and cell.
 
-    Columns: [experiment when several], cell, dataset, backbone, latent, sampler, n (training
+    Columns: [experiment when several], name (what sets the record apart,
+    :func:`short_names`), cell, dataset, backbone, latent, sampler, n (training
     seeds: a ``train.seeds=N`` record's quality numbers are means over N), NFE, one column
     per quality metric and extractor (``FID [inception-v3-compat]``; after it FID's 95% sampling
     interval ``FID 95% CI [...]`` as ``[low, high]``, and ``FID-infinity [...]``, ``KID [...]``,
     ``KID std [...]`` where recorded), time per batch and its IQR
-    [s], timing device and batch size, GMACs per sample, parameters [M], peak memory [MB],
+    [s], timing device, batch size and threads, timing note (why a timing cannot be compared
+    with the others, :func:`timing_flags`), GMACs per sample, parameters [M], peak memory [MB],
     the training compute consumed (images, steps, TMACs, device seconds, the budget if any),
     status and note (the error, or why a metric is missing).
     """
     table = pd.DataFrame(index=df.index)
     if df["experiment"].nunique(dropna=True) > 1:
         table["experiment"] = df["experiment"]
+    table["name"] = short_names(df) if not df.empty else []
     for column in ("cell", "dataset", "backbone", "latent", "sampler"):
         table[column] = df[column]
     table["n"] = _numeric(df, "n").astype("Int64")  # training seeds behind the numbers
@@ -362,6 +371,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     table["time IQR [s]"] = _numeric(df, "time_per_batch_iqr_s")
     table["device"] = df["timing_device"] if "timing_device" in df.columns else None
     table["batch"] = _numeric(df, "timing_batch_size").astype("Int64")
+    table["threads"] = _numeric(df, "timing_threads").astype("Int64")
+    table["timing note"] = timing_flags(df)
     table["GMACs/sample"] = _numeric(df, "gmacs_per_sample")
     table["params [M]"] = _numeric(df, "params") / 1e6
     table["memory [MB]"] = _numeric(df, "peak_memory_mb")
@@ -399,4 +410,97 @@ def measured_rows(df: pd.DataFrame) -> pd.DataFrame:
     out["_dataset"] = out["dataset"].map(lambda d: d if isinstance(d, str) else UNKNOWN_DATASET)
     resolution = pd.to_numeric(out["resolution"], errors="coerce")
     out["_resolution"] = [None if pd.isna(r) else int(r) for r in resolution]
+    return out
+
+
+NAME_FIELDS = ("experiment", "dataset", "latent", "backbone", "sampler", "steps")
+
+
+def _name_field(row: pd.Series, name: str) -> str:
+    value = row.get(name)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"s{int(value)}" if name == "steps" else str(value)
+
+
+def short_names(group: pd.DataFrame) -> list[str]:
+    """Short names for rows: only the fields that tell them apart.
+
+    ``experiment``, ``dataset``, ``latent``, ``backbone``, ``sampler`` and ``steps`` (as
+    ``s4``), keeping those that differ between the rows; sampler and steps always stay. Names
+    that would still collide (cells that differ elsewhere: training seed, training settings) get
+    ``seed N`` when the seeds differ, else the cell's hash (the whole cell name when even that
+    collides); the whole configuration is in the record. Scored images (``genbench eval``) are
+    ``scored <what was scored>``.
+    """
+    if group.empty:
+        return []
+    scored = is_scored(group)
+    values = {n: [_name_field(row, n) for _, row in group.iterrows()] for n in NAME_FIELDS
+              if n in group.columns}
+    generated = ~scored.to_numpy()
+    keep = [n for n, v in values.items()
+            if len({x for x, g in zip(v, generated) if g}) > 1 or n in ("sampler", "steps")]
+    names = [" ".join(p for p in parts if p) for parts in zip(*(values[n] for n in keep))]
+    names = [f"scored {row.get('scored') or row['cell']}" if is_s else name
+             for (_, row), name, is_s in zip(group.iterrows(), names, scored)]
+    cells = group["cell"].astype(str).tolist()
+    seeds = [_name_field(row, "seed") for _, row in group.iterrows()]
+    out = []
+    for name, cell, seed in zip(names, cells, seeds):
+        if names.count(name) == 1 and name:
+            out.append(name)
+            continue
+        twins = [s for n, s in zip(names, seeds) if n == name]
+        suffix = f"seed {seed}" if seed and twins.count(seed) == 1 else cell.rsplit("-", 1)[-1]
+        out.append(f"{name} {suffix}".strip())
+    return [name if out.count(name) == 1 else cell for name, cell in zip(out, cells)]
+
+
+LOADED = "taken under load"
+
+
+def _condition(row: pd.Series, column: str) -> Any:
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def timing_flags(df: pd.DataFrame) -> pd.Series:
+    """Why each row's timing cannot be compared with the others' (None where it can).
+
+    The conditions of the timings (``timing.device``, ``timing.threads``, ``timing.batch_size``)
+    are compared with those most of the timed rows share; each difference is named (``device
+    cuda:0 (most: cpu)``, ``4 threads (most: 1)``, ``batch 20 (most: 100)``). A timing is also
+    flagged as taken under load when the machine's 1-minute load average around its trials
+    (``timing.load_1m_before``/``_after``) exceeded its logical CPUs: other processes competed
+    for them. Rows without a time, and scored images, are None.
+    """
+    out = pd.Series([None] * len(df), index=df.index, dtype=object)
+    if df.empty or "time_per_batch_s" not in df.columns:
+        return out
+    timed = df[finite_values(df["time_per_batch_s"], positive=True) & ~is_scored(df)]
+    conditions = (("timing_device", "device {} (most: {})"),
+                  ("timing_threads", "{} threads (most: {})"),
+                  ("timing_batch_size", "batch {} (most: {})"))
+    common: dict[str, Any] = {}
+    for column, _ in conditions:
+        values = [str(v) for v in (_condition(r, column) for _, r in timed.iterrows())
+                  if v is not None]
+        if values:
+            common[column] = max(sorted(set(values)), key=values.count)
+    for i, row in timed.iterrows():
+        flags = []
+        for column, text in conditions:
+            value = _condition(row, column)
+            if value is not None and column in common and str(value) != common[column]:
+                flags.append(text.format(value, common[column]))
+        loads = [v for v in (_condition(row, "timing_load_1m_before"),
+                             _condition(row, "timing_load_1m_after"))
+                 if isinstance(v, int | float)]
+        cpus = _condition(row, "timing_cpu_count")
+        if loads and isinstance(cpus, int | float) and max(loads) > cpus:
+            flags.append(f"{LOADED} (1-min load {max(loads):.3g} on {int(cpus)} CPUs)")
+        out[i] = "; ".join(flags) or None
     return out
