@@ -14,6 +14,7 @@ from PIL import Image
 from torchvision.datasets import CIFAR10
 
 from genbench import registry
+from genbench.config import compose, to_plain
 from genbench.data import (
     ImageDataset,
     all_images,
@@ -27,6 +28,7 @@ from genbench.data import (
 )
 from genbench.data.datasets import CIFAR10_FOLDER
 from genbench.errors import UserError
+from genbench.harness.build import build_components
 
 # ------------------------------------------------------------------------------------- helpers
 
@@ -344,8 +346,53 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no images"):
         image_folder(root=str(tmp_path), resolution=8)
     (tmp_path / "broken.png").write_bytes(b"garbage")
-    ds = image_folder(root=str(tmp_path), resolution=8)
-    with pytest.raises(UserError, match="cannot read image"):
-        ds[0]
+    with pytest.raises(UserError, match="cannot read image"):  # headers are read up front
+        image_folder(root=str(tmp_path), resolution=8)
+    (tmp_path / "broken.png").unlink()
     with pytest.raises(UserError, match="no subfolder"):
         image_folder(root=str(tmp_path), resolution=8, split="train")
+
+
+def test_image_folder_native_size_by_default(tmp_path: Path, capsys) -> None:
+    """The preset's resolution null keeps the images' own (uniform) size, resizing nothing."""
+    for i in range(3):
+        _png(tmp_path / f"{i}.png", (32, 32), (10 * i, 0, 0))
+    _png(tmp_path / "wide.png", (40, 32), (0, 0, 255))  # a 32 px center square: cropped only
+    capsys.readouterr()
+    ds = image_folder(root=str(tmp_path))
+    assert ds.resolution == 32 and ds.identity()["resolution"] == 32
+    assert ds[0][0].shape == (3, 32, 32) and int(ds[1][0][0, 0, 0]) == 10
+    assert capsys.readouterr().err == ""  # nothing resized, nothing said
+    cfg = to_plain(compose(["dataset=image_folder", f"dataset.root={tmp_path}"]))
+    assert cfg["dataset"]["resolution"] is None
+    built = build_components(cfg, load_data=False)  # what `genbench profile` builds
+    assert built.image_shape == (3, 32, 32) and built.latent_shape == (3, 32, 32)
+
+
+def test_image_folder_of_mixed_sizes_asks_for_a_resolution(tmp_path: Path) -> None:
+    _png(tmp_path / "small.png", (16, 16), (0, 0, 0))
+    _png(tmp_path / "sub" / "large.png", (64, 48), (0, 0, 0))
+    with pytest.raises(UserError) as err:
+        image_folder(root=str(tmp_path))
+    message = str(err.value)
+    assert "\n" not in message and "dataset.resolution=N" in message
+    assert "16 px, small.png" in message and "48 px, sub/large.png" in message
+    assert image_folder(root=str(tmp_path), resolution=16)[1][0].shape == (3, 16, 16)
+
+
+def test_image_folder_says_once_when_it_resizes(tmp_path: Path, capsys) -> None:
+    for i in range(3):
+        _png(tmp_path / f"{i}.png", (32, 32), (0, 0, 0))
+    _png(tmp_path / "big.png", (64, 64), (0, 0, 0))
+    capsys.readouterr()
+    image_folder(root=str(tmp_path), resolution=64)
+    image_folder(root=str(tmp_path), resolution=64)  # the same folder again: said once
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert "resizing 3 of 4 images" in lines[0] and "32 px) to 64x64" in lines[0]
+    image_folder(root=str(tmp_path), resolution=32)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "resizing 1 of 4 images" in lines[0]
+    assert "64 px) to 32x32" in lines[0]
+    image_folder(root=str(tmp_path / ".."), resolution=8, split=tmp_path.name)
+    assert "to 8x8" in capsys.readouterr().err

@@ -4,6 +4,7 @@ is decoded (PIL's decompression-bomb guard, ``PIL.Image.MAX_IMAGE_PIXELS``)."""
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -75,3 +76,45 @@ def test_huge_image_header_through_the_command_line(tmp_path: Path, monkeypatch,
     errors = [line for line in err.splitlines() if line.startswith("genbench: error")]
     assert len(errors) == 1 and "zz_bomb.png" in errors[0] and "too many pixels" in errors[0]
     assert not list(tmp_path.glob("results/*/*/result.json"))
+
+
+def _own_images_script():
+    """benchmarks/own_images.py (the README recipe "Benchmark your own images") as a module."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "own_images.py"
+    spec = importlib.util.spec_from_file_location("own_images", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_own_images_recipe_runs_at_a_tiny_budget(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The recipe's first command, with train=tiny eval=tiny in place of its CPU presets, on the
+    crops its script writes: 32x32 RGB crops, resized to 16x16 (and said so), one record; the
+    second command is the same at the crops' own size."""
+    script = _own_images_script()
+    crops = tmp_path / "crops"
+    assert script.main([str(crops)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(p.name for p in crops.iterdir()) == ["china", "flower"]
+    assert len(list(crops.glob("*/*.png"))) == 2 * 13 * 20  # 427x640 -> 13 x 20 crops of 32
+    words = out[0].split()
+    assert words[:2] == ["genbench", "run"] and f"dataset.root={crops.resolve()}" in words
+    tiny = {"train": "train=tiny", "eval": "eval=tiny"}
+    args = [tiny.get(w.split("=")[0], w) for w in words[2:]]
+    assert args != words[2:]  # the recipe names its train and eval presets
+    assert out[1].split() == [w for w in words if w != "dataset.resolution=16"]
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["run", *args, "progress=false", "report=false"])
+    err = capsys.readouterr().err
+    assert code == 0, err[-3000:]
+    said = [line for line in err.splitlines() if "resizing" in line]
+    assert len(said) == 1 and "resizing 520 of 520 images" in said[0] and "to 16x16" in said[0]
+    records = list(tmp_path.glob("results/own_images/*/result.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert record["status"] == "ok"
+    assert record["config"]["dataset"]["resolution"] == 16
+    assert record["shapes"]["image"] == [3, 16, 16]
+    assert np.isfinite(record["metrics"]["fid"])

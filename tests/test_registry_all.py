@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from genbench import registry
+from genbench.errors import UserError
 
 BACKBONES = {
     "ncsnpp": dict(nf=16, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[4], z_dim=4,
@@ -205,3 +206,24 @@ def test_dataset(name, tmp_path):
     image, label = data[0]
     assert len(data) > 0 and image.dtype == torch.uint8 and image.shape[-2:] == (8, 8)
     assert torch.equal(image, again[0][0]) and label == again[0][1]
+
+
+@pytest.mark.parametrize("preset", ["kl_tiny_rgb", "vq_tiny_rgb", "kl_rgb", "vq_rgb"])
+def test_rgb_autoencoder_presets_take_rgb_images(preset):
+    """The RGB CPU presets (registry/latent/*_rgb.yaml) as composed: 3x32x32 <-> 4x16x16."""
+    from genbench.config import compose_plain
+
+    section = dict(compose_plain([f"latent={preset}"])["latent"])
+    torch.manual_seed(0)
+    space = registry.create("latent", section.pop("name"), **section)
+    assert space.latent_shape((3, 32, 32)) == (4, 16, 16)
+    with pytest.raises(UserError, match="takes 3-channel images"):
+        space.latent_shape((1, 32, 32))
+    latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        images = space.decode(latents)
+    assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
+    ae = space.autoencoder.train()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    rec, _ = ae.training_forward(x, torch.Generator().manual_seed(3))
+    assert rec.shape == x.shape

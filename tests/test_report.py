@@ -570,3 +570,19 @@ def test_no_file_outside_the_repository_is_cited() -> None:
         text = path.read_text(encoding="utf-8")
         for name in ("REFERENCE.md", "DESIGN.md", "../shared/"):
             assert name not in text, (path.name, name)
+
+
+def test_resolution_of_an_image_folder_at_its_own_size(tmp_path: Path) -> None:
+    """``dataset.resolution: null`` (an image folder at its images' own size): the report's
+    resolution is the side of the image shape the cell recorded."""
+    from conftest import write_ok_record
+
+    write_ok_record(tmp_path, "native", 4, 0, 10.0, resolution=None)
+    write_ok_record(tmp_path, "given", 4, 0, 11.0, resolution=16)
+    path = tmp_path / "e" / "native" / "result.json"
+    record = json.loads(path.read_text())
+    assert record["config"]["dataset"]["resolution"] is None
+    assert pd.isna(load_records([tmp_path]).set_index("cell").loc["native", "resolution"])
+    path.write_text(json.dumps({**record, "shapes": {"image": [3, 32, 32]}}))
+    rows = load_records([tmp_path]).set_index("cell")
+    assert rows.loc["native", "resolution"] == 32 and rows.loc["given", "resolution"] == 16

@@ -9,8 +9,8 @@
   Vahdat, 2022), WaveDiff (Phung, Dao and Tran, 2023) and LDDGAN (Trinh and Hamagami, 2024)
   papers all benchmark on its training set (NVlabs/denoising-diffusion-gan train_ddgan.py: Resize
   32, RandomHorizontalFlip, normalise to [-1, 1]).
-- ``image_folder``: every image under a local folder, center-cropped and resized as clean-fid
-  does (PIL bicubic), for CelebA-HQ, LSUN or any user data.
+- ``image_folder``: every image under a local folder, center-cropped, at the images' own size or
+  resized as clean-fid does (PIL bicubic), for CelebA-HQ, LSUN or any user data.
 
 All return an :class:`~genbench.data.base.ImageDataset` of uint8 images.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -361,14 +362,57 @@ def folder_image_shape(root: str | Path) -> tuple[int, int, int]:
     return len(files), int(side), 1 if mode in GREY_MODES else 3
 
 
-class ImageFolderDataset(ImageDataset):
-    """Images under a folder, read lazily; labels from class subfolders, else -1."""
+def _square_side(path: Path) -> int:
+    """The side of an image's center square (its shorter edge), from its header alone."""
+    try:
+        with _open_image(path) as image:
+            return int(min(image.size))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise UserError(f"cannot read image {path} ({exc}); remove or replace that file") from exc
 
-    def __init__(self, root: Path, split: str, resolution: int, channels: int) -> None:
+
+def _native_resolution(root: Path, files: list[Path], sides: list[int]) -> int:
+    """The side every image's center square shares, or a :class:`UserError` asking for one."""
+    distinct = sorted(set(sides))
+    if len(distinct) == 1:
+        return distinct[0]
+    smallest = files[sides.index(distinct[0])].relative_to(root).as_posix()
+    largest = files[sides.index(distinct[-1])].relative_to(root).as_posix()
+    raise UserError(
+        f"images under {root} differ in size (center squares from {distinct[0]} px, {smallest}, "
+        f"to {distinct[-1]} px, {largest}); pass dataset.resolution=N to resize them all to NxN"
+    )
+
+
+_RESIZES_SAID: set[tuple[str, str, int]] = set()  # (folder, split, resolution) already said
+
+
+def _say_resize(root: Path, split: str, resolution: int, sides: list[int]) -> None:
+    """One stderr line (once per folder, split and resolution) when images will be resized."""
+    resized = [s for s in sides if s != resolution]
+    key = (str(root), split, resolution)
+    if not resized or key in _RESIZES_SAID:
+        return
+    _RESIZES_SAID.add(key)
+    low, high = min(resized), max(resized)
+    span = f"{low} px" if low == high else f"{low} to {high} px"
+    print(f"genbench: image_folder: resizing {len(resized)} of {len(sides)} images under {root} "
+          f"(center squares of {span}) to {resolution}x{resolution}, PIL bicubic",
+          file=sys.stderr, flush=True)
+
+
+class ImageFolderDataset(ImageDataset):
+    """Images under a folder, read lazily; labels from class subfolders, else -1.
+
+    Every image's header is read when the dataset is made (not its pixels): ``resolution`` None
+    means the side that all images' center squares share (a :class:`UserError` when they differ),
+    and when some images will be resized one line on stderr says so.
+    """
+
+    def __init__(self, root: Path, split: str, resolution: int | None, channels: int) -> None:
         self.root = root
         self.name = "image_folder"
         self.split = split
-        self.resolution = resolution
         self.channels = channels
         self.files = _image_files(root)
         if not self.files:
@@ -376,6 +420,12 @@ class ImageFolderDataset(ImageDataset):
                 f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}; "
                 f"point dataset.root at a folder of images"
             )
+        sides = [_square_side(path) for path in self.files]
+        if resolution is None:
+            resolution = _native_resolution(root, self.files, sides)
+        _say_resize(root, split, resolution, sides)
+        self.resolution = resolution
+        self.native = sorted(set(sides))  # the center squares' sides as stored
         self.labels, self.class_names = _class_labels(root, self.files)
         self.num_classes = len(self.class_names) if self.class_names else None
 
@@ -402,17 +452,22 @@ class ImageFolderDataset(ImageDataset):
     tags=("local",),
 )
 def image_folder(
-    *, root: str, resolution: int, split: str = "all", channels: int = 3
+    *, root: str, resolution: int | None = None, split: str = "all", channels: int = 3
 ) -> ImageFolderDataset:
     """Every image under ``root`` (recursive, sorted), read lazily with PIL.
 
     Each image is converted to RGB (``channels`` 3) or grey (1), center-cropped to a square and
-    resized with PIL bicubic (antialiased when shrinking) to ``resolution``. ``split`` "all" reads
+    resized with PIL bicubic (antialiased when shrinking) to ``resolution``. ``resolution`` None
+    (the preset's default) keeps the images' own size: the side all center squares share, nothing
+    resized; images of different sizes are then a :class:`UserError` asking for
+    ``dataset.resolution=N``. Whenever images are resized, one line on stderr says from which
+    sizes to which. ``split`` "all" reads
     ``root``; any other split reads the subfolder ``root/<split>`` (e.g. "train", "val"). Labels
     are the sorted class-subfolder index when every image lies in one of two or more subfolders,
     otherwise -1.
     """
-    check_resolution(resolution)
+    if resolution is not None:
+        check_resolution(resolution)
     check_channels(channels)
     base = Path(os.path.expanduser(str(root))).resolve()
     if not base.is_dir():

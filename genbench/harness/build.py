@@ -134,9 +134,12 @@ class Components:
 
 
 def _declared_image_shape(cfg: dict[str, Any]) -> tuple[int, int, int] | None:
-    """(C, H, W) from the dataset config alone, when it says so (built-in datasets do)."""
+    """(C, H, W) from the dataset config alone, when it says so (built-in datasets do).
+
+    None when the resolution is not given or is null (an image folder at its images' own size):
+    the dataset is then made, which reads the folder's image headers, not its pixels."""
     data = cfg["dataset"]
-    if "resolution" not in data:
+    if data.get("resolution") is None:
         return None
     default_channels = 1 if data.get("name") == "digits" else 3
     resolution = int(data["resolution"])
@@ -147,7 +150,8 @@ def build_components(cfg: dict[str, Any], *, load_data: bool = True) -> Componen
     """Build and shape-check a cell's components.
 
     ``load_data=False`` (``genbench profile``) takes the image shape from the dataset config
-    and opens no files, so costs can be profiled on a machine without the data.
+    and opens no files, so costs can be profiled on a machine without the data; an image folder
+    at its native size (``dataset.resolution`` null) has its image headers read instead.
     """
     shape = None if load_data else _declared_image_shape(cfg)
     dataset = build_dataset(cfg) if shape is None else None

@@ -319,6 +319,9 @@ class AutoencoderSpace:
             raise UserError(
                 f"the {self.name} autoencoder takes {self.arch.image_channels}-channel images, the "
                 f"dataset has {channels}; set latent.image_channels={channels}"
+                + ("" if channels != 3 else f" or choose an RGB preset (latent={self.name}_rgb, "
+                                            f"{self.name}_tiny_rgb, or the 3-channel "
+                                            f"{self.name}_f* presets)")
             )
         if height % f or width % f:
             raise UserError(

@@ -170,6 +170,16 @@ def is_scored(df: pd.DataFrame) -> pd.Series:
     return (df["kind"] == SCORED).astype(bool)
 
 
+def _resolution(record: dict[str, Any], dataset: Mapping[str, Any]) -> Any:
+    """The configured resolution, else (an image folder at its own size, ``resolution: null``)
+    the side of the image shape the cell recorded."""
+    if dataset.get("resolution") is not None:
+        return dataset.get("resolution")
+    image = (record.get("shapes") or {}).get("image") if isinstance(record.get("shapes"),
+                                                                     Mapping) else None
+    return image[-1] if isinstance(image, list) and image else None
+
+
 def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
     """One flat row: identity, chosen config fields, metrics, extractors, timing, artifacts."""
     config = record.get("config") or {}
@@ -186,7 +196,7 @@ def _record_row(record: dict[str, Any], path: Path) -> dict[str, Any]:
         "created": record.get("created"),
         # the preset name (cifar10, celebahq256) tells image_folder datasets apart
         "dataset": (config.get("presets") or {}).get("dataset") or _component(config, "dataset"),
-        "resolution": dataset.get("resolution"),
+        "resolution": _resolution(record, dataset),
         "backbone": _component(config, "backbone"),
         "latent": _component(config, "latent"),
         "sampler": _component(config, "sampler"),
