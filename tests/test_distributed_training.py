@@ -233,3 +233,16 @@ def test_global_batch_must_split_evenly():
     # groups of 4 strided over 16 rows: rank 1 takes rows 2, 3 of every block of 4
     assert batch_shard(ctx, 16, group=4).positions.tolist() == [2, 3, 6, 7, 10, 11, 14, 15]
     assert batch_shard(Context(), 16) is None
+
+
+def test_kl_posterior_draw_is_the_posterior_sample():
+    """Drawing the KL posterior noise by hand (to slice it) keeps one process's values: the same
+    as ``DiagonalGaussianDistribution.sample`` with the same generator, bit for bit."""
+    space = registry.create("latent", "kl", **{**AE, "steps": 2})
+    ae, x = space.autoencoder, torch.randn(2, 1, 16, 16)
+    rec, _ = ae.training_forward(x, torch.Generator().manual_seed(1))
+    posterior = ae.model.encode(x).latent_dist
+    ref = ae.decode_latent(posterior.sample(generator=torch.Generator().manual_seed(1)))
+    assert torch.equal(rec, ref)
+    other, _ = ae.training_forward(x, torch.Generator().manual_seed(2))
+    assert not torch.equal(rec, other)
