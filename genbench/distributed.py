@@ -14,6 +14,7 @@ Only the main rank (rank 0) writes files; :func:`barrier` lets the others wait f
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -126,3 +127,138 @@ def barrier() -> None:
     """Wait for every rank (nothing to wait for in a world of one)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+# --------------------------------------------------------------------------- data parallel
+
+
+@dataclass(frozen=True)
+class BatchShard:
+    """This rank's part of a global training batch of ``batch`` images: the ``positions`` in the
+    global batch it computes. Every rank draws the step's randomness for the whole global batch
+    (from the same seeded streams) and keeps its positions (:meth:`take`), so the union of the
+    ranks' work is the one-process step on the global batch."""
+
+    batch: int
+    positions: torch.Tensor  # int64 [batch // world_size]
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        """Rows ``positions`` of a tensor drawn for the whole global batch."""
+        return t.index_select(0, self.positions.to(t.device))
+
+    def global_shape(self, local: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of a draw for the global batch, given the local one."""
+        return (self.batch, *tuple(local)[1:])
+
+
+def batch_shard(ctx: Context, batch: int, group: int = 1,
+                setting: str = "train.batch_size") -> BatchShard | None:
+    """``ctx``'s positions in a global batch (None in a world of one).
+
+    ``group``: the batch is made of ``group`` strided blocks whose row ``j`` of each form one
+    group (the ``view(group, -1, ...)`` grouping of a minibatch-stddev layer); each rank then takes
+    the same rows ``j`` of every block, so a group never straddles ranks and the rank's own
+    grouping of its rows (again ``view(group, -1)``) finds the same groups. ``group=1`` is
+    ``ctx.shard(batch)``. The global batch must split evenly (equal shards make the mean over
+    ranks of the per-rank mean gradients the global mean): else a one-line UserError.
+    """
+    if not ctx.distributed:
+        return None
+    if batch % (ctx.world_size * group):
+        need = f"{ctx.world_size} processes" + (f" x {group} (the discriminator's minibatch-"
+                                                f"stddev group)" if group > 1 else "")
+        raise UserError(f"{setting}={batch} (the global batch) does not split evenly over "
+                        f"{need}; use a multiple of {ctx.world_size * group}")
+    rows = ctx.shard(batch // group)
+    per_block = batch // group
+    positions = [g * per_block + j for g in range(group) for j in rows]
+    return BatchShard(batch, torch.tensor(positions, dtype=torch.long))
+
+
+def take(shard: BatchShard | None, t: torch.Tensor) -> torch.Tensor:
+    """``shard.take(t)``, or ``t`` itself in a world of one."""
+    return t if shard is None else shard.take(t)
+
+
+def global_shape(shard: BatchShard | None, local: torch.Size | tuple[int, ...]
+                 ) -> tuple[int, ...]:
+    """The shape to draw for the whole global batch (``local`` in a world of one)."""
+    return tuple(local) if shard is None else shard.global_shape(local)
+
+
+def _flat_all_reduce(tensors: list[torch.Tensor]) -> None:
+    """Average ``tensors`` over the ranks in place, in one all-reduce of their concatenation
+    (in their own dtype, as DDP's gradient buckets)."""
+    if not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= dist.get_world_size()
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def average_gradients(params) -> None:
+    """Replace each parameter's gradient by its mean over the ranks (no-op in a world of one).
+
+    This is the all-reduce DistributedDataParallel performs after ``backward`` (sum, divided by
+    the world size), done explicitly after the whole backward pass - as
+    ``NVlabs/stylegan2-ada-pytorch training/training_loop.py`` does for the same reason: R1's
+    double backward, a discriminator frozen for the generator's update and gradients taken with
+    ``torch.autograd.grad`` (VQGAN's adaptive weight) are outside what DDP's hooks support. Call
+    it before gradient clipping and the optimizer step; every rank then holds the same gradient.
+    """
+    if not current().distributed:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    _flat_all_reduce(grads)
+
+
+def average_tensors(tensors: list[torch.Tensor]) -> None:
+    """Average floating-point tensors (gradients taken by hand, BatchNorm running statistics)
+    over the ranks in place (no-op in a world of one)."""
+    if current().distributed:
+        _flat_all_reduce([t for t in tensors if t.is_floating_point()])
+
+
+def _wire() -> torch.device:
+    """Where small host values travel: the GPU for nccl (it moves CUDA tensors only), else CPU."""
+    return torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def average_floats(values: dict[str, float]) -> dict[str, float]:
+    """The mean over the ranks of each logged value (in float64; the values themselves in a
+    world of one): with equal shards the mean of per-rank batch means is the global batch mean,
+    and every rank logs and checks the same numbers."""
+    if not current().distributed or not values:
+        return values
+    keys = sorted(values)
+    flat = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=_wire())
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= dist.get_world_size()
+    return {k: float(v) for k, v in zip(keys, flat.cpu().tolist())}
+
+
+def broadcast_modules(modules) -> None:
+    """Give every rank rank 0's parameters and buffers (no-op in a world of one)."""
+    if not current().distributed:
+        return
+    for module in modules:
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
+def broadcast_json(obj):
+    """Rank 0's JSON-safe ``obj`` on every rank (``obj`` itself in a world of one); sent as JSON
+    text in a byte tensor, so nothing is unpickled."""
+    if not current().distributed:
+        return obj
+    data = json.dumps(obj).encode() if dist.get_rank() == 0 else b""
+    size = torch.tensor([len(data)], dtype=torch.long, device=_wire())
+    dist.broadcast(size, src=0)
+    buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8) if data
+           else torch.empty(int(size), dtype=torch.uint8)).to(_wire())
+    dist.broadcast(buf, src=0)
+    return json.loads(bytes(buf.cpu().tolist()).decode())

@@ -76,7 +76,16 @@ class DownConvBlock(nn.Module):
         return (self.conv2(h) + self.skip(x)) / math.sqrt(2.0)
 
 
-def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
+STDDEV_GROUP = 4  # the official Discriminator_small/large stddev_group
+
+
+def stddev_group(batch: int, group_size: int = STDDEV_GROUP) -> int:
+    """The group :func:`minibatch_stddev` uses for a batch of ``batch``: the largest divisor of
+    ``batch`` that is <= ``group_size``."""
+    return max(g for g in range(1, min(batch, group_size) + 1) if batch % g == 0)
+
+
+def minibatch_stddev(x: torch.Tensor, group_size: int = STDDEV_GROUP) -> torch.Tensor:
     """Append one feature map: the mean over features of the std across a group of samples.
 
     Groups are strided as in the official view(group, -1, ...): sample i shares a group with
@@ -84,7 +93,7 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
     the group shrinks to the largest divisor of B that is <= ``group_size`` instead of failing.
     """
     b, c, h, w = x.shape
-    group = max(g for g in range(1, min(b, group_size) + 1) if b % g == 0)
+    group = stddev_group(b, group_size)
     y = x.reshape(group, -1, 1, c, h, w)
     y = torch.sqrt(y.var(dim=0, unbiased=False) + 1e-8)  # [M, 1, C, H, W]
     y = y.mean(dim=(2, 3, 4), keepdim=True).squeeze(2)  # [M, 1, 1, 1]

@@ -47,6 +47,7 @@ from torch import nn
 
 from genbench._io import tensor_fingerprint
 from genbench.data.base import to_model_range
+from genbench.distributed import BatchShard, global_shape, take
 from genbench.errors import UserError
 from genbench.latents.base import check_image_shape
 from genbench.registry import register
@@ -179,7 +180,8 @@ class Autoencoder(nn.Module):
         out = self.model.decoder(self.model.post_quant_conv(z_q))
         return torch.tanh(out) if self.cfg.tanh_out else out
 
-    def training_forward(self, x: torch.Tensor, generator: torch.Generator
+    def training_forward(self, x: torch.Tensor, generator: torch.Generator,
+                         shard: BatchShard | None = None
                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Reconstruction and regulariser terms for one training step.
 
@@ -190,7 +192,12 @@ class Autoencoder(nn.Module):
         """
         if self.kind == "kl":
             posterior = self.model.encode(x).latent_dist
-            rec = self.decode_latent(posterior.sample(generator=generator))
+            # mean + std * eps, as the posterior's own sample(); eps drawn for the whole global
+            # batch under data parallel, keeping this rank's rows
+            mean = posterior.mean
+            eps = torch.randn(global_shape(shard, mean.shape), generator=generator,
+                              device=mean.device, dtype=mean.dtype)
+            rec = self.decode_latent(mean + posterior.std * take(shard, eps))
             return rec, {"kl": posterior.kl().mean()}
         h = self.model.encode(x).latents
         e, _ = self.quantize(h)

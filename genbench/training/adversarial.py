@@ -37,11 +37,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from genbench.backbones.discriminator import stddev_group
 from genbench.diffusion.ddgan import (
     DDGANSchedule,
     posterior_sample,
     q_sample_pairs,
     weighted_learning_weights,
+)
+from genbench.distributed import (
+    BatchShard,
+    average_gradients,
+    global_shape,
+    take,
 )
 from genbench.errors import UserError, unknown_key_error
 from genbench.training.budget import parse_budget
@@ -126,20 +133,24 @@ class PhaseDraws:
 
     @classmethod
     def draw(cls, num_steps: int, x0: torch.Tensor, z_dim: int,
-             generator: torch.Generator | None) -> PhaseDraws:
+             generator: torch.Generator | None, shard: BatchShard | None = None) -> PhaseDraws:
         """Draw in the official order (NVlabs/denoising-diffusion-gan ``train_ddgan.py``, lines
         335-379 for D and 400-412 for G): ``t = torch.randint``, then ``q_sample_pairs``
         (x_{t+1}'s noise, then x_t's), ``latent_z = torch.randn``, and the ``sample_posterior``
-        noise."""
-        def normal(shape: tuple[int, ...]) -> torch.Tensor:
-            return torch.randn(shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        noise. With a ``shard`` (data parallel) each is drawn for the whole global batch and
+        this rank's rows are kept."""
+        shape = global_shape(shard, x0.shape)
 
-        b = x0.shape[0]
-        k = torch.randint(0, num_steps, (b,), generator=generator, device=x0.device)
-        noise_next = normal(tuple(x0.shape))
-        noise_k = normal(tuple(x0.shape))
+        def normal(shape: tuple[int, ...]) -> torch.Tensor:
+            noise = torch.randn(shape, generator=generator, device=x0.device, dtype=x0.dtype)
+            return take(shard, noise)
+
+        b = shape[0]
+        k = take(shard, torch.randint(0, num_steps, (b,), generator=generator, device=x0.device))
+        noise_next = normal(shape)
+        noise_k = normal(shape)
         z = normal((b, z_dim))
-        return cls(k, noise_next, noise_k, z, normal(tuple(x0.shape)))
+        return cls(k, noise_next, noise_k, z, normal(shape))
 
 
 @dataclass(frozen=True)
@@ -155,9 +166,9 @@ class StepDraws:
 
     @classmethod
     def draw(cls, num_steps: int, x0: torch.Tensor, z_dim: int,
-             generator: torch.Generator | None) -> StepDraws:
-        d = PhaseDraws.draw(num_steps, x0, z_dim, generator)
-        return cls(d, PhaseDraws.draw(num_steps, x0, z_dim, generator))
+             generator: torch.Generator | None, shard: BatchShard | None = None) -> StepDraws:
+        d = PhaseDraws.draw(num_steps, x0, z_dim, generator, shard)
+        return cls(d, PhaseDraws.draw(num_steps, x0, z_dim, generator, shard))
 
 
 def _losses_d(G, D, sched, x0, cfg, step, dr: PhaseDraws) -> dict[str, torch.Tensor]:
@@ -210,6 +221,7 @@ class AdversarialTrainer:
         self.rec_weights = weighted_learning_weights(cfg.epochs, cfg.wl_delta)
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self.shard: BatchShard | None = None  # data parallel: this rank's rows (the loop's)
         # None: draw each step's randomness from the noise stream; a callable (step, x0) ->
         # StepDraws feeds given draws instead (the official-parity test)
         self.draw_source: Callable[[int, torch.Tensor], StepDraws] | None = None
@@ -218,7 +230,13 @@ class AdversarialTrainer:
         """The random draws of the next step on batch ``x0``."""
         if self.draw_source is not None:
             return self.draw_source(self.step, x0)
-        return StepDraws.draw(self.sched.num_steps, x0, self.G.z_dim, self.noise_gen)
+        return StepDraws.draw(self.sched.num_steps, x0, self.G.z_dim, self.noise_gen, self.shard)
+
+    def batch_group(self, batch: int) -> int:
+        """The discriminator's minibatch-stddev group for a global batch of ``batch``
+        (:func:`genbench.backbones.discriminator.minibatch_stddev`'s rule): the data-parallel
+        shards keep these groups whole, so the step equals the one-process step."""
+        return stddev_group(batch)
 
     def rec_weight(self, epoch: int) -> float:
         """Weight of the L1 term at ``epoch`` (0, 1, or the weighted-learning schedule)."""
@@ -237,11 +255,13 @@ class AdversarialTrainer:
         self.opt_d.zero_grad(set_to_none=True)
         d_losses = _losses_d(self.G, self.D, self.sched, x0, self.cfg, self.step, dr.d)
         sum(d_losses.values()).backward()
+        average_gradients(self.D.parameters())
         self.opt_d.step()
         self.D.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
         g_losses = _losses_g(self.G, self.D, self.sched, x0, self.rec_weight(epoch), dr.g)
         sum(g_losses.values()).backward()
+        average_gradients(self.G.parameters())
         self.opt_g.step()
         update_ema(self.G_ema, self.G)
         self.step += 1

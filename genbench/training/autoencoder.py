@@ -54,6 +54,12 @@ from genbench._io import (
 )
 from genbench.backbones.patchgan import NLayerDiscriminator
 from genbench.data.base import to_model_range
+from genbench.distributed import (
+    BatchShard,
+    average_gradients,
+    average_tensors,
+    current,
+)
 from genbench.errors import UserError, notice
 from genbench.latents.autoencoder import AutoencoderSpace, AutoencoderTrainingConfig
 from genbench.training.budget import Consumed, StepCost, measure_step_cost, step_cost_of
@@ -76,9 +82,13 @@ def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.
 
 def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor,
                     last_layer: torch.Tensor) -> torch.Tensor:
-    """VQGAN Eq. 7: ``||grad rec|| / (||grad g|| + 1e-4)`` at the last layer, clamped to 1e4."""
+    """VQGAN Eq. 7: ``||grad rec|| / (||grad g|| + 1e-4)`` at the last layer, clamped to 1e4.
+
+    Data parallel: both gradients are averaged over the ranks first, so the norms are those of
+    the global batch's gradients."""
     rec_grad = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
     g_grad = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
+    average_tensors([rec_grad, g_grad])
     return (rec_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
 
 
@@ -100,6 +110,7 @@ class AutoencoderTrainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self.shard: BatchShard | None = None  # data parallel: this rank's rows (the loop's)
 
     def loop(self) -> LoopConfig:
         """What the shared loop needs: steps, batches, flips, checkpoints, logging."""
@@ -150,7 +161,7 @@ class AutoencoderTrainer:
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction + regulariser (+ the weighted adversarial term from ``disc_start``)."""
         generator = stream_generator(self.seed, "posterior", self.step, device=self.device)
-        rec, reg = self.ae.training_forward(x, generator)
+        rec, reg = self.ae.training_forward(x, generator, self.shard)
         rec_loss = self._reconstruction_loss(x, rec)
         loss = rec_loss + self._regulariser(reg, x)
         out.update(rec=rec_loss.item(), **{k: v.item() for k, v in reg.items()})
@@ -170,12 +181,18 @@ class AutoencoderTrainer:
         loss, rec = self._generator_loss(x, out)
         self.opt_ae.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.ae.parameters())
         self.opt_ae.step()
         if self.step >= self.cfg.disc_start:
             d_loss = hinge_d_loss(self.D(x), self.D(rec.detach()))
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
+            average_gradients(self.D.parameters())
             self.opt_d.step()
+            # per-rank BatchNorm statistics (as taming/LDM's multi-GPU runs): keep the running
+            # ones equal on every rank
+            if current().distributed:
+                average_tensors(list(self.D.buffers()))
             out["d"] = d_loss.item()
         out["loss"] = loss.item()
         self.step += 1

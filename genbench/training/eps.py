@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from genbench.diffusion.gaussian import GaussianSchedule, q_sample
+from genbench.distributed import BatchShard, average_gradients, global_shape, take
 from genbench.errors import UserError, unknown_key_error
 from genbench.training.budget import parse_budget
 from genbench.training.ema import ema_model, update_ema
@@ -81,11 +82,14 @@ class EpsConfig:
 
 
 def eps_loss(net: torch.nn.Module, schedule: GaussianSchedule, x0: torch.Tensor,
-             generator: torch.Generator) -> torch.Tensor:
-    """L_simple (Ho et al. Eq. 14) on one batch, drawing t and eps from ``generator``."""
-    t = torch.randint(0, schedule.num_train_steps, (x0.shape[0],), generator=generator,
-                      device=x0.device)  # t ~ U{1..T} (0-based)
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+             generator: torch.Generator, shard: BatchShard | None = None) -> torch.Tensor:
+    """L_simple (Ho et al. Eq. 14) on one batch, drawing t and eps from ``generator`` (with a
+    data-parallel ``shard``: for the whole global batch, keeping this rank's rows)."""
+    shape = global_shape(shard, x0.shape)
+    t = take(shard, torch.randint(0, schedule.num_train_steps, (shape[0],), generator=generator,
+                                  device=x0.device))  # t ~ U{1..T} (0-based)
+    noise = take(shard, torch.randn(shape, generator=generator, device=x0.device,
+                                    dtype=x0.dtype))
     x_t = q_sample(schedule, x0, t, noise)  # sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
     return F.mse_loss(net(x_t, t, None), noise)  # ||eps - eps_theta(x_t, t)||^2, mean
 
@@ -118,6 +122,7 @@ class EpsTrainer:
         self.noise_gen = stream_generator(cfg.seed, "noise", device=device)
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self.shard: BatchShard | None = None  # data parallel: this rank's rows (the loop's)
 
     def learning_rate(self) -> float:
         """The learning rate of the coming update: lr * min(step / warmup, 1)."""
@@ -127,8 +132,9 @@ class EpsTrainer:
         """One Adam update on L_simple, then the EMA update. ``epoch`` is unused (no decay)."""
         self.net.train()
         self.opt.zero_grad(set_to_none=True)
-        loss = eps_loss(self.net, self.schedule, x0, self.noise_gen)
+        loss = eps_loss(self.net, self.schedule, x0, self.noise_gen, self.shard)
         loss.backward()
+        average_gradients(self.net.parameters())  # before clipping: the global gradient's norm
         grad_norm = self._clip_gradients()
         self.opt.step()
         self.warmup.step()

@@ -20,6 +20,15 @@ step on a batch; this loop owns everything around the steps, the same for all of
 
 Because every draw is a function of (seed, stream, step or epoch) or lives in the checkpoint, an
 interrupted run resumes to bitwise the same weights as an uninterrupted one.
+
+Data parallel (:mod:`genbench.distributed`; ``torchrun`` or SLURM ranks): ``batch_size`` stays the
+global batch. Every rank computes the same global batch order and flips, keeps its own positions
+of the batch (:func:`genbench.distributed.batch_shard`, given to the trainer as ``shard``, whose
+draws are made for the whole global batch and then sliced the same way) and the trainer averages
+gradients over the ranks before each optimizer step, so a step at world size W equals the
+one-process step on the same global batch (to float rounding; dropout masks, drawn per rank,
+excepted). The logged losses are averaged over the ranks. Only rank 0 writes checkpoints (the
+others wait at a barrier); they hold the modules' own states, so a run resumes at any world size.
 """
 
 from __future__ import annotations
@@ -34,6 +43,14 @@ import torch
 from tqdm.auto import tqdm
 
 from genbench.data.base import random_hflip, to_model_range
+from genbench.distributed import (
+    BatchShard,
+    average_floats,
+    barrier,
+    batch_shard,
+    broadcast_modules,
+    current,
+)
 from genbench.errors import UserError, notice
 from genbench.progress import bar as progress_bar
 from genbench.training.budget import Budget, Consumed, StepCost, budget_steps, device_clock
@@ -52,12 +69,15 @@ class Trainer(Protocol):
     ``step``: optimisation steps taken (``train_step`` adds one); ``history``: logged losses;
     ``device``: where batches go. ``state``/``load_state`` hold everything but the weights of
     ``modules()`` (those are saved by name as safetensors) that resuming needs, including
-    ``step`` and ``history``.
+    ``step`` and ``history``. ``shard``: set by the loop; the trainer draws each step's
+    randomness for the whole global batch, keeps ``shard``'s rows, and averages gradients over
+    the ranks (:func:`genbench.distributed.average_gradients`) before each optimizer step.
     """
 
     step: int
     history: list[dict[str, float]]
     device: torch.device
+    shard: BatchShard | None  # this rank's positions of the global batch (set by the loop)
 
     def train_step(self, x: torch.Tensor, epoch: int) -> dict[str, float]: ...
 
@@ -154,7 +174,7 @@ def _model_input(batch: torch.Tensor, device: torch.device,
 
 def _one_step(trainer: Trainer, x: torch.Tensor, epoch: int, cfg: LoopConfig) -> dict[str, float]:
     with seeded_global_rng(cfg.seed, "global", trainer.step, device=trainer.device):
-        losses = trainer.train_step(x, epoch)
+        losses = average_floats(trainer.train_step(x, epoch))
     check_finite(losses, trainer.step, cfg.what, cfg.lr_settings)
     return losses
 
@@ -172,6 +192,22 @@ CONSUMED = "genbench_consumed"  # the loop's entry in the checkpointed training 
 
 def _state(trainer: Trainer, consumed: Consumed) -> dict[str, Any]:
     return {**trainer.state(), CONSUMED: consumed.as_dict()}
+
+
+def _save(ckpt_dir: Path, trainer: Trainer, consumed: Consumed, wait: bool = True) -> None:
+    """Rank 0 writes the checkpoint (atomically); the other ranks wait for it (not after an
+    interruption, when a rank may be gone)."""
+    if current().is_main:
+        save_checkpoint(ckpt_dir, trainer.modules(), _state(trainer, consumed))
+    if wait:
+        barrier()
+
+
+def _shard_trainer(trainer: Trainer, cfg: LoopConfig) -> None:
+    """Give the trainer this rank's positions of the global batch (None in a world of one);
+    ``batch_group`` (when the trainer has it) keeps groups of a batch-statistics layer whole."""
+    group = trainer.batch_group(cfg.batch_size) if hasattr(trainer, "batch_group") else 1
+    trainer.shard = batch_shard(current(), cfg.batch_size, group, cfg.batch_setting)
 
 
 def _resume_consumed(state: dict[str, Any], consumed: Consumed, trainer: Trainer,
@@ -214,6 +250,8 @@ def train(
     consumed = Consumed() if consumed is None else consumed
     steps_per_epoch = batches_per_epoch(images.shape[0], cfg.batch_size, cfg.batch_setting)
     total = cfg.total_steps(steps_per_epoch, cost)
+    _shard_trainer(trainer, cfg)
+    shard = trainer.shard
     found = find_checkpoint(ckpt_dir)
     saved = None  # the step of the checkpoint on disk (said when interrupted)
     if found is not None:
@@ -224,16 +262,19 @@ def train(
             saved = trainer.step
         except CorruptCheckpoint as exc:  # raised before anything was loaded: start afresh
             notice(f"{str(exc).split('; delete')[0]}; starting {cfg.what} again from step 0")
-    bar = progress_bar(total=total, initial=trainer.step, desc=cfg.what, disable=not progress,
-                       unit="step", dynamic_ncols=True)
+    broadcast_modules(trainer.modules().values())  # identical start on every rank
+    barrier()  # every rank has read the checkpoint before rank 0 may replace it
+    bar = progress_bar(total=total, initial=trainer.step, desc=cfg.what, unit="step",
+                       disable=not progress or not current().is_main, dynamic_ncols=True)
     clock = device_clock(trainer.device)
     stepping = False  # a half-done step cannot be resumed exactly: never save one
     try:
         while trainer.step < total and not consumed.reached(cfg.budget):
             if stop_after is not None and trainer.step >= stop_after:
-                save_checkpoint(ckpt_dir, trainer.modules(), _state(trainer, consumed))
+                _save(ckpt_dir, trainer, consumed)
                 return False
             batch = training_batch(images, cfg, trainer.step, steps_per_epoch)
+            batch = batch if shard is None else shard.take(batch)  # this rank's images
             x = _model_input(batch, trainer.device, encode)
             stepping = True
             started = clock()
@@ -245,11 +286,11 @@ def train(
             _log(trainer, losses, cfg, last, bar)
             stepping = False
             if trainer.step % cfg.ckpt_every == 0 or last:
-                save_checkpoint(ckpt_dir, trainer.modules(), _state(trainer, consumed))
+                _save(ckpt_dir, trainer, consumed)
                 saved = trainer.step
     except KeyboardInterrupt as exc:
         if not stepping:
-            save_checkpoint(ckpt_dir, trainer.modules(), _state(trainer, consumed))
+            _save(ckpt_dir, trainer, consumed, wait=False)
             saved = trainer.step
         # what the CLI tells the user will happen on a rerun (genbench.cli.main)
         exc.genbench_training = {"what": cfg.what, "step": trainer.step,
