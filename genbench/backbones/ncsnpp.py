@@ -162,21 +162,41 @@ def _residual_sum(x: torch.Tensor, h: torch.Tensor, rescale: bool) -> torch.Tens
     return (x + h) / math.sqrt(2.0) if rescale else x + h
 
 
-class ResBlockBigGAN(nn.Module):
-    """BigGAN-style residual block; up/down resampling inside (``ResnetBlockBigGANpp_Adagn``)."""
+class AdaGNBlock(nn.Module):
+    """The layers every NCSN++ residual block has, under the official names: AdaGN
+    ``GroupNorm_0`` -> SiLU -> ``Conv_0``, plus the time projection ``Dense_0``, then AdaGN
+    ``GroupNorm_1`` -> SiLU -> ``Dropout_0`` -> ``Conv_1`` (``layerspp.py``'s
+    ``ResnetBlock*_Adagn``). Subclasses add their shortcut and resampling."""
 
-    def __init__(self, in_ch: int, out_ch: int | None = None, *, temb_dim: int, zemb_dim: int,
-                 up: bool = False, down: bool = False, dropout: float = 0.0, fir: bool = True,
-                 fir_kernel: Sequence[float] = (1, 3, 3, 1), skip_rescale: bool = True,
-                 init_scale: float = 0.0) -> None:
+    def __init__(self, in_ch: int, out_ch: int, *, temb_dim: int, zemb_dim: int,
+                 dropout: float, init_scale: float) -> None:
         super().__init__()
-        out_ch = out_ch or in_ch
         self.GroupNorm_0 = _norm(in_ch, zemb_dim)
         self.Conv_0 = conv3x3(in_ch, out_ch)
         self.Dense_0 = dense(temb_dim, out_ch)
         self.GroupNorm_1 = _norm(out_ch, zemb_dim)
         self.Dropout_0 = nn.Dropout(dropout)
         self.Conv_1 = conv3x3(out_ch, out_ch, init_scale=init_scale)
+
+    def time_bias(self, temb: torch.Tensor) -> torch.Tensor:
+        """``Dense_0(SiLU(temb))`` as a per-channel bias."""
+        return self.Dense_0(F.silu(temb))[:, :, None, None]
+
+    def second_conv(self, h: torch.Tensor, zemb: torch.Tensor | None) -> torch.Tensor:
+        """``Conv_1(Dropout_0(SiLU(GroupNorm_1(h, z))))``."""
+        return self.Conv_1(self.Dropout_0(F.silu(_apply_norm(self.GroupNorm_1, h, zemb))))
+
+
+class ResBlockBigGAN(AdaGNBlock):
+    """BigGAN-style residual block; up/down resampling inside (``ResnetBlockBigGANpp_Adagn``)."""
+
+    def __init__(self, in_ch: int, out_ch: int | None = None, *, temb_dim: int, zemb_dim: int,
+                 up: bool = False, down: bool = False, dropout: float = 0.0, fir: bool = True,
+                 fir_kernel: Sequence[float] = (1, 3, 3, 1), skip_rescale: bool = True,
+                 init_scale: float = 0.0) -> None:
+        out_ch = out_ch or in_ch
+        super().__init__(in_ch, out_ch, temb_dim=temb_dim, zemb_dim=zemb_dim, dropout=dropout,
+                         init_scale=init_scale)
         self.Conv_2 = conv1x1(in_ch, out_ch) if (in_ch != out_ch or up or down) else None
         self.mode = "up" if up else "down" if down else None
         self.skip_rescale = skip_rescale
@@ -186,36 +206,27 @@ class ResBlockBigGAN(nn.Module):
                 zemb: torch.Tensor | None = None) -> torch.Tensor:
         h = F.silu(_apply_norm(self.GroupNorm_0, x, zemb))
         h, x = resample(h, self.mode, self.fir_filter), resample(x, self.mode, self.fir_filter)
-        h = self.Conv_0(h) + self.Dense_0(F.silu(temb))[:, :, None, None]
-        h = F.silu(_apply_norm(self.GroupNorm_1, h, zemb))
-        h = self.Conv_1(self.Dropout_0(h))
+        h = self.second_conv(self.Conv_0(h) + self.time_bias(temb), zemb)
         if self.Conv_2 is not None:
             x = self.Conv_2(x)
         return _residual_sum(x, h, self.skip_rescale)
 
 
-class ResBlockDDPM(nn.Module):
+class ResBlockDDPM(AdaGNBlock):
     """DDPM-style residual block, NIN shortcut (``ResnetBlockDDPMpp_Adagn``)."""
 
     def __init__(self, in_ch: int, out_ch: int | None = None, *, temb_dim: int, zemb_dim: int,
                  dropout: float = 0.0, skip_rescale: bool = False, init_scale: float = 0.0) -> None:
-        super().__init__()
         out_ch = out_ch or in_ch
-        self.GroupNorm_0 = _norm(in_ch, zemb_dim)
-        self.Conv_0 = conv3x3(in_ch, out_ch)
-        self.Dense_0 = dense(temb_dim, out_ch)
-        self.GroupNorm_1 = _norm(out_ch, zemb_dim)
-        self.Dropout_0 = nn.Dropout(dropout)
-        self.Conv_1 = conv3x3(out_ch, out_ch, init_scale=init_scale)
+        super().__init__(in_ch, out_ch, temb_dim=temb_dim, zemb_dim=zemb_dim, dropout=dropout,
+                         init_scale=init_scale)
         self.NIN_0 = Nin(in_ch, out_ch) if in_ch != out_ch else None
         self.skip_rescale = skip_rescale
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor,
                 zemb: torch.Tensor | None = None) -> torch.Tensor:
         h = F.silu(_apply_norm(self.GroupNorm_0, x, zemb))
-        h = self.Conv_0(h) + self.Dense_0(F.silu(temb))[:, :, None, None]
-        h = F.silu(_apply_norm(self.GroupNorm_1, h, zemb))
-        h = self.Conv_1(self.Dropout_0(h))
+        h = self.second_conv(self.Conv_0(h) + self.time_bias(temb), zemb)
         if self.NIN_0 is not None:
             x = self.NIN_0(x)
         return _residual_sum(x, h, self.skip_rescale)

@@ -62,14 +62,13 @@ from genbench.backbones.layers import (
     check_denoiser_inputs,
     conv1x1,
     conv3x3,
-    dense,
     variance_scaling_,
 )
 from genbench.backbones.ncsnpp import (
+    AdaGNBlock,
     NCSNpp,
     NCSNppConfig,
     _apply_norm,
-    _norm,
     _residual_sum,
 )
 from genbench.errors import UserError
@@ -135,7 +134,7 @@ class WaveletDownsample(nn.Module):
         return F.conv2d(bands, self.weight, self.bias, padding=1)
 
 
-class WaveletResBlock(nn.Module):
+class WaveletResBlock(AdaGNBlock):
     """BigGAN-style AdaGN residual block with Haar resampling
     (``layerspp.WaveletResnetBlockBigGANpp_Adagn``); see the module docstring.
 
@@ -146,14 +145,9 @@ class WaveletResBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int | None = None, *, temb_dim: int, zemb_dim: int,
                  up: bool = False, down: bool = False, hi_in_ch: int | None = None,
                  dropout: float = 0.0, skip_rescale: bool = True, init_scale: float = 0.0) -> None:
-        super().__init__()
         out_ch = out_ch or in_ch
-        self.GroupNorm_0 = _norm(in_ch, zemb_dim)
-        self.Conv_0 = conv3x3(in_ch, out_ch)
-        self.Dense_0 = dense(temb_dim, out_ch)
-        self.GroupNorm_1 = _norm(out_ch, zemb_dim)
-        self.Dropout_0 = nn.Dropout(dropout)
-        self.Conv_1 = conv3x3(out_ch, out_ch, init_scale=init_scale)
+        super().__init__(in_ch, out_ch, temb_dim=temb_dim, zemb_dim=zemb_dim, dropout=dropout,
+                         init_scale=init_scale)
         self.Conv_2 = conv1x1(in_ch, out_ch) if (in_ch != out_ch or up or down) else None
         if up:
             if hi_in_ch is None:
@@ -181,9 +175,7 @@ class WaveletResBlock(nn.Module):
             x = haar_dwt(x)[0]
             high = (h_high[0], h_high[1], h_high[2])
             h, x = h / 2, x / 2
-        h = h + self.Dense_0(F.silu(temb))[:, :, None, None]
-        h = F.silu(_apply_norm(self.GroupNorm_1, h, zemb))
-        h = self.Conv_1(self.Dropout_0(h))
+        h = self.second_conv(h + self.time_bias(temb), zemb)
         out = _residual_sum(x, h, self.skip_rescale)
         return (out, high) if self.down else out
 
