@@ -1,7 +1,7 @@
 """How much one competing busy torch process slows a small training workload, with and without
 genbench's thread setup (:mod:`genbench.process`).
 
-The workload is a fixed small convolutional network's training step (batch 8, 3 x 32 x 32, ten
+The workload is a fixed small convolutional network's training step (batch 8, 3 x 32 x 32, eleven
 3 x 3 convolutions of 32 channels with GroupNorm and SiLU, Adam), many short operators per step as
 in the default grid's CPU models. Each setting runs it in a fresh subprocess for ``--seconds``
 after a warm-up, first alone, then while another subprocess runs the same workload in a busy loop
