@@ -238,6 +238,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- report
 
 
+def cmd_time(args: argparse.Namespace) -> int:
+    """``genbench time EXPERIMENT [RESULTS_DIR]``: time the experiment's ok cells again in this
+    process, round-robin, and write the new timings into their records
+    (:mod:`genbench.harness.retime`)."""
+    from genbench.harness.retime import retime, retime_text
+
+    rows = retime(args.experiment, args.results_dir, device=args.device, warmup=args.warmup,
+                  trials=args.trials)
+    print(retime_text(rows))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from genbench.report.experiment import write_experiment_report
 
@@ -397,6 +409,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave out the panels of published numbers on datasets no record "
                           "measured (by default they are in one collapsed section)")
     rep.set_defaults(func=cmd_report)
+    tim = sub.add_parser("time", help="time all ok cells of an experiment again, together "
+                                      "(round-robin, one process), and update their records")
+    tim.add_argument("experiment", help="the experiment's name (its folder in RESULTS_DIR)")
+    tim.add_argument("results_dir", nargs="?", default="results", metavar="RESULTS_DIR",
+                     help="the results folder (default: results)")
+    tim.add_argument("--device", help="where to time (default: the cells' device setting)")
+    tim.add_argument("--warmup", type=int, help="untimed runs per cell (default: the cells' "
+                                                "eval.time_warmup)")
+    tim.add_argument("--trials", type=int, help="timed runs per cell (default: the cells' "
+                                                "eval.time_trials)")
+    tim.set_defaults(func=cmd_time)
     wts = sub.add_parser("weights", help="the metric networks' weights: export them")
     wts.add_argument("action", choices=("export",))
     wts.add_argument("network", choices=("inception",),
@@ -432,7 +455,12 @@ def main(argv: list[str] | None = None) -> int:
     """``genbench``: the exit status (0 done, 1 some grid cells failed, 2 bad input, 130
     interrupted). Output piped into a reader that stops early (``genbench list | head``) ends
     quietly, as the Python documentation's note on SIGPIPE (module :mod:`signal`) advises: the
-    rest of stdout goes to ``os.devnull`` and the exit status is 1, without a traceback."""
+    rest of stdout goes to ``os.devnull`` and the exit status is 1, without a traceback.
+    First of all, before anything imports torch, the OpenMP thread setup of
+    :func:`genbench.process.setup_threads` (waiting workers sleep instead of spinning)."""
+    from genbench.process import setup_threads
+
+    setup_threads()
     args = parse_args(argv)
     try:
         status = _run(args)

@@ -27,6 +27,7 @@ memory for one sample; time per batch with warm-up, synchronisation and repeated
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -481,6 +482,23 @@ def profile_costs(net: torch.nn.Module, comps: Components, device: torch.device,
     }
 
 
+def timed_batch(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, Any],
+                device: torch.device) -> tuple[Callable[[], None], int]:
+    """(the timed call, its batch size): one batch of ``eval.time_batch_size`` from noise to
+    decoded uint8 images (call it under ``torch.no_grad()``). As the official ``--measure_time``:
+    x_T is fixed before timing; z and the posterior noise are drawn inside the timed span with
+    one call per step; the decode is inside the span."""
+    batch = int(eval_cfg.get("time_batch_size", 100))
+    seed = int(eval_cfg.get("seed", 0))
+    x_T = PerSampleRNG.for_range(seed, 0, batch, device).randn(*comps.latent_shape)
+    rng = BatchRNG(batch, seed, device)
+
+    def run() -> None:
+        to_uint8(comps.latent.decode(comps.sampler.sample(net, x_T, rng)))
+
+    return run, batch
+
+
 def time_sampling(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, Any],
                   device: torch.device, progress: bool = False) -> dict[str, Any]:
     """Time one batch of ``eval.time_batch_size`` from noise to decoded uint8 images; with
@@ -488,18 +506,9 @@ def time_sampling(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, A
     from genbench.metrics import cost
     from genbench.progress import bar
 
-    batch = int(eval_cfg.get("time_batch_size", 100))
-    seed = int(eval_cfg.get("seed", 0))
     warmup = int(eval_cfg.get("time_warmup", 10))
     trials = int(eval_cfg.get("time_trials", 300))
-    # As the official --measure_time: x_T is fixed before timing; z and the posterior noise are
-    # drawn inside the timed span with one call per step; the decode is inside the span.
-    x_T = PerSampleRNG.for_range(seed, 0, batch, device).randn(*comps.latent_shape)
-    rng = BatchRNG(batch, seed, device)
-
-    def run() -> None:
-        to_uint8(comps.latent.decode(comps.sampler.sample(net, x_T, rng)))
-
+    run, batch = timed_batch(net, comps, eval_cfg, device)
     with torch.no_grad(), bar(total=warmup + trials, desc=f"time (batch of {batch})",
                               unit="batch", disable=not progress) as timed:
         timing = cost.time_per_batch(run, device, warmup=warmup, trials=trials,

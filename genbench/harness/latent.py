@@ -22,15 +22,16 @@ from genbench.harness.build import Components
 
 
 def fit_latent(comps: Components, cache_dir: Path, device: torch.device,
-               progress: bool) -> dict[str, Any] | None:
-    """Fit (or load) the latent space if it is learned; returns its training info."""
+               progress: bool, *, fit: bool = True) -> dict[str, Any] | None:
+    """Fit (or load) the latent space if it is learned; returns its training info.
+    ``fit=False`` only loads (a missing autoencoder is a UserError)."""
     if comps.latent.needs_fit:
         from genbench.data.base import all_images
         from genbench.training.autoencoder import fit_autoencoder
 
         images, _ = all_images(comps.dataset)
         info = fit_autoencoder(comps.latent, images, cache_dir=cache_dir, device=device,
-                               progress=progress)
+                               progress=progress, fit=fit)
     else:
         info = None
     comps.latent = comps.latent.to(device)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from genbench.errors import UserError
+from genbench.process import thread_conditions
 
 _PACKAGES = ("genbench", "torch", "torchvision", "torch-fidelity", "timm",
              "diffusers", "hydra-core", "numpy", "scipy", "scikit-learn", "safetensors")
@@ -45,6 +46,7 @@ def hardware(device: torch.device) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        **{f"threads_{k}" if k == "env" else k: v for k, v in thread_conditions().items()},
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

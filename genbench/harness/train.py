@@ -189,9 +189,10 @@ _OBJECTIVES = {"adversarial": _train_objective, "eps": _train_objective}
 
 
 def train_or_load(cfg: dict[str, Any], comps: Components, cache: ModelCache,
-                  device: torch.device, progress: bool = True
+                  device: torch.device, progress: bool = True, *, train: bool = True
                   ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The trained network for this cell (eval mode, on ``device``) and how it was obtained."""
+    """The trained network for this cell (eval mode, on ``device``) and how it was obtained;
+    ``train=False`` only loads (a model missing from the cache is a UserError)."""
     objective = comps.sampler.objective
     G = _new_backbone(cfg, comps, objective).to(device)
     if cfg.get("checkpoint"):
@@ -213,6 +214,9 @@ def train_or_load(cfg: dict[str, Any], comps: Components, cache: ModelCache,
         remove_stale_temporaries(folder)
         problem = cache.problem(key)
         if problem is not None:
+            if not train:
+                raise UserError(f"the trained model is not in the cache ({problem or 'absent'}: "
+                                f"{folder}); `genbench run` trains it again")
             if problem:
                 notice(f"cached model not used: {problem}; training it again")
             info = _OBJECTIVES[objective](cfg, comps, G, folder, device, progress)

@@ -38,6 +38,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from genbench.errors import UserError
+from genbench.process import thread_conditions
 
 MIB = float(1 << 20)
 
@@ -317,9 +318,15 @@ def time_per_batch(
 
     Returns:
         ``median_s``, ``q25_s``, ``q75_s``, ``iqr_s``, ``mean_s``, ``std_s``, ``min_s``,
-        ``max_s``, ``trials``, ``warmup``, ``method``, ``device``, and the conditions: ``threads``
-        (torch's intra-op threads), ``cpu_count``, ``load_1m_before`` and ``load_1m_after`` (the
-        1-minute load average around the trials; None where the OS has none).
+        ``max_s``, ``cv`` (the coefficient of variation of the trials, ``std_s / mean_s``: a
+        few hundredths on a quiet machine, much more when other processes compete), ``trials``,
+        ``warmup``, ``method``, ``device``, and the conditions: ``threads`` (torch's intra-op
+        threads), ``cpu_count``, ``load_1m_before`` and ``load_1m_after`` (the 1-minute load
+        average around the trials; None where the OS has none), ``affinity_cpus`` (the CPUs the
+        process may run on), ``omp_wait_policy`` (``OMP_WAIT_POLICY`` as the process saw it,
+        ``"unset"`` if unset: libgomp's workers then spin before they sleep) and
+        ``threads_setup`` (whether genbench set it before torch loaded libgomp:
+        :func:`genbench.process.thread_conditions`).
     """
     if warmup < 0 or trials < 1:
         raise UserError(f"timing needs warmup >= 0 and trials >= 1, got {warmup} and {trials}")
@@ -338,6 +345,37 @@ def time_per_batch(
     return summary | _conditions(load_before, _load_average())
 
 
+def time_interleaved(
+    fns: list[Callable[[], Any]], device: str | torch.device, warmup: int = 10, trials: int = 100,
+    on_run: Callable[[], Any] | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`time_per_batch` of several calls at once, round-robin: the warm-ups of every call,
+    then trial ``i`` of every call before trial ``i + 1`` of any, so that a change of the
+    machine's state during the measurement (another process starting, the clock throttling)
+    falls on all of them alike and their times stay comparable. One summary per call, as
+    :func:`time_per_batch` returns, with ``interleaved_with`` (the number of calls timed
+    together) and the same load averages (around the whole measurement)."""
+    if warmup < 0 or trials < 1:
+        raise UserError(f"timing needs warmup >= 0 and trials >= 1, got {warmup} and {trials}")
+    device = torch.device(device)
+    cuda = _use_cuda(device)
+    after = on_run or (lambda: None)
+    load_before = _load_average()
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+            after()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(trials):
+        for fn, out in zip(fns, times):
+            out.append(_time_cuda(fn, device) if cuda else _time_cpu(fn))
+            after()
+    conditions = _conditions(load_before, _load_average())
+    method = CUDA_TIME_METHOD if cuda else CPU_TIME_METHOD
+    return [_summary(t, warmup, method, device) | conditions | {"interleaved_with": len(fns)}
+            for t in times]
+
+
 def _load_average() -> float | None:
     """The 1-minute load average of the machine (``os.getloadavg``), None where unsupported."""
     try:
@@ -350,8 +388,12 @@ def _conditions(load_before: float | None, load_after: float | None) -> dict[str
     """Under which conditions the timing ran, so that a report can flag timings that cannot be
     compared: torch's intra-op threads, the machine's logical CPUs and its 1-minute load
     average before and after the trials (other processes competing for the CPU)."""
+    setup = thread_conditions()
     return {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "load_1m_before": load_before, "load_1m_after": load_after}
+            "load_1m_before": load_before, "load_1m_after": load_after,
+            "affinity_cpus": setup["affinity_cpus"],
+            "omp_wait_policy": setup["env"]["OMP_WAIT_POLICY"] or "unset",
+            "threads_setup": setup["threads_setup"]}
 
 
 def _summary(times: list[float], warmup: int, method: str, device: torch.device) -> dict[str, Any]:
@@ -363,6 +405,7 @@ def _summary(times: list[float], warmup: int, method: str, device: torch.device)
         "iqr_s": float(q75 - q25),
         "mean_s": float(stats.fmean(times)),
         "std_s": float(stats.stdev(times)) if len(times) > 1 else 0.0,
+        "cv": _cv(times),
         "min_s": float(min(times)),
         "max_s": float(max(times)),
         "trials": len(times),
@@ -370,6 +413,15 @@ def _summary(times: list[float], warmup: int, method: str, device: torch.device)
         "method": method,
         "device": str(device) if device.type != "cuda" else _cuda_name(device),
     }
+
+
+def _cv(times: list[float]) -> float | None:
+    """Coefficient of variation (sample standard deviation / mean) of the trials; 0 for one
+    trial, None when the mean is 0."""
+    mean = stats.fmean(times)
+    if mean <= 0:
+        return None
+    return float(stats.stdev(times) / mean) if len(times) > 1 else 0.0
 
 
 def _cuda_name(device: torch.device) -> str:

@@ -233,6 +233,7 @@ def _measured_quality(row: pd.Series, name: str, extractors: dict[str, str],
     return out | {
         "time/batch [s]": _num(row.get("time_per_batch_s")),
         "time IQR [s]": _num(row.get("time_per_batch_iqr_s")),
+        "time CV": _num(row.get("timing_cv")),
         "batch": batch,
         "device": row.get("timing_device"),
         "threads": _num(row.get("timing_threads")),
@@ -268,7 +269,8 @@ def table3(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     ``FID [<extractor>]`` (followed by
     ``FID 95% CI [<extractor>]``, ``[low, high]``, and ``FID-infinity [<extractor>]`` where a
     measured cell has them) and ``recall [<extractor>]`` per extractor with a value,
-    time/batch [s], time IQR [s], batch, device, threads, timing note (why the timing cannot be
+    time/batch [s], time IQR [s], time CV (the trials' coefficient of variation), batch, device,
+    threads, timing note (why the timing cannot be
     compared with the others, :func:`~genbench.report.tables.timing_flags`), note.
     """
     multi, lead = _leading_columns(df)
@@ -279,8 +281,8 @@ def table3(df: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
         quality_columns.append(quality_column(metric, extractor))
         if metric == "fid":
             quality_columns += _uncertainty_columns(measured, extractor)
-    columns = [*lead, "NFE", *quality_columns, "time/batch [s]", "time IQR [s]", "batch",
-               "device", "threads", "timing note", "note"]
+    columns = [*lead, "NFE", *quality_columns, "time/batch [s]", "time IQR [s]", "time CV",
+               "batch", "device", "threads", "timing note", "note"]
     extractors = {
         metric: extractor_of(measured, metric) for metric in (*MEASURED_QUALITY, "fid_infinity")
     }

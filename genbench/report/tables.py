@@ -362,7 +362,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     per quality metric and extractor (``FID [inception-v3-compat]``; after it FID's 95% sampling
     interval ``FID 95% CI [...]`` as ``[low, high]``, and ``FID-infinity [...]``, ``KID [...]``,
     ``KID std [...]`` where recorded), time per batch and its IQR
-    [s], timing device, batch size and threads, timing note (why a timing cannot be compared
+    [s], the trials' coefficient of variation (time CV), timing device, batch size and threads,
+    timing note (why a timing cannot be compared
     with the others, :func:`timing_flags`), GMACs per sample, parameters [M], peak memory [MB],
     the training compute consumed (images, steps, TMACs, device seconds, the budget if any),
     status and note (the error, or why a metric is missing).
@@ -379,6 +380,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         table[name] = values
     table["time/batch [s]"] = _numeric(df, "time_per_batch_s")
     table["time IQR [s]"] = _numeric(df, "time_per_batch_iqr_s")
+    table["time CV"] = _numeric(df, "timing_cv")
     table["device"] = df["timing_device"] if "timing_device" in df.columns else None
     table["batch"] = _numeric(df, "timing_batch_size").astype("Int64")
     table["threads"] = _numeric(df, "timing_threads").astype("Int64")
@@ -480,9 +482,11 @@ def _condition(row: pd.Series, column: str) -> Any:
 def timing_flags(df: pd.DataFrame) -> pd.Series:
     """Why each row's timing cannot be compared with the others' (None where it can).
 
-    The conditions of the timings (``timing.device``, ``timing.threads``, ``timing.batch_size``)
-    are compared with those most of the timed rows share; each difference is named (``device
-    cuda:0 (most: cpu)``, ``4 threads (most: 1)``, ``batch 20 (most: 100)``). A timing is also
+    The conditions of the timings (``timing.device``, ``timing.threads``, ``timing.batch_size``,
+    ``timing.omp_wait_policy``: whether idle OpenMP workers spun, :mod:`genbench.process`) are
+    compared with those most of the timed rows share; each difference is named (``device
+    cuda:0 (most: cpu)``, ``4 threads (most: 1)``, ``batch 20 (most: 100)``, ``OMP_WAIT_POLICY
+    unset (most: PASSIVE)``). A timing is also
     flagged as taken under load when the machine's 1-minute load average around its trials
     (``timing.load_1m_before``/``_after``) exceeded its logical CPUs: other processes competed
     for them. Rows without a time, and scored images, are None.
@@ -493,7 +497,8 @@ def timing_flags(df: pd.DataFrame) -> pd.Series:
     timed = df[finite_values(df["time_per_batch_s"], positive=True) & ~is_scored(df)]
     conditions = (("timing_device", "device {} (most: {})"),
                   ("timing_threads", "{} threads (most: {})"),
-                  ("timing_batch_size", "batch {} (most: {})"))
+                  ("timing_batch_size", "batch {} (most: {})"),
+                  ("timing_omp_wait_policy", "OMP_WAIT_POLICY {} (most: {})"))
     common: dict[str, Any] = {}
     for column, _ in conditions:
         values = [str(v) for v in (_condition(r, column) for _, r in timed.iterrows())

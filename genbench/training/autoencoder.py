@@ -227,7 +227,8 @@ def _lpips_files(cfg: AutoencoderTrainingConfig) -> tuple[list[Path], str]:
 
 
 def fit_autoencoder(space: AutoencoderSpace, images: torch.Tensor, *, cache_dir: Path,
-                    device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
+                    device: str | torch.device = "cpu", progress: bool = True,
+                    fit: bool = True) -> dict[str, Any]:
     """Train the space's autoencoder on ``images`` or load it from the cache; set its scale.
 
     Args:
@@ -236,6 +237,7 @@ def fit_autoencoder(space: AutoencoderSpace, images: torch.Tensor, *, cache_dir:
         cache_dir: the cache root; the artifact goes to ``cache_dir/autoencoders/<hash>/``.
         device: where to train and, afterwards, encode/decode.
         progress: show a progress bar.
+        fit: False only loads: an autoencoder missing from the cache is a UserError.
 
     Returns:
         JSON-safe info: key, folder, source ("trained" or "cache"), steps, seconds,
@@ -258,6 +260,9 @@ def fit_autoencoder(space: AutoencoderSpace, images: torch.Tensor, *, cache_dir:
             load_weights(folder / WEIGHTS, {"autoencoder": space.autoencoder})
             info = {**read_json_object(folder / META)["fit"], "source": "cache"}
         else:
+            if not fit:
+                raise UserError(f"the fitted autoencoder is not in the cache ({problem or 'absent'}"
+                                f": {folder}); `genbench run` fits it again")
             if problem:
                 notice(f"cached autoencoder not used: {problem}; fitting it again")
             meta = {"key": key, "payload": payload}
