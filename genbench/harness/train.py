@@ -58,6 +58,7 @@ def _setup_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Modul
 
     def make(c: AdversarialConfig, probe: bool) -> AdversarialTrainer:
         g, d = (copy.deepcopy(G), copy.deepcopy(D)) if probe else (G, D)
+        c = dataclasses.replace(c, compile=False) if probe else c  # MACs are counted eagerly
         return AdversarialTrainer(g, d, comps.sampler.schedule, c, device)
 
     info = {"discriminator": {"kind": kind, **disc_cfg,
@@ -73,6 +74,7 @@ def _setup_eps(cfg: dict[str, Any], comps: Components, net: torch.nn.Module,
     eps_cfg = EpsConfig.from_section(comps.train, cfg["seed"])
 
     def make(c: EpsConfig, probe: bool) -> EpsTrainer:
+        c = dataclasses.replace(c, compile=False) if probe else c  # MACs are counted eagerly
         return EpsTrainer(copy.deepcopy(net) if probe else net, comps.sampler.schedule, c, device)
 
     return make, eps_cfg, {}
@@ -190,6 +192,8 @@ def _run_objective(make: Callable[[Any, bool], Any], obj_cfg: Any, comps: Compon
         "batch_size": loop_cfg.batch_size,
         "consumed": consumed.as_dict(),
         "step_macs": cost.as_dict(),
+        "precision": obj_cfg.precision,  # train.precision and train.compile, as trained
+        "compile": obj_cfg.compile,
     }
 
 
