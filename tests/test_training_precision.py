@@ -192,3 +192,15 @@ def test_training_info_records_precision_and_compile(tmp_path):
     meta = ModelCache(tmp_path).meta(info["key"])
     assert meta["training"]["precision"] == "bf16"
     assert meta["payload"]["train"]["precision"] == "bf16"
+
+
+@pytest.mark.slow
+def test_compiled_eps_step_equals_eager():
+    """train.compile (slow: ~4 min of inductor compilation on a busy 2-core CPU): the compiled
+    forward gives the eager step's weights, and
+    the trainer's modules (EMA, checkpoints) stay the plain ones."""
+    eager, fast = _eps(), _eps(compile=True)
+    assert fast.net_fwd is not fast.net and fast.modules()["net"] is fast.net
+    _steps(eager, 1)
+    _steps(fast, 1)
+    assert _max_difference(_weights(eager), _weights(fast)) < 1e-5
