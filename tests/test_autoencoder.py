@@ -307,9 +307,11 @@ PRESETS = sorted(p.stem for p in (REPO / "registry/latent").glob("*.yaml"))
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets_are_valid(preset):
+    from genbench.config import compose_plain
     from genbench.latents.autoencoder import AutoencoderConfig
 
-    args = yaml.safe_load((REPO / "registry/latent" / f"{preset}.yaml").read_text())
+    # composed, so a preset that extends another (``defaults: [kl_digits]``) is read whole
+    args = compose_plain([f"latent={preset}"])["latent"]
     name = args.pop("name")
     entry = registry.get("latent", name)
     assert set(args) <= set(entry.arguments())

@@ -94,10 +94,12 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = STDDEV_GROUP) -> torch.T
     """
     b, c, h, w = x.shape
     group = stddev_group(b, group_size)
-    y = x.reshape(group, -1, 1, c, h, w)
+    # in float32 under mixed precision (train.precision): in fp16 the 1e-8 underflows to 0 and
+    # the sqrt's gradient at a zero variance is infinite (a no-op for float32 and float64 input)
+    y = x.reshape(group, -1, 1, c, h, w).to(torch.promote_types(x.dtype, torch.float32))
     y = torch.sqrt(y.var(dim=0, unbiased=False) + 1e-8)  # [M, 1, C, H, W]
     y = y.mean(dim=(2, 3, 4), keepdim=True).squeeze(2)  # [M, 1, 1, 1]
-    y = y.repeat(group, 1, h, w)
+    y = y.repeat(group, 1, h, w).to(x.dtype)
     return torch.cat([x, y], dim=1)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from genbench import _io
+from genbench.training.precision import without_defaults
 
 GENERATOR = "generator.safetensors"
 META = "meta.json"
@@ -38,6 +39,8 @@ def training_payload(cfg: dict[str, Any], train_settings: dict[str, Any],
     """
     train = {k: v for k, v in train_settings.items() if k not in ("ckpt_every",)
              and not (k == "budget" and v is None)}  # no budget: the keys of before budgets
+    # train.precision=fp32 and train.compile=false (the defaults): the keys of before them
+    train = without_defaults(train)
     return {
         "dataset": dataset_identity,
         "latent": latent_identity,

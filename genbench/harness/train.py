@@ -25,6 +25,7 @@ from genbench._io import (
     remove_stale_temporaries,
     sha256_file,
 )
+from genbench.distributed import current
 from genbench.errors import UserError, notice
 from genbench.harness.artifacts import GENERATOR, ModelCache, training_payload
 from genbench.harness.build import Components, build_backbone
@@ -37,6 +38,7 @@ from genbench.training.budget import (
     step_cost_of,
 )
 from genbench.training.checkpoint import load_weights, save_weights
+from genbench.training.main_rank import main_first, main_holds, on_main
 from genbench.training.seeding import seeded_global_rng
 
 
@@ -56,6 +58,7 @@ def _setup_adversarial(cfg: dict[str, Any], comps: Components, G: torch.nn.Modul
 
     def make(c: AdversarialConfig, probe: bool) -> AdversarialTrainer:
         g, d = (copy.deepcopy(G), copy.deepcopy(D)) if probe else (G, D)
+        c = dataclasses.replace(c, compile=False) if probe else c  # MACs are counted eagerly
         return AdversarialTrainer(g, d, comps.sampler.schedule, c, device)
 
     info = {"discriminator": {"kind": kind, **disc_cfg,
@@ -71,6 +74,7 @@ def _setup_eps(cfg: dict[str, Any], comps: Components, net: torch.nn.Module,
     eps_cfg = EpsConfig.from_section(comps.train, cfg["seed"])
 
     def make(c: EpsConfig, probe: bool) -> EpsTrainer:
+        c = dataclasses.replace(c, compile=False) if probe else c  # MACs are counted eagerly
         return EpsTrainer(copy.deepcopy(net) if probe else net, comps.sampler.schedule, c, device)
 
     return make, eps_cfg, {}
@@ -127,16 +131,29 @@ def _step_cost(make: Callable[[Any, bool], Any], obj_cfg: Any, x: torch.Tensor,
     of each kind on copies of the networks) and kept in the model's folder for resumes."""
     probes = obj_cfg.cost_probes()
     every = int(getattr(obj_cfg, "lazy_reg", 1))
-    cached = read_json_object(folder / STEP_COST)
-    if cached is not None and cached.get("probes") == probes:
-        macs = cached.get("macs")
-        if isinstance(macs, dict) and set(macs) == set(probes) and all(
-                isinstance(v, int) and v >= 0 for v in macs.values()):
-            return step_cost_of(macs, every)
+
+    def cached() -> dict[str, int] | None:
+        found = read_json_object(folder / STEP_COST)
+        if found is not None and found.get("probes") == probes:
+            macs = found.get("macs")
+            if isinstance(macs, dict) and set(macs) == set(probes) and all(
+                    isinstance(v, int) and v >= 0 for v in macs.values()):
+                return macs
+        return None
+
+    # rank 0 reads the file for every rank: the probe steps average gradients over the ranks,
+    # so either all ranks measure or none does
+    macs = on_main(cached)
+    if macs is not None:
+        return step_cost_of(macs, every)
     macs = measure_step_cost(lambda: make(obj_cfg, True), x, probes)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / STEP_COST, {"probes": probes, "macs": macs,
-                                           "counter": "genbench.metrics.cost.measure_flops"})
+
+    def write() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / STEP_COST, {"probes": probes, "macs": macs,
+                                               "counter": "genbench.metrics.cost.measure_flops"})
+
+    on_main(write)
     return step_cost_of(macs, every)
 
 
@@ -175,6 +192,8 @@ def _run_objective(make: Callable[[Any, bool], Any], obj_cfg: Any, comps: Compon
         "batch_size": loop_cfg.batch_size,
         "consumed": consumed.as_dict(),
         "step_macs": cost.as_dict(),
+        "precision": obj_cfg.precision,  # train.precision and train.compile, as trained
+        "compile": obj_cfg.compile,
     }
 
 
@@ -198,7 +217,8 @@ def train_or_load(cfg: dict[str, Any], comps: Components, cache: ModelCache,
     if cfg.get("checkpoint"):
         path = Path(str(cfg["checkpoint"])).expanduser()
         if is_released_file(path):  # an official netG_*.pth / U-ViT .pth, converted and cached
-            info = load_generator(path, G, cfg, comps.latent_shape, cache.root.parent)
+            info = main_first(lambda: load_generator(path, G, cfg, comps.latent_shape,
+                                                     cache.root.parent))
             return G.eval(), info
         load_weights(path, {"G_ema": G})
         return G.eval(), {"source": "checkpoint", "path": str(path), "sha256": sha256_file(path)}
@@ -209,24 +229,39 @@ def train_or_load(cfg: dict[str, Any], comps: Components, cache: ModelCache,
     folder = cache.folder(key)
     if objective not in _OBJECTIVES:
         raise UserError(f"no trainer for objective {objective!r}; known: {', '.join(_OBJECTIVES)}")
-    with cache.lock(key):
-        # a killed run's staging folders; a checkpoint it left aside is put back (in the lock)
-        remove_stale_temporaries(folder)
-        problem = cache.problem(key)
+    # Data parallel (torchrun, srun): rank 0 alone takes the lock, decides train-or-load and
+    # writes; every rank trains (the loop splits the global batch) and then loads what rank 0
+    # wrote, so all ranks sample with the same weights.
+    with main_holds(lambda: cache.lock(key)):
+        problem = on_main(lambda: _cache_problem(cache, key, folder))
         if problem is not None:
             if not train:
                 raise UserError(f"the trained model is not in the cache ({problem or 'absent'}: "
                                 f"{folder}); `genbench run` trains it again")
-            if problem:
+            if problem and current().is_main:
                 notice(f"cached model not used: {problem}; training it again")
             info = _OBJECTIVES[objective](cfg, comps, G, folder, device, progress)
-            save_weights(folder / GENERATOR, {"G_ema": G}, metadata={"key": key})
-            cache.write_meta(key, {"key": key, "payload": payload, "training": info})
+
+            def write() -> dict[str, Any]:
+                save_weights(folder / GENERATOR, {"G_ema": G}, metadata={"key": key})
+                cache.write_meta(key, {"key": key, "payload": payload, "training": info})
+                return info
+
+            info = on_main(write)  # rank 0's (its seconds), once the files are there
+            if not current().is_main:
+                load_weights(folder / GENERATOR, {"G_ema": G})
             return G.eval(), {"source": "trained", "key": key, "folder": str(folder), **info}
         load_weights(folder / GENERATOR, {"G_ema": G})
-        meta = cache.meta(key)
+        meta = on_main(lambda: cache.meta(key))
     return G.eval(), {"source": "cache", "key": key, "folder": str(folder),
                       **meta.get("training", {})}
+
+
+def _cache_problem(cache: ModelCache, key: str, folder: Path) -> str | None:
+    """In the model's lock: a killed run's staging folders removed (a checkpoint it left aside
+    put back), then why the cached model cannot be used ("" absent, None usable)."""
+    remove_stale_temporaries(folder)
+    return cache.problem(key)
 
 
 def _new_backbone(cfg: dict[str, Any], comps: Components, objective: str) -> torch.nn.Module:

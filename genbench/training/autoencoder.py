@@ -66,6 +66,7 @@ from genbench.training.budget import Consumed, StepCost, measure_step_cost, step
 from genbench.training.checkpoint import load_weights, save_weights
 from genbench.training.loop import LoopConfig, batches_per_epoch, train, training_batch
 from genbench.training.lpips import LPIPS, load_lpips, lpips_fingerprint, resolve_lpips
+from genbench.training.main_rank import main_first, main_holds, on_main
 from genbench.training.released import check_fits, is_torch_file, load_converted
 from genbench.training.seeding import seeded_global_rng, stream_generator
 
@@ -245,7 +246,8 @@ def fit_autoencoder(space: AutoencoderSpace, images: torch.Tensor, *, cache_dir:
     """
     space.latent_shape(tuple(images.shape[1:]))  # type: ignore[arg-type]
     if space.checkpoint:
-        return _load_given(space, images, cache_dir, torch.device(device))
+        # rank 0 converts (and caches) a released file first; the others then find it
+        return main_first(lambda: _load_given(space, images, cache_dir, torch.device(device)))
     files, status = _lpips_files(space.training)
     payload = {"format": FORMAT_VERSION,
                **space.artifact_payload(images, lpips_status_key(files, status))}
@@ -253,21 +255,29 @@ def fit_autoencoder(space: AutoencoderSpace, images: torch.Tensor, *, cache_dir:
     root = Path(cache_dir) / "autoencoders"
     folder = root / key
     device = torch.device(device)
-    with file_lock(root / f"{key}.lock"):
-        remove_stale_temporaries(folder)  # a killed fit's leftovers (a set-aside one put back)
-        problem = _cache_problem(folder)
+    # data parallel: rank 0 alone locks, decides and writes; every rank trains, then loads
+    # what rank 0 wrote (genbench.training.main_rank)
+    with main_holds(lambda: file_lock(root / f"{key}.lock")):
+        problem = on_main(lambda: _locked_problem(folder))
         if problem is None:
             load_weights(folder / WEIGHTS, {"autoencoder": space.autoencoder})
-            info = {**read_json_object(folder / META)["fit"], "source": "cache"}
+            info = {**on_main(lambda: read_json_object(folder / META)["fit"]), "source": "cache"}
         else:
             if not fit:
                 raise UserError(f"the fitted autoencoder is not in the cache ({problem or 'absent'}"
                                 f": {folder}); `genbench run` fits it again")
-            if problem:
+            if problem and current().is_main:
                 notice(f"cached autoencoder not used: {problem}; fitting it again")
             meta = {"key": key, "payload": payload}
             info = _train_and_save(space, images, folder, meta, device, progress, files, status)
     return space.mark_fitted(info, key=key, folder=folder, device=device)
+
+
+def _locked_problem(folder: Path) -> str | None:
+    """In the lock: a killed fit's leftovers removed (a set-aside one put back), then
+    :func:`_cache_problem`."""
+    remove_stale_temporaries(folder)
+    return _cache_problem(folder)
 
 
 def _load_given(space: AutoencoderSpace, images: torch.Tensor, cache_dir: Path,
@@ -333,11 +343,18 @@ def _train_and_save(space: AutoencoderSpace, images: torch.Tensor, folder: Path,
             "params": {"encoder": _count(space.autoencoder) - decoder, "decoder": decoder,
                        "discriminator": _count(trainer.D)}}
     info.update(space.latent_statistics(images, device))
-    save_weights(folder / WEIGHTS, {"autoencoder": space.autoencoder},
-                 metadata={"key": meta["key"]})
-    atomic_write_json(folder / META, {**meta, "fit": info,
-                                      "sha256": {WEIGHTS: sha256_file(folder / WEIGHTS)}})
-    shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
+
+    def write() -> dict[str, Any]:
+        save_weights(folder / WEIGHTS, {"autoencoder": space.autoencoder},
+                     metadata={"key": meta["key"]})
+        atomic_write_json(folder / META, {**meta, "fit": info,
+                                          "sha256": {WEIGHTS: sha256_file(folder / WEIGHTS)}})
+        shutil.rmtree(folder / CHECKPOINT, ignore_errors=True)
+        return info
+
+    info = on_main(write)  # rank 0's (its seconds and statistics), once the files are there
+    if not current().is_main:  # every rank continues with the weights rank 0 wrote
+        load_weights(folder / WEIGHTS, {"autoencoder": space.autoencoder})
     return {**info, "source": "trained"}
 
 

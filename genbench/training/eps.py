@@ -27,6 +27,15 @@ from genbench.errors import UserError, unknown_key_error
 from genbench.training.budget import parse_budget
 from genbench.training.ema import ema_model, update_ema
 from genbench.training.loop import LoopConfig
+from genbench.training.precision import (
+    autocast,
+    check_precision,
+    compiled,
+    grad_scaler,
+    logged,
+    optimizer_step,
+    scaled,
+)
 from genbench.training.seeding import stream_generator
 
 
@@ -48,6 +57,8 @@ class EpsConfig:
     seed: int = 0
     ckpt_every: int = 2000  # steps between checkpoints
     budget: str | None = None  # training compute instead of epochs: images:N | macs:N | seconds:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16: the step under autocast (training.precision)
+    compile: bool = False  # torch.compile of the network's forward pass
 
     def cost_probes(self) -> dict[str, int]:
         """Every step costs the same: one network forward and backward (step 0 tells it)."""
@@ -61,6 +72,7 @@ class EpsConfig:
         if self.optimizer not in ("adam", "adamw"):
             raise UserError(f"train.optimizer must be adam or adamw, not {self.optimizer!r}")
         parse_budget(self.budget)
+        check_precision(self.precision)
 
     @classmethod
     def from_section(cls, train_cfg: dict[str, Any], seed: int) -> EpsConfig:
@@ -120,6 +132,8 @@ class EpsTrainer:
                              weight_decay=cfg.weight_decay)
         self.warmup = torch.optim.lr_scheduler.LambdaLR(self.opt, warmup_factor(cfg.warmup))
         self.noise_gen = stream_generator(cfg.seed, "noise", device=device)
+        self.scaler = grad_scaler(cfg.precision, device)
+        self.net_fwd = compiled(net, cfg.compile)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.shard: BatchShard | None = None  # data parallel: this rank's rows (the loop's)
@@ -132,15 +146,20 @@ class EpsTrainer:
         """One Adam update on L_simple, then the EMA update. ``epoch`` is unused (no decay)."""
         self.net.train()
         self.opt.zero_grad(set_to_none=True)
-        loss = eps_loss(self.net, self.schedule, x0, self.noise_gen, self.shard)
-        loss.backward()
+        with autocast(self.cfg.precision, self.device):  # train.precision (fp32: nothing)
+            loss = eps_loss(self.net_fwd, self.schedule, x0, self.noise_gen, self.shard)
+        scaled(self.scaler, loss).backward()
         average_gradients(self.net.parameters())  # before clipping: the global gradient's norm
+        if self.scaler is not None:
+            self.scaler.unscale_(self.opt)  # clip the true gradient
         grad_norm = self._clip_gradients()
-        self.opt.step()
+        optimizer_step(self.scaler, self.opt)
+        if self.scaler is not None:
+            self.scaler.update()
         self.warmup.step()
         update_ema(self.net_ema, self.net)
         self.step += 1
-        return {"loss": float(loss.detach()), "grad_norm": grad_norm}
+        return logged(self.scaler, {"loss": float(loss.detach()), "grad_norm": grad_norm})
 
     def _clip_gradients(self) -> float:
         params = [p for p in self.net.parameters() if p.grad is not None]
@@ -156,7 +175,8 @@ class EpsTrainer:
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "config": asdict(self.cfg), "history": self.history,
                 "opt": self.opt.state_dict(), "warmup": self.warmup.state_dict(),
-                "noise_gen": self.noise_gen.get_state()}
+                "noise_gen": self.noise_gen.get_state()} | (
+                    {} if self.scaler is None else {"scaler": self.scaler.state_dict()})
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
@@ -164,3 +184,5 @@ class EpsTrainer:
         self.opt.load_state_dict(state["opt"])
         self.warmup.load_state_dict(state["warmup"])
         self.noise_gen.set_state(state["noise_gen"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])

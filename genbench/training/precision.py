@@ -1,0 +1,90 @@
+"""Mixed precision and ``torch.compile`` for the trainers (``train.precision``, ``train.compile``).
+
+``train.precision``: ``fp32`` (the default; the papers' runs), ``bf16`` or ``fp16``. The forward
+passes and losses of a step run under :func:`torch.autocast` with that dtype; weights, optimizer
+state, the EMA and the backward's accumulated gradients stay float32 (PyTorch's automatic mixed
+precision, https://pytorch.org/docs/stable/amp.html). ``fp16`` also scales the loss with
+:class:`torch.amp.GradScaler` (its small exponent range underflows small gradients otherwise):
+gradients are averaged over the ranks while still scaled (every rank then sees the same
+infinities and skips the same steps), unscaled before clipping, and the scaler's state is
+checkpointed. A gradient penalty (DDGAN's R1) takes its input gradient of the *scaled* output and
+divides it by the scale before forming the penalty, as the AMP examples do ("Gradient penalty",
+https://pytorch.org/docs/stable/notes/amp_examples.html). ``bf16`` has float32's exponent range
+and needs no scaling; it runs on CPUs too.
+
+``train.compile``: the trained networks' forward passes go through :func:`torch.compile`; the
+modules themselves (their parameters, the EMA, checkpoints, the cache) are unchanged. A double
+backward (R1) cannot go through a compiled graph, so R1's discriminator pass stays eager.
+
+Neither setting is part of a model's cache key at its default (fp32, no compile), so the keys of
+models trained before these settings existed are unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from contextlib import AbstractContextManager
+from typing import Any
+
+import torch
+
+from genbench.errors import UserError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEFAULTS = {"precision": "fp32", "compile": False}  # left out of cache keys at these values
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str, setting: str = "train.precision") -> None:
+    if precision not in PRECISIONS:
+        raise UserError(f"{setting}={precision!r}; use one of {', '.join(PRECISIONS)}")
+
+
+def autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:
+    """The forward passes' context: autocast to ``precision`` (nothing for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_DTYPES[precision])
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """A loss scaler for fp16 (None otherwise)."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
+def scaled(scaler: torch.amp.GradScaler | None, loss: torch.Tensor) -> torch.Tensor:
+    return loss if scaler is None else scaler.scale(loss)
+
+
+def optimizer_step(scaler: torch.amp.GradScaler | None, optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()``, through the scaler under fp16 (skipped on non-finite gradients)."""
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+
+
+SCALED = ("r1", "grad_norm")  # logged values that fp16's loss scale can make non-finite
+
+
+def logged(scaler: torch.amp.GradScaler | None, values: dict[str, float]) -> dict[str, float]:
+    """The step's logged values. Under fp16 a gradient that overflowed at the current scale makes
+    the scaler skip the update (and lower the scale); R1's penalty and the gradient norm are then
+    not finite. They are logged as 0 with ``fp16_skipped`` = 1 (0 on an applied step), so that a
+    skipped step is not taken for a diverged run; the scale-free losses still are checked. The
+    keys are the same on every rank and step (the loop averages the values over the ranks)."""
+    if scaler is None:
+        return values
+    bad = [k for k in SCALED if k in values and not math.isfinite(values[k])]
+    return {**values, **{k: 0.0 for k in bad}, "fp16_skipped": float(bool(bad))}
+
+
+def compiled(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """``torch.compile(module)`` (sharing its parameters) when ``enabled``, else ``module``."""
+    return torch.compile(module) if enabled else module
+
+
+def without_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` less the precision and compile entries that hold their defaults."""
+    return {k: v for k, v in settings.items() if not (k in DEFAULTS and v == DEFAULTS[k])}
