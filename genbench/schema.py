@@ -129,6 +129,16 @@ class EvalSettings:
     time_batch_size: int = field(default=100, metadata=_range(AT_LEAST_1))
     time_warmup: int = field(default=10, metadata=_range(AT_LEAST_0))
     time_trials: int = field(default=300, metadata=_range(AT_LEAST_1))
+    # the sampling fast path (genbench.harness.fastpath): autocast dtype of the networks,
+    # torch.compile (mode reduce-overhead: CUDA graphs on a GPU), channels-last layout; a cell
+    # with any of them also records fid_fp32 and fid_delta_fp32 (the same seeds in fp32)
+    precision: str = field(default="fp32", metadata=_range(
+        Range(choices=("fp32", "bf16", "fp16"))))
+    compile: bool = False
+    compile_mode: str = field(default="reduce-overhead", metadata=_range(
+        Range(choices=("reduce-overhead", "default", "max-autotune",
+                       "max-autotune-no-cudagraphs"))))
+    channels_last: bool = False
     grid_size: int = field(default=10, metadata=_range(AT_LEAST_1))
 
 

@@ -27,8 +27,11 @@ from genbench.harness.evaluate import (
     combine_seed_uncertainty,
     extractor_lines,
     measure_cost,
+    measure_fp32_reference,
     measure_quality,
 )
+from genbench.harness.fastpath import DEFAULTS as FAST_PATH_DEFAULTS
+from genbench.harness.fastpath import FastPath, Prepared, prepare
 from genbench.harness.generate import generate, sample_grid_png
 from genbench.harness.latent import fit_latent, reconstruction_quality
 from genbench.harness.system import hardware, package_versions, resolve_device
@@ -69,9 +72,12 @@ def cell_name(cfg: dict[str, Any]) -> str:
         defaults = {"budget": None, "seeds": 1}
         hashed["train"] = {k: v for k, v in hashed["train"].items()
                            if not (k in defaults and v == defaults[k])}
-    if isinstance(hashed.get("eval"), dict) and hashed["eval"].get("rng") == "per_sample":
-        # likewise eval.rng=per_sample (the default): the cells named before eval.rng existed
-        hashed["eval"] = {k: v for k, v in hashed["eval"].items() if k != "rng"}
+    if isinstance(hashed.get("eval"), dict):
+        # likewise eval.rng=per_sample and the fast path's defaults (fp32, no compile, default
+        # layout): the cells named before those settings existed
+        defaults = {"rng": "per_sample", **FAST_PATH_DEFAULTS}
+        hashed["eval"] = {k: v for k, v in hashed["eval"].items()
+                          if not (k in defaults and v == defaults[k])}
     name = "-".join(str(p) for p in parts) + "-" + json_hash(hashed, 8)
     try:
         return rec.check_name(name, "cell")
@@ -184,28 +190,29 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
     stage["seeds"] = len(seeds)
     per_seed: list[dict[str, Any]] = []
     measured: list[Measurements] = []
-    first: tuple[torch.nn.Module, torch.Tensor, Measurements] | None = None
+    first: tuple[torch.nn.Module, torch.Tensor, Measurements, Prepared] | None = None
+    fast = FastPath.from_eval(eval_cfg)  # eval.precision, eval.compile, eval.channels_last
     for seed in seeds:  # each seed's model is cached apart: a rerun trains the unfinished ones
         if len(seeds) > 1 and announce is not None:
             announce(f"  seed {seed} ({len(per_seed) + 1} of {len(seeds)})")
         net, training = train_or_load(replicate_config(cfg, seed), comps, ModelCache(cache_dir),
                                       device, progress)
         stage["trained"] = True  # a rerun samples without training (this seed)
-        samples = generate(net, comps.latent, comps.sampler, comps.latent_shape,
-                           num_samples=int(eval_cfg["num_samples"]),
-                           batch_size=int(eval_cfg["batch_size"]), seed=int(eval_cfg["seed"]),
-                           device=device, progress=progress,
-                           rng=str(eval_cfg.get("rng", "per_sample")))
+        prepared = prepare(net, comps.latent, fast, device)
+        samples = _sample(prepared.net, prepared.latent, comps, eval_cfg, device, progress)
         m = Measurements()
         measure_quality(samples, comps, eval_cfg, cache_dir, extractors, m)
         per_seed.append({"seed": seed, "metrics": dict(m.metrics), "training": training})
         measured.append(m)
         if first is None:
-            first = (net, samples, m)
+            if fast.active:  # the same seeds once more in fp32: the fast path's quality cost
+                _fp32_reference(net, samples, comps, eval_cfg, cache_dir, extractors, m,
+                                prepared, device, progress, seed if len(seeds) > 1 else None)
+            first = (net, samples, m, prepared)
             for line in extractor_lines(m):  # which features and weights each metric used
                 notice(line)
         stage["seeds_done"] = len(per_seed)
-    net, samples, m = first  # type: ignore[misc]  # (seeds is never empty)
+    net, samples, m, prepared = first  # type: ignore[misc]  # (seeds is never empty)
     if len(seeds) > 1:  # the record's metrics are the means; per seed and spread beside them
         aggregate = aggregate_metrics([p["metrics"] for p in per_seed])
         # FID's sampling interval and FID-infinity of the mean, not of the first seed (from the
@@ -219,7 +226,7 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         training = {"replicates": len(seeds), "per_seed": [p["training"] for p in per_seed]}
     # cost: NFE, parameters, MACs and memory follow from the architecture, the same for every
     # seed; sampling time is measured once, on the first seed's model
-    measure_cost(net, comps, eval_cfg, device, m, progress=progress)
+    measure_cost(net, comps, eval_cfg, device, m, progress=progress, prepared=prepared)
     if len(seeds) > 1:
         m.timing["measured_on_seed"] = seeds[0]
     if latent_info is not None:
@@ -261,6 +268,34 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
     stage["record"] = record
     rec.write_cell(cell_dir, record, files, overwrite=overwrite)
     return record
+
+
+def _sample(net: torch.nn.Module, latent: Any, comps: Any, eval_cfg: dict[str, Any],
+            device: torch.device, progress: bool) -> torch.Tensor:
+    """The cell's ``eval.num_samples`` uint8 samples drawn through ``net`` and ``latent``."""
+    return generate(net, latent, comps.sampler, comps.latent_shape,
+                    num_samples=int(eval_cfg["num_samples"]),
+                    batch_size=int(eval_cfg["batch_size"]), seed=int(eval_cfg["seed"]),
+                    device=device, progress=progress, rng=str(eval_cfg.get("rng", "per_sample")))
+
+
+def _fp32_reference(net: torch.nn.Module, samples: torch.Tensor, comps: Any,
+                    eval_cfg: dict[str, Any], cache_dir: Path, extractors: Any,
+                    m: Measurements, prepared: Prepared, device: torch.device, progress: bool,
+                    seed: int | None) -> None:
+    """``fid_fp32``, ``fid_delta_fp32`` and ``uint8_diff_fp32`` of a cell sampled with a fast
+    path: the same seeds drawn with the plain fp32 networks (one extra sampling pass and one
+    extra FID feature pass; :func:`genbench.harness.evaluate.measure_fp32_reference`). With
+    ``train.seeds`` > 1, on the first training seed's model (``seed``) only."""
+    notice(f"fast path {prepared.fast}: sampling the same seeds again in fp32 for fid_fp32")
+    reference = _sample(net, comps.latent, comps, eval_cfg, device, progress)
+    measure_fp32_reference(samples, reference, comps, eval_cfg, cache_dir, extractors, m,
+                           prepared.settings())
+    if seed is not None:
+        for key in ("fid_fp32", "fid_delta_fp32", "uint8_diff_fp32"):
+            m.recipes[key] = {**m.recipes[key], "training_seed": seed,
+                              "over_seeds": "on the first training seed's model only: "
+                                            "fid_delta_fp32 is that seed's FID minus fid_fp32"}
 
 
 def _identity(latent: Any) -> dict[str, Any]:

@@ -37,6 +37,7 @@ import torch
 
 from genbench.errors import MissingWeightsError, UserError, notice
 from genbench.harness.build import Components
+from genbench.harness.fastpath import FastPath, Prepared, prepare, uint8_difference
 from genbench.harness.generate import generate_batch, to_uint8
 from genbench.samplers.noise import BatchRNG, PerSampleRNG
 
@@ -285,6 +286,52 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
                                 out, device=getattr(extractor, "device", None))
 
 
+FID_FP32 = "fid_fp32"  # FID of the same seeds sampled with the plain fp32 path
+FID_DELTA_FP32 = "fid_delta_fp32"  # fid - fid_fp32 (the fast path's FID minus fp32's)
+UINT8_DIFF_FP32 = "uint8_diff_fp32"  # the samples' pixel differences to fp32's (0..255)
+
+
+def measure_fp32_reference(samples: torch.Tensor, reference_samples: torch.Tensor,
+                           comps: Components, eval_cfg: dict[str, Any], cache_dir: Path,
+                           extractors: tuple[dict[str, Any], list[str]], out: Measurements,
+                           settings: dict[str, Any]) -> None:
+    """What a fast path cost in quality: ``samples`` (fast path) against ``reference_samples``
+    (the same seeds and ``eval.rng``, plain fp32 path), into ``out``.
+
+    ``fid_fp32`` is the FID of the fp32 samples on FID's extractor against the same cached
+    reference statistics, ``fid_delta_fp32`` = ``fid`` - ``fid_fp32`` (``out.metrics['fid']``
+    must be the fast samples' FID: call after :func:`measure_quality`), and ``uint8_diff_fp32``
+    the pixel differences (:func:`genbench.harness.fastpath.uint8_difference`). The price is
+    one extra sampling pass and one extra feature pass of FID's extractor, said in the recipe;
+    the other metrics are not measured again.
+    """
+    from genbench.metrics import quality
+
+    out.metrics[UINT8_DIFF_FP32] = uint8_difference(samples, reference_samples)
+    chosen, notes, _ = extractors
+    spec = quality.metric_spec(FID_KEY)
+    extractor = chosen[spec.name]
+    reference = _references([spec], chosen, comps, eval_cfg, cache_dir)[extractor.name]
+    values = quality.compute(spec.name, _real_side(spec, reference),
+                             _fake_side(spec, extractor(reference_samples)))
+    fid_fp32 = values[FID_KEY]
+    fid = out.metrics.get(FID_KEY)
+    out.metrics[FID_FP32] = fid_fp32
+    out.metrics[FID_DELTA_FP32] = fid - fid_fp32 if _finite(fid) and _finite(fid_fp32) else None
+    if out.metrics[FID_DELTA_FP32] is None:
+        out.missing[FID_DELTA_FP32] = f"fid={fid!r} and fid_fp32={fid_fp32!r}: no difference"
+    recipe = {**extractor.recipe, "extractor": extractor.name, "metric": spec.name,
+              "num_fake": int(reference_samples.shape[0]),
+              "num_real": int(reference.statistics.num_samples),
+              "reference": comps.dataset.identity(), "notes": notes,
+              "fast_path": settings,
+              "protocol": "the same samples (seeds, eval.rng, batch size) drawn again with "
+                          "eval.precision=fp32, compile and channels_last off; cost: one extra "
+                          "sampling pass and one extra feature pass of FID's extractor"}
+    for key in (FID_FP32, FID_DELTA_FP32, UINT8_DIFF_FP32):
+        out.recipes[key] = recipe
+
+
 def _kid_recipe(num_real: int, num_fake: int, out: Measurements) -> dict[str, Any]:
     """KID's subsets as computed (:func:`genbench.metrics.quality.kid`): 100 subsets of
     ``min(1000, num_real, num_fake)`` samples. When every subset is the whole of both sets, the
@@ -444,13 +491,16 @@ def probe_sampling(net: torch.nn.Module, comps: Components, seed: int,
 
 
 def measure_cost(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, Any],
-                 device: torch.device, out: Measurements, progress: bool = False) -> None:
-    """NFE, parameters, MACs, peak memory and time per batch of this cell's generator."""
+                 device: torch.device, out: Measurements, progress: bool = False,
+                 prepared: Prepared | None = None) -> None:
+    """NFE, parameters, MACs, peak memory and time per batch of this cell's generator; the time
+    with the fast path of ``eval`` (``prepared``, when the caller has built it already)."""
     probe = probe_sampling(net, comps, int(eval_cfg.get("seed", 0)), device)
     out.metrics.update(profile_costs(net, comps, device, probe["nfe"]))
     out.metrics["peak_memory_mb"] = probe["peak_memory_mb"]
     out.memory = {"method": probe["peak_memory_method"], "batch_size": 1}
-    out.timing = time_sampling(net, comps, eval_cfg, device, progress=progress)
+    out.timing = time_sampling(net, comps, eval_cfg, device, progress=progress,
+                               prepared=prepared)
     out.metrics["time_per_batch_s"] = out.timing["median_s"]
     out.metrics["time_per_batch_iqr_s"] = out.timing.get("iqr_s")
 
@@ -483,34 +533,46 @@ def profile_costs(net: torch.nn.Module, comps: Components, device: torch.device,
 
 
 def timed_batch(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, Any],
-                device: torch.device) -> tuple[Callable[[], None], int]:
+                device: torch.device, prepared: Prepared | None = None
+                ) -> tuple[Callable[[], None], int]:
     """(the timed call, its batch size): one batch of ``eval.time_batch_size`` from noise to
     decoded uint8 images (call it under ``torch.no_grad()``). As the official ``--measure_time``:
     x_T is fixed before timing; z and the posterior noise are drawn inside the timed span with
-    one call per step; the decode is inside the span."""
+    one call per step; the decode is inside the span. The networks run with the fast path of
+    ``eval`` (:mod:`genbench.harness.fastpath`), or as ``prepared`` when given."""
     batch = int(eval_cfg.get("time_batch_size", 100))
     seed = int(eval_cfg.get("seed", 0))
     x_T = PerSampleRNG.for_range(seed, 0, batch, device).randn(*comps.latent_shape)
     rng = BatchRNG(batch, seed, device)
+    if prepared is None:
+        prepared = prepare(net, comps.latent, FastPath.from_eval(eval_cfg), device)
 
     def run() -> None:
-        to_uint8(comps.latent.decode(comps.sampler.sample(net, x_T, rng)))
+        to_uint8(prepared.latent.decode(comps.sampler.sample(prepared.net, x_T, rng)))
 
     return run, batch
 
 
 def time_sampling(net: torch.nn.Module, comps: Components, eval_cfg: dict[str, Any],
-                  device: torch.device, progress: bool = False) -> dict[str, Any]:
+                  device: torch.device, progress: bool = False,
+                  prepared: Prepared | None = None) -> dict[str, Any]:
     """Time one batch of ``eval.time_batch_size`` from noise to decoded uint8 images; with
-    ``progress``, a bar over the warm-ups and trials (updated between runs, never inside one)."""
+    ``progress``, a bar over the warm-ups and trials (updated between runs, never inside one).
+
+    The networks run with the fast path of ``eval`` (``eval.precision``, ``eval.compile``,
+    ``eval.channels_last``; :mod:`genbench.harness.fastpath`), or with ``prepared``; the
+    result's ``fast_path`` says which. Compilation happens in the warm-ups.
+    """
     from genbench.metrics import cost
     from genbench.progress import bar
 
     warmup = int(eval_cfg.get("time_warmup", 10))
     trials = int(eval_cfg.get("time_trials", 300))
-    run, batch = timed_batch(net, comps, eval_cfg, device)
+    if prepared is None:
+        prepared = prepare(net, comps.latent, FastPath.from_eval(eval_cfg), device)
+    run, batch = timed_batch(net, comps, eval_cfg, device, prepared=prepared)
     with torch.no_grad(), bar(total=warmup + trials, desc=f"time (batch of {batch})",
                               unit="batch", disable=not progress) as timed:
         timing = cost.time_per_batch(run, device, warmup=warmup, trials=trials,
                                      on_run=timed.update)
-    return {**timing, "batch_size": batch}
+    return {**timing, "batch_size": batch, "fast_path": prepared.settings()}

@@ -27,6 +27,7 @@ from genbench.harness import record as rec
 from genbench.harness.artifacts import ModelCache
 from genbench.harness.build import build_components
 from genbench.harness.evaluate import timed_batch
+from genbench.harness.fastpath import FastPath
 from genbench.harness.latent import fit_latent
 from genbench.harness.system import resolve_device
 from genbench.harness.train import train_or_load
@@ -101,7 +102,8 @@ def retime(experiment: str, results_dir: str | Path = "results", *, device: str 
     rows = []
     for (cell_dir, record), (_, batch), timing in zip(cells, calls, timings):
         old = record["timing"]
-        new = {**timing, "batch_size": batch,
+        new = {**timing, "batch_size": batch,  # timed_batch ran the cell's fast path
+               "fast_path": FastPath.from_eval(record["config"]["eval"]).settings(where),
                "retimed": {"by": "genbench time", "at": when, "cells": len(cells)}}
         record[PREVIOUS] = old
         record["timing"] = new
