@@ -228,11 +228,10 @@ def _real_side(spec, reference) -> Any:
     return torch.from_numpy(np.asarray(reference.features, dtype=np.float64))
 
 
-def _fake_side(spec, features: torch.Tensor) -> Any:
-    """What metric ``spec`` takes from the generated samples' features."""
-    from genbench.metrics.quality import STATISTICS, as_statistics
-
-    return as_statistics(features) if spec.needs == STATISTICS else features
+def _fid_uncertainty_on(eval_cfg: dict[str, Any]) -> bool:
+    """Whether FID's interval or FID-infinity is asked for (they need the generated features)."""
+    return (int(eval_cfg.get("fid_ci_resamples", 200)) > 0
+            or int(eval_cfg.get("fid_infinity_points", 15)) > 0)
 
 
 def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str, Any],
@@ -244,25 +243,55 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
     numbers, each metric's registry metadata saying which extractor and stage it takes.
     ``extractors`` comes from :func:`choose_extractors`, called before training so that missing
     weights stop a run before it spends time.
+
+    Under torch.distributed (:mod:`genbench.distributed`) ``samples`` is this rank's block of
+    the run (:func:`genbench.harness.generate.generate` shards it): each rank extracts the
+    features of its block; the statistics FID takes are reduced over ranks as float64 sums
+    (:func:`genbench.metrics.quality.sharded_statistics`), and the feature sets that
+    precision/recall, KID and FID's interval / FID-infinity take are gathered to rank 0 in
+    sample order (:func:`genbench.metrics.quality.gathered_features`). Rank 0 alone computes (and
+    caches) the reference statistics and the numbers: the other ranks return with ``out`` as it
+    was. The numbers equal those of one process over the same samples.
     """
+    from genbench import distributed
     from genbench.metrics import quality
 
     chosen, notes, substituted = extractors
     specs = [quality.metric_spec(name) for name in requested_metrics(eval_cfg)]
-    references = _references(specs, chosen, comps, eval_cfg, cache_dir)
-    fake_features: dict[str, torch.Tensor] = {}
+    fid_spec = next((spec for spec in specs if FID_KEY in spec.keys), None)
+    num_fake = int(distributed.all_reduce_sum(torch.tensor([samples.shape[0]]))[0])
+    local: dict[str, torch.Tensor] = {}  # this rank's features, per extractor name
+    needs: dict[str, set[str]] = {}  # extractor name -> what its metrics take
     for spec in specs:
         extractor = chosen[spec.name]
-        if extractor.name not in fake_features:
-            fake_features[extractor.name] = extractor(samples)
+        if extractor.name not in local:
+            local[extractor.name] = extractor(samples)
+        needs.setdefault(extractor.name, set()).add(spec.needs)
+    if fid_spec is not None and _fid_uncertainty_on(eval_cfg):
+        needs[chosen[fid_spec.name].name].add(quality.FEATURES)
+    # collectives in the same order on every rank (dicts keep the order of the specs)
+    fake_statistics = {name: quality.sharded_statistics(local[name])
+                       for name in local if quality.STATISTICS in needs[name]}
+    fake_features = {name: quality.gathered_features(local[name])
+                     for name in local if quality.FEATURES in needs[name]}
+    if not distributed.current().is_main:
+        return
+    references = _references(specs, chosen, comps, eval_cfg, cache_dir)
+    for spec in specs:
+        extractor = chosen[spec.name]
         reference = references[extractor.name]
-        values = quality.compute(spec.name, _real_side(spec, reference),
-                                 _fake_side(spec, fake_features[extractor.name]),
+        fake = (fake_statistics[extractor.name] if spec.needs == quality.STATISTICS
+                else fake_features[extractor.name])
+        values = quality.compute(spec.name, _real_side(spec, reference), fake,
                                  k=int(eval_cfg.get("pr_k", 3)))
         recipe = {**extractor.recipe, "extractor": extractor.name, "metric": spec.name,
-                  "num_fake": int(samples.shape[0]),
+                  "num_fake": num_fake,
                   "num_real": int(reference.statistics.num_samples),
                   "reference": comps.dataset.identity(), "notes": notes}
+        if distributed.current().distributed:
+            recipe["sharded"] = (f"samples and features split over "
+                                 f"{distributed.current().world_size} ranks; statistics reduced "
+                                 f"as float64 sums, features gathered in sample order")
         keys = dict(zip(spec.keys, spec.keys))
         if spec.name in substituted:  # measured on the fallback extractor: keys of its own
             keys = dict(zip(spec.keys, spec.fallback_keys))
@@ -276,12 +305,12 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
                                     f"features as {recorded}")
         if spec.name == "kid":  # the recipe object is every KID key's: updated in place
             recipe.update(_kid_recipe(recipe["num_real"], recipe["num_fake"], out))
-    fid_spec = next((spec for spec in specs if FID_KEY in spec.keys), None)
     if fid_spec is not None:
         extractor = chosen[fid_spec.name]
         measure_fid_uncertainty(references[extractor.name].statistics,
-                                fake_features[extractor.name], eval_cfg, out.recipes[FID_KEY],
-                                out, device=getattr(extractor, "device", None))
+                                fake_features.get(extractor.name), eval_cfg,
+                                out.recipes[FID_KEY], out,
+                                device=getattr(extractor, "device", None))
 
 
 def _kid_recipe(num_real: int, num_fake: int, out: Measurements) -> dict[str, Any]:
