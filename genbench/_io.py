@@ -30,6 +30,7 @@ points of these writes (tests/test_faults.py).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -164,6 +165,20 @@ def fault_point(name: str) -> None:
 # --------------------------------------------------------------------------- temporaries in use
 
 
+_NO_FLOCK = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK)
+
+
+def _in_use(fd: int) -> None:
+    """Mark the temporary open as ``fd`` in use (a shared ``flock``). On a file system without
+    ``flock`` (Lustre mounted without ``-o flock``) nothing is marked: there cleaners cannot
+    claim any temporary either (:func:`claimed`), so they keep them all, never a live one."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError as exc:
+        if exc.errno not in _NO_FLOCK:
+            raise
+
+
 def _new_locked(make_path: Callable[[], Path], create: Callable[[Path], int]) -> tuple[Path, int]:
     """A new temporary ``create(path)`` (returns an fd) with a shared ``flock`` held on it, so
     that cleaners see it in use; made again under a new name if a cleaner removed it between
@@ -171,7 +186,7 @@ def _new_locked(make_path: Callable[[], Path], create: Callable[[Path], int]) ->
     while True:
         path = make_path()
         fd = create(path)
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        _in_use(fd)
         try:
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 return path, fd
@@ -314,7 +329,7 @@ def swap_dir(new: Path, target: Path, *, kind: str = "swap",
                                 f" away or choose another name")
             if not target.is_symlink():  # locked while aside: see remove_stale_temporaries
                 fd = os.open(target, os.O_RDONLY)
-                fcntl.flock(fd, fcntl.LOCK_SH)
+                _in_use(fd)
             old = _hidden_sibling(target, OLD_SUFFIX)
             os.replace(target, old)
             fault_point(f"{kind}.aside")

@@ -198,3 +198,21 @@ def test_numpy_writer_through_atomic_write_with(tmp_path):
     _io.atomic_write_with(path, lambda tmp: np.savez(tmp, a=np.ones(3)))
     with np.load(path) as data:
         assert data["a"].sum() == 3
+
+
+def test_without_flock_writes_work_and_cleaners_keep_every_temporary(tmp_path, monkeypatch):
+    """A file system without flock (Lustre without -o flock): atomic writes still work, and a
+    cleaner, which cannot tell a live writer's temporary, removes none."""
+    import errno
+    import fcntl
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    _io.atomic_write_text(tmp_path / "a.txt", "one")
+    with _io.staging_dir(tmp_path / "cell") as staged:
+        (staged / "f").write_text("x")
+        assert _io.remove_stale_temporaries(tmp_path) == []  # the live staging folder is kept
+        _io.swap_dir(staged, tmp_path / "cell")
+    assert (tmp_path / "a.txt").read_text() == "one" and (tmp_path / "cell" / "f").exists()
