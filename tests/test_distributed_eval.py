@@ -129,7 +129,7 @@ def test_a_cell_under_torchrun_records_the_one_process_numbers(tmp_path):
     weights = tmp_path / "g.safetensors"
     save_weights(weights, {"G_ema": _new_backbone(cfg, build_components(cfg),
                                                   "adversarial")})
-    common = [*args, f"checkpoint={weights}", f"cache_dir={tmp_path / 'cache'}", "report=false"]
+    common = [*args, f"checkpoint={weights}", f"cache_dir={tmp_path / 'cache'}"]
     records = {}
     for name, launcher in [("one", []), ("two", ["-m", "torch.distributed.run",
                                                  "--nproc_per_node=2",
@@ -141,6 +141,8 @@ def test_a_cell_under_torchrun_records_the_one_process_numbers(tmp_path):
         done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True,
                               timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.count("record:  ") == 1  # rank 0 alone reports (torchrun joins both)
+        assert (tmp_path / name / "default" / "report.html").is_file()
         [path] = (tmp_path / name / "default").glob("*/result.json")
         records[name] = json.loads(path.read_text())
     one, two = records["one"], records["two"]
