@@ -156,3 +156,22 @@ def test_a_cell_under_torchrun_records_the_one_process_numbers(tmp_path):
     assert one["timing"]["scope"] == "one device"
     assert (tmp_path / "two" / "default" / path.parent.name / "samples.png").read_bytes() == (
         tmp_path / "one" / "default" / path.parent.name / "samples.png").read_bytes()
+
+
+def test_a_failed_distributed_cell_is_recorded_by_rank_0_only(tmp_path, monkeypatch):
+    from genbench.config import compose_plain
+    from genbench.harness import record as rec
+    from genbench.harness.cell import paths
+    from genbench.harness.task import _record
+
+    cfg = compose_plain([*TINY, f"results_dir={tmp_path}"])
+    cell_dir = paths(cfg)[1]
+    task = {"SUBMITIT_LOCAL_NTASKS": "2", "SUBMITIT_LOCAL_LOCALID": "1"}
+    monkeypatch.setenv("SUBMITIT_LOCAL_GLOBALID", "1")
+    for k, v in task.items():
+        monkeypatch.setenv(k, v)
+    assert _record(cfg, RuntimeError("boom")) == "RuntimeError: boom"
+    assert not rec.is_recorded(cell_dir)  # rank 1 only says it
+    monkeypatch.setenv("SUBMITIT_LOCAL_GLOBALID", "0")
+    _record(cfg, RuntimeError("boom"))
+    assert rec.read_record(cell_dir)["error"] == "RuntimeError: boom"
