@@ -11,7 +11,10 @@ at any point leaves either the previous file (or folder) or the new one, never h
   place, keeping the old folder aside until the new one is there;
 * :func:`json_hash`, :func:`sha256_file`, :func:`sha256_bytes` and :func:`tensor_fingerprint`
   are the only hashes of configurations, files and tensors;
-* :func:`file_lock` is the only inter-process lock (``fcntl.flock`` on a lock file).
+* :func:`file_lock` is the only inter-process lock: a lock file created with ``O_EXCL`` that
+  says who holds it (host, pid), kept fresh by a heartbeat, and taken over when its holder is
+  gone (see its notes): it holds between machines that share a file system, where ``flock`` is
+  not to be relied on (NFS mounted with ``local_lock``, Lustre without ``-o flock``).
 
 Temporary names are hidden (``.<name>.<uuid>.tmp[.suffix]``, ``.<name>.<uuid>.old``); readers that
 list folders skip them with :func:`is_temporary`; :func:`remove_stale_temporaries` deletes what a
@@ -27,13 +30,16 @@ points of these writes (tests/test_faults.py).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -159,6 +165,20 @@ def fault_point(name: str) -> None:
 # --------------------------------------------------------------------------- temporaries in use
 
 
+_NO_FLOCK = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK)
+
+
+def _in_use(fd: int) -> None:
+    """Mark the temporary open as ``fd`` in use (a shared ``flock``). On a file system without
+    ``flock`` (Lustre mounted without ``-o flock``) nothing is marked: there cleaners cannot
+    claim any temporary either (:func:`claimed`), so they keep them all, never a live one."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError as exc:
+        if exc.errno not in _NO_FLOCK:
+            raise
+
+
 def _new_locked(make_path: Callable[[], Path], create: Callable[[Path], int]) -> tuple[Path, int]:
     """A new temporary ``create(path)`` (returns an fd) with a shared ``flock`` held on it, so
     that cleaners see it in use; made again under a new name if a cleaner removed it between
@@ -166,7 +186,7 @@ def _new_locked(make_path: Callable[[], Path], create: Callable[[Path], int]) ->
     while True:
         path = make_path()
         fd = create(path)
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        _in_use(fd)
         try:
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 return path, fd
@@ -309,7 +329,7 @@ def swap_dir(new: Path, target: Path, *, kind: str = "swap",
                                 f" away or choose another name")
             if not target.is_symlink():  # locked while aside: see remove_stale_temporaries
                 fd = os.open(target, os.O_RDONLY)
-                fcntl.flock(fd, fcntl.LOCK_SH)
+                _in_use(fd)
             old = _hidden_sibling(target, OLD_SUFFIX)
             os.replace(target, old)
             fault_point(f"{kind}.aside")
@@ -406,22 +426,141 @@ def remove_stale_temporaries_below(root: str | Path, *, depth: int = 3) -> list[
 # --------------------------------------------------------------------------- locks
 
 
+LOCK_HEARTBEAT_S = 15.0  # a holder refreshes its lock file's mtime this often
+LOCK_STALE_S = 120.0  # a lock whose heartbeat is older is its dead (or frozen) holder's
+LOCK_GRACE_S = 10.0  # a lock file with no holder written in it yet is this old at most
+_LOCK_POLL_S = 0.2
+
+
+def _lock_holder(path: Path) -> dict[str, Any] | None:
+    """Who holds lock ``path`` (its JSON: host, pid, token, since), None if it cannot be read."""
+    holder = read_json_object(path)
+    if holder is None or not isinstance(holder.get("pid"), int) or "host" not in holder:
+        return None
+    return holder
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def lock_staleness(path: str | Path, now: float | None = None) -> str | None:
+    """Why lock file ``path`` no longer protects anything, or None while its holder may live:
+    a holder on this host whose process is gone; a heartbeat older than ``LOCK_STALE_S`` (a
+    holder on another machine, which cannot be asked); a file nobody wrote a holder into for
+    ``LOCK_GRACE_S`` (e.g. an empty lock file of an earlier genbench, which used ``flock``)."""
+    path = Path(path)
+    try:
+        age = (time.time() if now is None else now) - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None  # released meanwhile: simply try again
+    holder = _lock_holder(path)
+    if holder is None:
+        return f"no holder written in it for {age:.0f} s" if age > LOCK_GRACE_S else None
+    if holder["host"] == socket.gethostname() and not _pid_alive(holder["pid"]):
+        return f"its holder, process {holder['pid']} on this host, is gone"
+    if age > LOCK_STALE_S:
+        return f"its holder on {holder['host']} (pid {holder['pid']}) sent no heartbeat for " \
+               f"{age:.0f} s"
+    return None
+
+
+def _break_stale_lock(path: Path) -> None:
+    """Remove ``path`` if it is still stale, under a short ``O_EXCL`` guard so that of several
+    waiters only one removes it (and none removes the lock another has just taken)."""
+    guard = path.with_name(path.name + ".break")
+    try:
+        fd = os.open(guard, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:  # another waiter breaks it; or one that died while doing so
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - os.stat(guard).st_mtime > LOCK_GRACE_S:
+                os.unlink(guard)
+        return
+    os.close(fd)
+    try:
+        if lock_staleness(path) is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(guard)
+
+
+def _heartbeat(path: Path, token: str, stop: threading.Event) -> None:
+    while not stop.wait(LOCK_HEARTBEAT_S):
+        holder = _lock_holder(path)
+        if holder is None or holder.get("token") != token:
+            return  # taken over (we were frozen past LOCK_STALE_S): nothing of ours to refresh
+        with contextlib.suppress(OSError):
+            os.utime(path)
+
+
 @contextlib.contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
-    """An exclusive inter-process lock held on ``path`` (created if needed) for the block."""
+    """An exclusive inter-process lock on ``path`` for the block, between processes of this
+    machine and of machines that share the file system.
+
+    The lock is the file itself, created with ``O_CREAT | O_EXCL`` (atomic on local file
+    systems and on NFS v3 and later), holding JSON that names its holder (host, pid, a token);
+    a thread refreshes its mtime every ``LOCK_HEARTBEAT_S`` while the block runs, and the file
+    is removed when the block ends. A waiter polls; it takes over a lock that
+    :func:`lock_staleness` finds stale (holder's process gone on this host, or no heartbeat for
+    ``LOCK_STALE_S``: a killed job on another node), so a killed holder never blocks a grid
+    for good. Lock files of killed holders are therefore removed by the next waiter, not left.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    token = uuid.uuid4().hex
+    holder = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": token,
+                         "since": time.time()}).encode()
+    said = False
+    while True:
         try:
-            yield
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            why = lock_staleness(path)
+            if why is not None:
+                print(f"genbench: taking over the lock {path}: {why}", file=sys.stderr,
+                      flush=True)
+                _break_stale_lock(path)
+                continue
+            if not said:
+                said = True  # one line, then wait quietly
+                print(f"genbench: waiting for the lock {path} (held by "
+                      f"{_lock_holder(path) or 'another process'})", file=sys.stderr, flush=True)
+            time.sleep(_LOCK_POLL_S)
+            continue
+        try:
+            os.write(fd, holder)
+            os.fsync(fd)
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            os.close(fd)
+        break
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(path, token, stop), daemon=True,
+                            name=f"genbench-lock-{path.name}")
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join()
+        current = _lock_holder(path)
+        if current is not None and current.get("token") == token:  # ours: not a taker's
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "atomic_write_with",
-    "claimed", "fault_point", "file_lock", "is_temporary", "json_hash", "previous_version",
+    "claimed", "fault_point", "file_lock", "is_temporary", "json_hash", "lock_staleness",
+    "previous_version",
     "remove_stale_temporaries", "remove_stale_temporaries_below", "set_aside_target",
     "sha256_bytes", "sha256_file", "staging_dir", "swap_dir", "tensor_fingerprint",
 ]

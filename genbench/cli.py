@@ -41,6 +41,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = compose_plain(args.overrides)
     experiment_dir, cell_dir, _ = paths(cfg)
     record = run_task(cfg, overwrite=args.overwrite)
+    from genbench.distributed import current
+
+    if not current().is_main:  # torchrun/srun: rank 0 writes the report and says where
+        return 0
     if record.get("_skipped"):
         print(f"genbench: already recorded (pass --overwrite to run again): {cell_dir}",
               file=sys.stderr)

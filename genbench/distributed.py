@@ -5,7 +5,11 @@ started: ``torchrun`` (environment ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``M
 ``MASTER_PORT``; PyTorch's elastic launcher) or SLURM's ``srun`` / submitit tasks (``SLURM_PROCID``,
 ``SLURM_NTASKS``, ``SLURM_LOCALID``; the rendezvous address is ``MASTER_ADDR`` when set, else
 ``SLURM_LAUNCH_NODE_IPADDR``, and the port ``MASTER_PORT``, else one derived from the job id).
-Without either, or with a world of one, everything runs in this process and no group is made.
+submitit's local executor (Hydra's ``hydra/launcher=submitit_local``) starts its tasks with
+``SUBMITIT_LOCAL_GLOBALID``, ``SUBMITIT_LOCAL_NTASKS``, ``SUBMITIT_LOCAL_LOCALID`` and
+``SUBMITIT_LOCAL_JOB_ID`` (submitit 1.5, ``submitit/local/local.py``) and nothing of SLURM's: its
+tasks share one machine, so the rendezvous is ``127.0.0.1`` and the port derives from the job id.
+Without any of these, or with a world of one, everything runs in this process and no group is made.
 
 :func:`init` makes the group once per process (``nccl`` for CUDA devices, ``gloo`` otherwise) and
 returns a :class:`Context`; :func:`current` tells any module where it runs without making one.
@@ -16,8 +20,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -63,8 +69,9 @@ def _int(environ: Mapping[str, str], name: str) -> int:
 def launch_env(environ: Mapping[str, str] | None = None) -> tuple[int, int, int] | None:
     """``(rank, world_size, local_rank)`` set by torchrun or SLURM, or None outside a launcher.
 
-    torchrun's variables win over SLURM's (torchrun run inside an allocation); SLURM counts only
-    when it started more than one task."""
+    torchrun's variables win over SLURM's (torchrun run inside an allocation), SLURM's over
+    submitit's local executor's; SLURM and submitit count only when they started more than one
+    task."""
     env = os.environ if environ is None else environ
     if "RANK" in env and "WORLD_SIZE" in env:
         rank, world = _int(env, "RANK"), _int(env, "WORLD_SIZE")
@@ -72,6 +79,10 @@ def launch_env(environ: Mapping[str, str] | None = None) -> tuple[int, int, int]
     elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env and _int(env, "SLURM_NTASKS") > 1:
         rank, world = _int(env, "SLURM_PROCID"), _int(env, "SLURM_NTASKS")
         local = _int(env, "SLURM_LOCALID") if "SLURM_LOCALID" in env else 0
+    elif ("SUBMITIT_LOCAL_GLOBALID" in env and "SUBMITIT_LOCAL_NTASKS" in env
+          and _int(env, "SUBMITIT_LOCAL_NTASKS") > 1):
+        rank, world = _int(env, "SUBMITIT_LOCAL_GLOBALID"), _int(env, "SUBMITIT_LOCAL_NTASKS")
+        local = _int(env, "SUBMITIT_LOCAL_LOCALID") if "SUBMITIT_LOCAL_LOCALID" in env else rank
     else:
         return None
     if world < 1 or not 0 <= rank < world or local < 0:
@@ -81,7 +92,13 @@ def launch_env(environ: Mapping[str, str] | None = None) -> tuple[int, int, int]
 
 
 def _rendezvous(environ: Mapping[str, str]) -> tuple[str, str]:
-    """MASTER_ADDR / MASTER_PORT for a SLURM-started group that did not set them."""
+    """MASTER_ADDR / MASTER_PORT for a SLURM- or submitit-started group that did not set them."""
+    if "SLURM_PROCID" not in environ and "SUBMITIT_LOCAL_GLOBALID" in environ:
+        # submitit's local executor: every task on this machine; its job id is the pid of the
+        # process that started the tasks, so concurrent local jobs get different ports
+        port = environ.get("MASTER_PORT") or str(
+            20000 + int(environ.get("SUBMITIT_LOCAL_JOB_ID", "0") or 0) % 20000)
+        return environ.get("MASTER_ADDR") or "127.0.0.1", port
     addr = environ.get("MASTER_ADDR") or environ.get("SLURM_LAUNCH_NODE_IPADDR")
     if not addr:
         raise UserError("a multi-task SLURM job needs MASTER_ADDR (or SLURM_LAUNCH_NODE_IPADDR) "
@@ -262,3 +279,50 @@ def broadcast_json(obj):
            else torch.empty(int(size), dtype=torch.uint8)).to(_wire())
     dist.broadcast(buf, src=0)
     return json.loads(bytes(buf.cpu().tolist()).decode())
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@contextmanager
+def main_first() -> Iterator[None]:
+    """Run the block on the main rank first, then on the others (which then find what it cached:
+    downloaded weights, a trained feature classifier); in a world of one, just run it."""
+    main = current().is_main
+    if not main:
+        barrier()
+    yield
+    if main:
+        barrier()
+
+
+def gather_objects(value: Any, *, to_main_only: bool = False) -> list[Any] | None:
+    """Every rank's ``value`` in rank order (``[value]`` in a world of one); with
+    ``to_main_only`` only rank 0 receives the list (the others get None)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    world = dist.get_world_size()
+    if to_main_only:
+        out: list[Any] | None = [None] * world if dist.get_rank() == 0 else None
+        dist.gather_object(value, out, dst=0)
+        return out
+    out = [None] * world
+    dist.all_gather_object(out, value)
+    return out
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (``value`` itself in a world of one)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum over ranks of ``tensor`` (in place; ``tensor`` itself in a world of one). Use
+    float64 for statistics: the sum, not a mean of means, is what is reduced."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor

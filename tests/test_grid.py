@@ -431,3 +431,53 @@ def test_a_cell_is_named_by_what_it_measures_not_where_it_is_written():
     # what it measures: another cell
     assert len({base, name("sampler.steps=7"), name("seed=1"), name("eval.num_samples=10"),
                 name("device=cpu")}) == 5
+
+
+def test_submitit_local_cells_of_two_tasks_run_distributed(run_cli, tmp_path, cache_dir):
+    """``hydra.launcher.tasks_per_node=2``: each cell is a submitit job of two tasks that join
+    one gloo group (genbench.distributed reads submitit's SUBMITIT_LOCAL_* variables), split the
+    sampling and record what the one-process grid records."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="pip install 'genbench[slurm]' (hydra-submitit-launcher)")
+    from genbench.config import compose_plain
+    from genbench.harness.build import build_components
+    from genbench.harness.train import _new_backbone
+    from genbench.training.checkpoint import save_weights
+
+    small = ["eval.num_samples=40", "eval.batch_size=20", "device=cpu"]
+    cfg = compose_plain([*TINY_GRID, *small])
+    weights = tmp_path / "eps.safetensors"  # evaluated, not trained: no training in this test
+    save_weights(weights, {"G_ema": _new_backbone(cfg, build_components(cfg), "eps")})
+    records = {}
+    for name, launcher in [("one", []), ("two", ["hydra/launcher=submitit_local",
+                                                 "hydra.launcher.tasks_per_node=2"])]:
+        results = tmp_path / name
+        result = run_cli(*_grid_args(results, cache_dir, "sampler.steps=3,4"), *small,
+                         f"checkpoint={weights}", "report=false", *launcher)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "2 cells: 2 ran" in result.stdout
+        records[name] = _records(results / "default")
+    assert records["one"].keys() == records["two"].keys() and len(records["two"]) == 2
+    for cell, two in records["two"].items():
+        one = records["one"][cell]
+        assert two["status"] == "ok" and two["distributed"]["world_size"] == 2
+        assert two["distributed"]["backend"] == "gloo" and "distributed" not in one
+        assert two["timing"]["scope"] == "one device (rank 0 of 2)"
+        for key in ("fid", "precision", "recall"):
+            assert two["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-6), key
+    # both tasks of each job ran the cell (submitit's per-task logs)
+    logs = list((tmp_path / "two" / "default" / ".hydra").glob("*/.submitit/*/*_1_log.err"))
+    assert len(logs) == 2 and all("[grid] cell" in p.read_text() for p in logs)
+
+
+def test_the_example_slurm_launcher_composes_with_task_and_gpu_counts():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="pip install 'genbench[slurm]' (hydra-submitit-launcher)")
+    from genbench.config import compose
+
+    cfg = compose(["hydra/launcher=slurm_example", "hydra.launcher.tasks_per_node=2",
+                   "hydra.launcher.gpus_per_node=2"], with_hydra=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.tasks_per_node, launcher.gpus_per_node, launcher.nodes) == (2, 2, 1)
+    assert launcher.max_num_timeout == 3 and launcher.partition is None

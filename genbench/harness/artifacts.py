@@ -85,7 +85,8 @@ class ModelCache:
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        """An exclusive lock for training model ``key`` (blocks while another process holds it)."""
+        """An exclusive lock for training model ``key`` (blocks while another process holds it,
+        on this machine or another that shares the cache folder: :func:`genbench._io.file_lock`)."""
         with _io.file_lock(self.root / f"{key}.lock"):
             yield
 

@@ -4,6 +4,13 @@
 and returns the record it wrote. A user error (unknown component, impossible shape, missing
 file) raises :class:`~genbench.errors.UserError` before anything is written; a cell that breaks
 for another reason can be recorded as failed by :func:`record_failure`.
+
+Under torch.distributed (``torchrun``, SLURM's ``srun``, submitit tasks;
+:mod:`genbench.distributed`) every rank runs the cell: sampling and feature extraction are
+split across the ranks (:func:`genbench.harness.generate.generate`,
+:func:`genbench.harness.evaluate.measure_quality`); rank 0 alone measures the cost (timing stays
+a one-device measurement, as the papers' batch of 100 on one GPU: ``timing.scope`` says so),
+writes the record and hands it to the other ranks.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 import torch
 import yaml
 
+from genbench import distributed
 from genbench._io import json_hash, remove_stale_temporaries, remove_stale_temporaries_below
 from genbench.errors import UserError, notice
 from genbench.harness import record as rec
@@ -32,7 +40,7 @@ from genbench.harness.evaluate import (
 )
 from genbench.harness.fastpath import DEFAULTS as FAST_PATH_DEFAULTS
 from genbench.harness.fastpath import FastPath, Prepared, prepare
-from genbench.harness.generate import generate, sample_grid_png
+from genbench.harness.generate import check_rng, first_samples, generate, sample_grid_png
 from genbench.harness.latent import fit_latent, reconstruction_quality
 from genbench.harness.system import hardware, package_versions, resolve_device
 from genbench.harness.train import train_or_load
@@ -178,9 +186,16 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         raise UserError(f"checkpoint= evaluates one given model; train.seeds="
                         f"{len(replicate_seeds(cfg))} trains several: drop one of the two")
     device = resolve_device(str(cfg.get("device", "auto")))
-    progress = bool(cfg.get("progress", True))
+    ctx = distributed.init(device.type)
+    if ctx.distributed and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)  # one GPU per rank
+    check_rng(str(cfg["eval"].get("rng", "per_sample")), ctx.world_size)
+    progress = bool(cfg.get("progress", True)) and ctx.is_main
     comps = build_components(cfg)
-    extractors = choose_extractors(cfg["eval"], comps, cache_dir, device, progress)
+    with distributed.main_first():  # rank 0 fetches or trains what the others then find cached
+        extractors = choose_extractors(cfg["eval"], comps, cache_dir, device, progress)
+    if not ctx.is_main:
+        announce = None
     if announce is not None:
         announce(f"cell {cell_dir.name} -> {cell_dir} ({device})")
     started = time.perf_counter()
@@ -205,14 +220,43 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         per_seed.append({"seed": seed, "metrics": dict(m.metrics), "training": training})
         measured.append(m)
         if first is None:
+            # the sample grid's images: the first of the run (rank 0's block may be shorter)
             if fast.active:  # the same seeds once more in fp32: the fast path's quality cost
                 _fp32_reference(net, samples, comps, eval_cfg, cache_dir, extractors, m,
                                 prepared, device, progress, seed if len(seeds) > 1 else None)
-            first = (net, samples, m, prepared)
+            first = (net, first_samples(samples, int(eval_cfg.get("grid_size", 10)) ** 2), m,
+                     prepared)
             for line in extractor_lines(m):  # which features and weights each metric used
                 notice(line)
         stage["seeds_done"] = len(per_seed)
-    net, samples, m, prepared = first  # type: ignore[misc]  # (seeds is never empty)
+    if not ctx.is_main:  # rank 0 measures the cost and writes the record
+        shared = distributed.broadcast_object(None)
+        if isinstance(shared, str):
+            raise RuntimeError(f"rank 0 stopped: {shared}")
+        return shared
+    try:
+        record = _measure_and_record(cfg, cell_dir, cache_dir, overwrite, stage, comps,
+                                     extractors, latent_info, device, progress, seeds, per_seed,
+                                     measured, first, started, ctx)
+    except BaseException as exc:
+        if ctx.distributed:  # the other ranks wait for the record: tell them
+            distributed.broadcast_object(f"{type(exc).__name__}: {exc}")
+        raise
+    if ctx.distributed:
+        distributed.broadcast_object(record)
+    return record
+
+
+def _measure_and_record(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: bool,
+                        stage: dict[str, Any], comps: Any, extractors: Any, latent_info: Any,
+                        device: torch.device, progress: bool, seeds: list[int],
+                        per_seed: list[dict[str, Any]], measured: list[Measurements],
+                        first: Any, started: float,
+                        ctx: distributed.Context) -> dict[str, Any]:
+    """Rank 0's part after sampling and measuring quality: cost, record, files."""
+    eval_cfg = cfg["eval"]
+    net, samples, m, prepared = first  # (seeds is never empty)
+    training = per_seed[0]["training"]
     if len(seeds) > 1:  # the record's metrics are the means; per seed and spread beside them
         aggregate = aggregate_metrics([p["metrics"] for p in per_seed])
         # FID's sampling interval and FID-infinity of the mean, not of the first seed (from the
@@ -227,6 +271,8 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
     # cost: NFE, parameters, MACs and memory follow from the architecture, the same for every
     # seed; sampling time is measured once, on the first seed's model
     measure_cost(net, comps, eval_cfg, device, m, progress=progress, prepared=prepared)
+    m.timing["scope"] = (f"one device (rank 0 of {ctx.world_size})" if ctx.distributed
+                         else "one device")
     if len(seeds) > 1:
         m.timing["measured_on_seed"] = seeds[0]
     if latent_info is not None:
@@ -254,6 +300,13 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
         seconds=round(time.perf_counter() - started, 2),
         artifacts={"samples": rec.SAMPLES, "config": rec.CONFIG},
     )
+    if ctx.distributed:
+        record["distributed"] = {
+            "world_size": ctx.world_size, "backend": ctx.backend,
+            "sharded": "sampling and feature extraction (contiguous blocks of the samples in "
+                       "rank order; FID statistics reduced as float64 sums, features gathered "
+                       "in sample order)",
+            "rank_0_only": "reference statistics, metrics, cost and timing, record"}
     if len(seeds) > 1:
         record["replicates"] = {
             "n": len(seeds), "seeds": seeds, "seed_rule": SEED_RULE, "spread": SPREAD,

@@ -230,11 +230,10 @@ def _real_side(spec, reference) -> Any:
     return torch.from_numpy(np.asarray(reference.features, dtype=np.float64))
 
 
-def _fake_side(spec, features: torch.Tensor) -> Any:
-    """What metric ``spec`` takes from the generated samples' features."""
-    from genbench.metrics.quality import STATISTICS, as_statistics
-
-    return as_statistics(features) if spec.needs == STATISTICS else features
+def _fid_uncertainty_on(eval_cfg: dict[str, Any]) -> bool:
+    """Whether FID's interval or FID-infinity is asked for (they need the generated features)."""
+    return (int(eval_cfg.get("fid_ci_resamples", 200)) > 0
+            or int(eval_cfg.get("fid_infinity_points", 15)) > 0)
 
 
 def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str, Any],
@@ -246,25 +245,55 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
     numbers, each metric's registry metadata saying which extractor and stage it takes.
     ``extractors`` comes from :func:`choose_extractors`, called before training so that missing
     weights stop a run before it spends time.
+
+    Under torch.distributed (:mod:`genbench.distributed`) ``samples`` is this rank's block of
+    the run (:func:`genbench.harness.generate.generate` shards it): each rank extracts the
+    features of its block; the statistics FID takes are reduced over ranks as float64 sums
+    (:func:`genbench.metrics.quality.sharded_statistics`), and the feature sets that
+    precision/recall, KID and FID's interval / FID-infinity take are gathered to rank 0 in
+    sample order (:func:`genbench.metrics.quality.gathered_features`). Rank 0 alone computes (and
+    caches) the reference statistics and the numbers: the other ranks return with ``out`` as it
+    was. The numbers equal those of one process over the same samples.
     """
+    from genbench import distributed
     from genbench.metrics import quality
 
     chosen, notes, substituted = extractors
     specs = [quality.metric_spec(name) for name in requested_metrics(eval_cfg)]
-    references = _references(specs, chosen, comps, eval_cfg, cache_dir)
-    fake_features: dict[str, torch.Tensor] = {}
+    fid_spec = next((spec for spec in specs if FID_KEY in spec.keys), None)
+    num_fake = int(distributed.all_reduce_sum(torch.tensor([samples.shape[0]]))[0])
+    local: dict[str, torch.Tensor] = {}  # this rank's features, per extractor name
+    needs: dict[str, set[str]] = {}  # extractor name -> what its metrics take
     for spec in specs:
         extractor = chosen[spec.name]
-        if extractor.name not in fake_features:
-            fake_features[extractor.name] = extractor(samples)
+        if extractor.name not in local:
+            local[extractor.name] = extractor(samples)
+        needs.setdefault(extractor.name, set()).add(spec.needs)
+    if fid_spec is not None and _fid_uncertainty_on(eval_cfg):
+        needs[chosen[fid_spec.name].name].add(quality.FEATURES)
+    # collectives in the same order on every rank (dicts keep the order of the specs)
+    fake_statistics = {name: quality.sharded_statistics(local[name])
+                       for name in local if quality.STATISTICS in needs[name]}
+    fake_features = {name: quality.gathered_features(local[name])
+                     for name in local if quality.FEATURES in needs[name]}
+    if not distributed.current().is_main:
+        return
+    references = _references(specs, chosen, comps, eval_cfg, cache_dir)
+    for spec in specs:
+        extractor = chosen[spec.name]
         reference = references[extractor.name]
-        values = quality.compute(spec.name, _real_side(spec, reference),
-                                 _fake_side(spec, fake_features[extractor.name]),
+        fake = (fake_statistics[extractor.name] if spec.needs == quality.STATISTICS
+                else fake_features[extractor.name])
+        values = quality.compute(spec.name, _real_side(spec, reference), fake,
                                  k=int(eval_cfg.get("pr_k", 3)))
         recipe = {**extractor.recipe, "extractor": extractor.name, "metric": spec.name,
-                  "num_fake": int(samples.shape[0]),
+                  "num_fake": num_fake,
                   "num_real": int(reference.statistics.num_samples),
                   "reference": comps.dataset.identity(), "notes": notes}
+        if distributed.current().distributed:
+            recipe["sharded"] = (f"samples and features split over "
+                                 f"{distributed.current().world_size} ranks; statistics reduced "
+                                 f"as float64 sums, features gathered in sample order")
         keys = dict(zip(spec.keys, spec.keys))
         if spec.name in substituted:  # measured on the fallback extractor: keys of its own
             keys = dict(zip(spec.keys, spec.fallback_keys))
@@ -278,12 +307,12 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
                                     f"features as {recorded}")
         if spec.name == "kid":  # the recipe object is every KID key's: updated in place
             recipe.update(_kid_recipe(recipe["num_real"], recipe["num_fake"], out))
-    fid_spec = next((spec for spec in specs if FID_KEY in spec.keys), None)
     if fid_spec is not None:
         extractor = chosen[fid_spec.name]
         measure_fid_uncertainty(references[extractor.name].statistics,
-                                fake_features[extractor.name], eval_cfg, out.recipes[FID_KEY],
-                                out, device=getattr(extractor, "device", None))
+                                fake_features.get(extractor.name), eval_cfg,
+                                out.recipes[FID_KEY], out,
+                                device=getattr(extractor, "device", None))
 
 
 FID_FP32 = "fid_fp32"  # FID of the same seeds sampled with the plain fp32 path
@@ -305,15 +334,24 @@ def measure_fp32_reference(samples: torch.Tensor, reference_samples: torch.Tenso
     one extra sampling pass and one extra feature pass of FID's extractor, said in the recipe;
     the other metrics are not measured again.
     """
+    from genbench import distributed
     from genbench.metrics import quality
 
-    out.metrics[UINT8_DIFF_FP32] = uint8_difference(samples, reference_samples)
     chosen, notes, _ = extractors
     spec = quality.metric_spec(FID_KEY)
     extractor = chosen[spec.name]
+    # under torch.distributed each rank holds its block of both sample sets: the pixel
+    # differences are combined over the blocks, FID's statistics reduced as float64 sums
+    # (collectives in the same order on every rank); rank 0 computes the numbers
+    blocks = distributed.gather_objects(
+        (int(samples.shape[0]), uint8_difference(samples, reference_samples)))
+    statistics = quality.sharded_statistics(extractor(reference_samples))
+    num_fake = sum(n for n, _ in blocks)
+    if not distributed.current().is_main:
+        return
+    out.metrics[UINT8_DIFF_FP32] = _combined_difference(blocks)
     reference = _references([spec], chosen, comps, eval_cfg, cache_dir)[extractor.name]
-    values = quality.compute(spec.name, _real_side(spec, reference),
-                             _fake_side(spec, extractor(reference_samples)))
+    values = quality.compute(spec.name, _real_side(spec, reference), statistics)
     fid_fp32 = values[FID_KEY]
     fid = out.metrics.get(FID_KEY)
     out.metrics[FID_FP32] = fid_fp32
@@ -321,7 +359,7 @@ def measure_fp32_reference(samples: torch.Tensor, reference_samples: torch.Tenso
     if out.metrics[FID_DELTA_FP32] is None:
         out.missing[FID_DELTA_FP32] = f"fid={fid!r} and fid_fp32={fid_fp32!r}: no difference"
     recipe = {**extractor.recipe, "extractor": extractor.name, "metric": spec.name,
-              "num_fake": int(reference_samples.shape[0]),
+              "num_fake": num_fake,
               "num_real": int(reference.statistics.num_samples),
               "reference": comps.dataset.identity(), "notes": notes,
               "fast_path": settings,
@@ -330,6 +368,21 @@ def measure_fp32_reference(samples: torch.Tensor, reference_samples: torch.Tenso
                           "sampling pass and one extra feature pass of FID's extractor"}
     for key in (FID_FP32, FID_DELTA_FP32, UINT8_DIFF_FP32):
         out.recipes[key] = recipe
+
+
+def _combined_difference(blocks: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """:func:`~genbench.harness.fastpath.uint8_difference` of the whole sample sets from those
+    of their blocks (``(samples in the block, its difference)``, equal-sized samples)."""
+    total = sum(n for n, _ in blocks)
+    if total == 0:
+        return blocks[0][1]
+
+    def mean(key: str) -> float:
+        return sum(n * d[key] for n, d in blocks) / total
+
+    return {"max_abs": max(d["max_abs"] for _, d in blocks), "mean_abs": mean("mean_abs"),
+            "mean_per_sample_max_abs": mean("mean_per_sample_max_abs"),
+            "identical_fraction": mean("identical_fraction")}
 
 
 def _kid_recipe(num_real: int, num_fake: int, out: Measurements) -> dict[str, Any]:

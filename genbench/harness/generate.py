@@ -6,12 +6,20 @@ a run always comes from the random stream ``(eval.seed, i)``, so it does not dep
 size; ``eval.rng=official`` draws the whole run from the official scripts' one stream
 (:class:`genbench.samplers.noise.OfficialStream`: x_T per batch, then z and the posterior noise
 per step), so that released weights give the official samples for the same seed and batch size.
+
+Under torch.distributed (``torchrun``, SLURM, submitit; :mod:`genbench.distributed`) each rank
+draws its contiguous block of the N samples (:meth:`genbench.distributed.Context.shard`, in
+rank order, no padding duplicates), each sample from its own stream as above: the set of
+samples is the same for every world size. ``eval.rng=official`` is one stream over the whole run
+(sample i's noise depends on every sample before it), so it cannot be split: it is refused with
+a one-line error in a world of more than one process; run it in one process.
 """
 
 from __future__ import annotations
 
 import torch
 
+from genbench import distributed
 from genbench._io import fault_point
 from genbench.data.base import to_uint8
 from genbench.errors import UserError
@@ -38,24 +46,50 @@ def generate_batch(net: torch.nn.Module, latent, sampler: Sampler,
     return to_uint8(latent.decode(x0))
 
 
+def check_rng(rng: str, world_size: int) -> None:
+    """``eval.rng`` is known, and shardable when the run is split over ``world_size`` ranks."""
+    if rng not in RNG_MODES:
+        raise UserError(f"eval.rng={rng!r}; use one of {', '.join(RNG_MODES)}")
+    if rng == "official" and world_size > 1:
+        raise UserError(f"eval.rng=official is one random stream over the whole run and cannot "
+                        f"be split over {world_size} processes; run it in one process, or use "
+                        f"eval.rng=per_sample")
+
+
 def generate(net: torch.nn.Module, latent, sampler: Sampler,
              latent_shape: tuple[int, int, int], *, num_samples: int, batch_size: int,
              seed: int, device: torch.device, progress: bool = True,
-             rng: str = "per_sample") -> torch.Tensor:
-    """``num_samples`` uint8 images [N, C, H, W] on the CPU; ``rng`` is ``eval.rng``."""
-    if rng not in RNG_MODES:
-        raise UserError(f"eval.rng={rng!r}; use one of {', '.join(RNG_MODES)}")
+             rng: str = "per_sample",
+             context: distributed.Context | None = None) -> torch.Tensor:
+    """``num_samples`` uint8 images [N, C, H, W] on the CPU; ``rng`` is ``eval.rng``.
+
+    Under torch.distributed (``context``, default :func:`genbench.distributed.current`) only
+    this rank's block ``context.shard(num_samples)`` of the run, in batches of ``batch_size``
+    (the blocks of all ranks in rank order are the one-process run)."""
+    ctx = distributed.current() if context is None else context
+    check_rng(rng, ctx.world_size)
     stream = OfficialStream(seed, device) if rng == "official" else None
+    block = ctx.shard(num_samples)
     out = []
-    with progress_bar(total=num_samples, desc="sample", unit="img", disable=not progress,
-                      dynamic_ncols=True) as bar:
-        for start in range(0, num_samples, batch_size):
-            count = min(batch_size, num_samples - start)
+    with progress_bar(total=len(block), desc="sample", unit="img",
+                      disable=not progress or not ctx.is_main, dynamic_ncols=True) as bar:
+        for start in range(block.start, block.stop, batch_size):
+            count = min(batch_size, block.stop - start)
             out.append(generate_batch(net, latent, sampler, latent_shape, seed, start, count,
                                       device, stream).cpu())
             bar.update(count)
             fault_point("sample.batch")  # test-only kill point (genbench._io.fault_point)
+    if not out:  # more ranks than samples: an empty block of the right shape
+        shape = to_uint8(latent.decode(torch.zeros(1, *latent_shape, device=device))).shape[1:]
+        return torch.empty((0, *shape), dtype=torch.uint8)
     return torch.cat(out)
+
+
+def first_samples(samples: torch.Tensor, count: int) -> torch.Tensor | None:
+    """The first ``count`` samples of the run from every rank's block (:func:`generate`), on
+    rank 0 (None on the others); in a world of one, ``samples[:count]``."""
+    blocks = distributed.gather_objects(samples[:count], to_main_only=True)
+    return None if blocks is None else torch.cat(blocks)[:count]
 
 
 def sample_grid_png(images: torch.Tensor, grid_size: int, *, min_tile: int = 32,

@@ -78,10 +78,26 @@ class CellTask:
             return {"status": "failed", "cell_dir": str(cell_dir), "error": _record(plain, exc)}
 
 
+def _launch_rank() -> int:
+    """This process's rank in the launcher's group (0 outside one or when it cannot be read):
+    a distributed cell (submitit/SLURM tasks, torchrun) records a failure from rank 0 only."""
+    from genbench.distributed import launch_env
+    from genbench.errors import UserError
+
+    try:
+        env = launch_env()
+    except UserError:
+        return 0
+    return env[0] if env else 0
+
+
 def _record(cfg: dict[str, Any], exc: Exception) -> str:
-    """Record ``cfg`` as failed with ``exc``; returns the error as recorded."""
+    """Record ``cfg`` as failed with ``exc`` (on rank 0 of a distributed cell; the other ranks
+    only say it); returns the error as recorded."""
     error = f"{type(exc).__name__}: {_first_line(exc)}"
     print(f"genbench: cell failed: {error}", file=sys.stderr, flush=True)
+    if _launch_rank() != 0:
+        return error
     try:
         return record_failure(cfg, exc).get("error") or error
     except Exception as exc2:  # noqa: BLE001 - e.g. a results folder that cannot be written

@@ -102,6 +102,46 @@ def as_statistics(value: FeaturesOrStatistics) -> Statistics:
     return Statistics(mu, sigma, int(np.shape(value)[0]))
 
 
+def sharded_statistics(features: Features) -> Statistics:
+    """The :class:`Statistics` of the feature sets of all ranks together (this rank's block
+    ``features``; :mod:`genbench.distributed`), equal to those of their concatenation.
+
+    Reduced as float64 sums, never as averaged means or covariances: first the count and
+    ``sum x`` (all_reduce) give the mean, then ``sum (x - mu)(x - mu)^T`` (all_reduce) gives
+    the unbiased covariance ``/ (n - 1)``, as ``np.cov`` forms it (two passes: no cancellation
+    in ``sum x x^T - n mu mu^T``). In a world of one it is :func:`as_statistics`.
+    """
+    from genbench import distributed
+
+    if not distributed.current().distributed:
+        return as_statistics(features)
+    x = torch.as_tensor(features).detach().to("cpu", torch.float64)
+    if x.dim() != 2:
+        raise UserError(f"features must be a [N, D] array, got {tuple(x.shape)}")
+    head = torch.cat([torch.tensor([float(x.shape[0])], dtype=torch.float64), x.sum(dim=0)])
+    head = distributed.all_reduce_sum(head)
+    n = int(head[0])
+    if n < 2:
+        raise UserError(f"features of all ranks must number N >= 2, got {n}")
+    mu = head[1:] / n
+    centred = x - mu
+    scatter = distributed.all_reduce_sum(centred.T @ centred)
+    return Statistics(mu.numpy(), (scatter / (n - 1)).numpy(), n)
+
+
+def gathered_features(features: Features) -> torch.Tensor | None:
+    """The feature sets of all ranks concatenated in rank order (the sample order, with
+    :meth:`genbench.distributed.Context.shard`'s blocks; no padding), on rank 0; None on the
+    other ranks. In a world of one, ``features`` itself."""
+    from genbench import distributed
+
+    if not distributed.current().distributed:
+        return torch.as_tensor(features)
+    blocks = distributed.gather_objects(torch.as_tensor(features).detach().cpu(),
+                                        to_main_only=True)
+    return None if blocks is None else torch.cat(blocks)
+
+
 def fid_from_statistics(
     mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
 ) -> float:
