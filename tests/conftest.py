@@ -22,6 +22,25 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+# Test files whose module-scoped fixtures are expensive (a trained model, a fitted autoencoder, a
+# two-process group): each runs on one xdist worker (`--dist loadgroup`, pyproject.toml), so the
+# fixture is built once; every other test is handed to whichever worker is free.
+ONE_WORKER_FILES = {
+    "test_autoencoder", "test_corruption", "test_default_run", "test_distributed_eval",
+    "test_distributed_harness", "test_distributed_training", "test_eval", "test_fastpath",
+    "test_faults", "test_grid", "test_inception", "test_matrix", "test_metrics_quality",
+    "test_packaging",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.stem
+        if module in ONE_WORKER_FILES:
+            item.add_marker(pytest.mark.xdist_group(module))
+
+
 def genbench_command() -> list[str]:
     """The installed console script, or the module when running from a bare checkout."""
     script = shutil.which("genbench")
