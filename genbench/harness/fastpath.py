@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from genbench.errors import UserError
+from genbench.metrics.cost import Forwarding
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16,
                                              "fp16": torch.float16}
@@ -106,19 +107,7 @@ def _tf32_flags() -> dict[str, bool]:
             "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32)}
 
 
-class _Forwarding(nn.Module):
-    """Attributes the wrapper lacks (``z_dim``, ``output``, ...) come from ``inner``."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "inner":
-                raise
-            return getattr(super().__getattr__("inner"), name)
-
-
-class FastDenoiser(_Forwarding):
+class FastDenoiser(Forwarding):
     """A denoiser ``net(x, t, z)`` run with the fast path; its output is float32."""
 
     def __init__(self, net: nn.Module, fast: FastPath, device: torch.device) -> None:

@@ -49,7 +49,21 @@ CUDA_TIME_METHOD = "cuda_event"
 CPU_TIME_METHOD = "perf_counter"
 
 
-class NFECounter(nn.Module):
+class Forwarding(nn.Module):
+    """A wrapper module whose attributes it lacks (``z_dim``, ``output``, ``num_timesteps``, ...)
+    are read from the wrapped module ``inner``, so code that reads metadata from the denoiser
+    works unchanged on the wrapper."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "inner":
+                raise
+            return getattr(super().__getattr__("inner"), name)
+
+
+class NFECounter(Forwarding):
     """Counts forward calls of a wrapped denoiser; the count after one sampling run is its NFE.
 
     Attributes the wrapper does not have (``z_dim``, ``num_timesteps``, ...) are read from the
@@ -69,14 +83,6 @@ class NFECounter(nn.Module):
     def reset(self) -> None:
         """Set the count back to zero."""
         self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "inner":
-                raise
-            return getattr(super().__getattr__("inner"), name)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -328,21 +334,9 @@ def time_per_batch(
         ``threads_setup`` (whether genbench set it before torch loaded libgomp:
         :func:`genbench.process.thread_conditions`).
     """
-    if warmup < 0 or trials < 1:
-        raise UserError(f"timing needs warmup >= 0 and trials >= 1, got {warmup} and {trials}")
-    device = torch.device(device)
-    cuda = _use_cuda(device)
-    after = on_run or (lambda: None)
-    load_before = _load_average()
-    for _ in range(warmup):
-        fn()
-        after()
-    times = []
-    for _ in range(trials):
-        times.append(_time_cuda(fn, device) if cuda else _time_cpu(fn))
-        after()
-    summary = _summary(times, warmup, CUDA_TIME_METHOD if cuda else CPU_TIME_METHOD, device)
-    return summary | _conditions(load_before, _load_average())
+    summary = time_interleaved([fn], device, warmup, trials, on_run)[0]
+    del summary["interleaved_with"]  # one call, timed alone
+    return summary
 
 
 def time_interleaved(
