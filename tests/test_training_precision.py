@@ -13,8 +13,8 @@ import math
 
 import pytest
 import torch
+from test_budget import _nets  # the same tiny G and D (seeds 0 and 1)
 
-from genbench import registry
 from genbench.backbones.denoiser import Denoiser
 from genbench.backbones.ncsnpp import ncsnpp
 from genbench.diffusion.ddgan import ddgan_schedule
@@ -26,15 +26,6 @@ from genbench.training.eps import EpsConfig, EpsTrainer
 from genbench.training.precision import logged
 
 CPU = torch.device("cpu")
-
-
-def _nets():
-    torch.manual_seed(0)
-    G = ncsnpp(in_channels=1, resolution=8, nf=8, ch_mult=[1, 2], num_res_blocks=1,
-               attn_resolutions=[], z_dim=4, z_emb_dim=16, n_mlp=1)
-    torch.manual_seed(1)
-    D = registry.create("discriminator", "small", in_channels=1, ngf=4, t_emb_dim=8, num_layers=3)
-    return G, D
 
 
 def _adversarial(**settings) -> AdversarialTrainer:
