@@ -151,7 +151,7 @@ TRAIN_RANGES: dict[str, Range] = {
     "warmup": AT_LEAST_0, "grad_clip": AT_LEAST_0,
     "rec_loss": Range(choices=("none", "l1", "weighted")),
     "optimizer": Range(choices=("adam", "adamw")),
-    "precision": Range(choices=("fp32", "bf16", "fp16")),  # genbench.training.precision
+    "precision": Range(choices=("fp32", "bf16", "fp16")),  # genbench.precision
 }
 OBJECTIVE_SECTIONS = ("adversarial", "eps")
 # ``train.seeds``: how many models a cell trains (seeds seed, seed+1, ...); the harness reads it,

@@ -7,8 +7,9 @@ dependency) is mapped to a layer, bottom to top:
 0. ``genbench.errors``, ``genbench._io``, ``genbench.registry``, ``genbench.config`` (the
    YAML half of the registry: the preset tree and its Hydra composition) and
    ``genbench.catalog`` (both halves read for ``genbench list``), ``genbench.progress``
-   (progress bars), ``genbench.distributed`` (the process group) and ``genbench.process`` (the
-   thread setup before torch is imported): the foundation;
+   (progress bars), ``genbench.distributed`` (the process group), ``genbench.process`` (the
+   thread setup before torch is imported) and ``genbench.precision`` (autocast dtypes, loss
+   scaling and compile, for training and sampling): the foundation;
 1. the components ``data``, ``diffusion``, ``backbones``, ``latents``, ``metrics``, ``samplers``,
    ``training``, ``report``: they may use one another only as an acyclic graph (of them, only
    ``report`` reads the config tree, for the published baselines' presets);
@@ -43,6 +44,7 @@ LAYERS: dict[str, int] = {
     "genbench.progress": 0,  # progress bars named by their grid cell
     "genbench.distributed": 0,  # the torch.distributed group a command runs in (rank, world)
     "genbench.process": 0,  # the OpenMP thread setup, before torch is imported
+    "genbench.precision": 0,  # autocast dtypes, loss scaling, compile (training and sampling)
     "genbench.harness": 2,
     "genbench.schema": 2,  # the typed configuration schema: reads the trainers' settings
     "genbench.cli": 3,

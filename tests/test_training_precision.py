@@ -1,4 +1,5 @@
-"""``train.precision`` (fp32 | bf16 | fp16) and ``train.compile`` of the trainers.
+"""``train.precision`` (fp32 | bf16 | fp16) and ``train.compile`` of the trainers, and
+``latent.precision`` / ``latent.compile`` of the autoencoder's.
 
 bf16 steps run on the CPU and land near, not on, the fp32 weights; fp16 runs with a loss scaler
 (R1's gradient taken at the scale and divided by it; a skipped step is logged as such, not as a
@@ -15,15 +16,17 @@ import pytest
 import torch
 from test_budget import _nets  # the same tiny G and D (seeds 0 and 1)
 
+from genbench import registry
 from genbench.backbones.denoiser import Denoiser
 from genbench.backbones.ncsnpp import ncsnpp
 from genbench.diffusion.ddgan import ddgan_schedule
 from genbench.diffusion.gaussian import linear_schedule
 from genbench.errors import UserError
 from genbench.harness.artifacts import training_payload
+from genbench.precision import logged
 from genbench.training.adversarial import AdversarialConfig, AdversarialTrainer
+from genbench.training.autoencoder import AutoencoderTrainer, initialise_autoencoder
 from genbench.training.eps import EpsConfig, EpsTrainer
-from genbench.training.precision import logged
 
 CPU = torch.device("cpu")
 
@@ -44,6 +47,17 @@ def _eps(**settings) -> EpsTrainer:
     return EpsTrainer(net, linear_schedule(), cfg, CPU)
 
 
+def _autoencoder(**settings) -> AutoencoderTrainer:
+    """A tiny KL autoencoder whose PatchGAN (and the adaptive weight) is on from the first step."""
+    space = registry.create("latent", "kl", image_channels=1, block_out_channels=[8, 16],
+                            layers_per_block=1, latent_channels=4, attn_levels=[],
+                            norm_num_groups=4, batch_size=8, lr=2e-3, disc_layers=1,
+                            disc_channels=8, hflip=False, disc_start=0, kl_weight=1e-3,
+                            **settings)
+    initialise_autoencoder(space)
+    return AutoencoderTrainer(space.autoencoder, 1, space.training, CPU, seed=space.seed)
+
+
 def _x() -> torch.Tensor:
     return torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
 
@@ -61,7 +75,8 @@ def _max_difference(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-@pytest.mark.parametrize("make", [_adversarial, _eps], ids=["adversarial", "eps"])
+@pytest.mark.parametrize("make", [_adversarial, _eps, _autoencoder],
+                         ids=["adversarial", "eps", "autoencoder"])
 def test_bf16_steps_run_and_differ_slightly_from_fp32(make):
     fp32, bf16 = make(), make(precision="bf16")
     losses32, losses16 = _steps(fp32), _steps(bf16)
@@ -118,14 +133,51 @@ def test_fp16_r1_gradient_is_unscaled():
 
 
 def test_skipped_fp16_step_is_logged_not_diverged():
-    scaler = torch.amp.GradScaler("cpu")
+    """A skipped step is told by the scaler lowering its scale; values taken at the scale that
+    overflowed are logged as 0, the scale-free losses as they are."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     assert logged(None, {"r1": math.inf}) == {"r1": math.inf}
-    assert logged(scaler, {"d_real": 0.7, "r1": math.inf}) == {
+    before = 1024.0
+    scaler.scale(torch.ones(()))  # the scaler's first use in a step
+    scaler.update(512.0)  # what update() does after a step with non-finite gradients
+    assert logged(scaler, {"d_real": 0.7, "r1": math.inf}, before) == {
         "d_real": 0.7, "r1": 0.0, "fp16_skipped": 1.0}
-    assert logged(scaler, {"loss": 0.5, "grad_norm": 2.0}) == {
+    applied = scaler.get_scale()
+    assert logged(scaler, {"loss": 0.5, "grad_norm": 2.0}, applied) == {
         "loss": 0.5, "grad_norm": 2.0, "fp16_skipped": 0.0}
     # a loss that is not scaled stays as it is, so a real divergence is still caught
-    assert math.isnan(logged(scaler, {"loss": math.nan, "grad_norm": 1.0})["loss"])
+    assert math.isnan(logged(scaler, {"loss": math.nan, "grad_norm": 1.0}, applied)["loss"])
+
+
+def test_fp16_steps_skipped_by_the_scaler_are_logged():
+    """At the initial scale 2^16 this tiny eps network's gradients overflow fp16: the scaler
+    skips the step and halves the scale, and the log says so; once the scale fits, steps apply."""
+    trainer = _eps(precision="fp16")
+    scales, losses = [], []
+    for _ in range(4):
+        losses.append(trainer.train_step(_x(), 0))
+        scales.append(trainer.scaler.get_scale())
+    previous = [2.0 ** 16] + scales[:-1]
+    assert [s["fp16_skipped"] for s in losses] == [float(s < p) for s, p in zip(scales, previous)]
+    assert all(math.isfinite(v) for step in losses for v in step.values())
+
+
+def test_fp16_autoencoder_step_with_adaptive_weight():
+    """latent.precision=fp16: one scaler for the autoencoder and PatchGAN optimisers, the
+    adaptive weight (VQGAN Eq. 7) from gradients of the scaled losses divided by the scale,
+    i.e. the fp32 weight up to fp16 rounding; the scaler's state is checkpointed."""
+    fp16, fp32 = _autoencoder(precision="fp16"), _autoencoder()
+    fp16.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    step16, step32 = fp16.train_step(_x()), fp32.train_step(_x())
+    assert {"d", "g", "d_weight", "fp16_skipped"} <= step16.keys()
+    assert all(math.isfinite(v) for v in step16.values())
+    assert step16["fp16_skipped"] == 0.0 and step32["d_weight"] > 0
+    # the weight is a ratio of gradient norms: the scale (256) cancels
+    assert 0.8 < step16["d_weight"] / step32["d_weight"] < 1.25, (step16, step32)
+    assert fp16.state()["scaler"]["scale"] == fp16.scaler.get_scale()
+    other = _autoencoder(precision="fp16")
+    other.load_state(copy.deepcopy(fp16.state()))
+    assert other.scaler.state_dict() == fp16.scaler.state_dict()
 
 
 def test_fp16_eps_step_unscales_before_clipping():
@@ -146,6 +198,8 @@ def test_settings_are_checked():
         AdversarialConfig(precision="fp8")
     with pytest.raises(UserError, match="train.precision"):
         EpsConfig(precision="half")
+    with pytest.raises(UserError, match=r"latent.precision='half'; use one of"):
+        _autoencoder(precision="half")
     from genbench.config import compose_plain
     from genbench.schema import validate
 
@@ -154,6 +208,8 @@ def test_settings_are_checked():
         validate(cfg)
     assert "\n" not in str(err.value)
     validate(compose_plain(["+train.precision=bf16", "+train.compile=true"]))
+    # the latent factory's own arguments (its value is checked when the space is built, above)
+    validate(compose_plain(["latent=kl_tiny", "+latent.precision=bf16", "+latent.compile=true"]))
 
 
 def test_cache_key_changes_only_off_the_defaults():
@@ -165,6 +221,13 @@ def test_cache_key_changes_only_off_the_defaults():
     assert payload(precision="bf16") != payload()
     assert payload(compile=True) != payload()
     assert payload(precision="bf16")["train"]["precision"] == "bf16"
+    # the autoencoder's key likewise (autoencoders fitted before keep theirs)
+    from genbench.latents.autoencoder import AutoencoderTrainingConfig as AE
+
+    assert AE().cache_key() == AE(precision="fp32", compile=False).cache_key()
+    assert "precision" not in AE().cache_key() and "compile" not in AE().cache_key()
+    assert AE(precision="bf16").cache_key()["precision"] == "bf16"
+    assert AE(compile=True).cache_key() != AE().cache_key()
 
 
 def test_training_info_records_precision_and_compile(tmp_path):
@@ -195,3 +258,40 @@ def test_compiled_eps_step_equals_eager():
     _steps(eager, 1)
     _steps(fast, 1)
     assert _max_difference(_weights(eager), _weights(fast)) < 1e-5
+
+
+def test_compiled_autoencoder_step_equals_eager(monkeypatch):
+    """latent.compile: the autoencoder's training forward and the PatchGAN go through
+    torch.compile; the adaptive weight's torch.autograd.grad runs through the compiled graphs
+    (AOTAutograd's backward; the aot_eager backend keeps the test fast on a CPU, inductor only
+    generates the kernels) and the step equals the eager one."""
+    import functools
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    torch._dynamo.reset()
+    eager, fast = _autoencoder(), _autoencoder(compile=True)
+    assert fast.ae_fwd != fast.ae.training_forward and fast.D_fwd is not fast.D
+    assert fast.modules() == {"autoencoder": fast.ae, "discriminator": fast.D}
+    steps = [(eager.train_step(_x()), fast.train_step(_x())) for _ in range(2)]
+    for a, b in steps:
+        assert a.keys() == b.keys() and abs(a["d_weight"] - b["d_weight"]) < 1e-4 * a["d_weight"]
+    assert _max_difference(_weights(eager), _weights(fast)) < 1e-5
+
+
+def test_autoencoder_fit_records_precision(tmp_path):
+    """The fitted autoencoder's info (the cell's latent training section) says how it was
+    trained, and a bf16 fit is another cache entry than the fp32 one."""
+    from genbench.training.autoencoder import fit_autoencoder
+
+    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    infos = []
+    for precision in ("fp32", "bf16"):
+        space = registry.create("latent", "kl", image_channels=1, block_out_channels=[8, 16],
+                                layers_per_block=1, latent_channels=4, attn_levels=[],
+                                norm_num_groups=4, batch_size=8, steps=2, disc_layers=1,
+                                disc_channels=8, perceptual_weight=0.0, precision=precision)
+        infos.append(fit_autoencoder(space, images, cache_dir=tmp_path, progress=False))
+    assert [i["precision"] for i in infos] == ["fp32", "bf16"]
+    assert infos[0]["compile"] is infos[1]["compile"] is False
+    assert infos[0]["key"] != infos[1]["key"] and infos[1]["source"] == "trained"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from genbench import _io
-from genbench.training.precision import without_defaults
+from genbench.precision import without_defaults
 
 GENERATOR = "generator.safetensors"
 META = "meta.json"

@@ -32,9 +32,9 @@ from torch import nn
 
 from genbench.errors import UserError
 from genbench.metrics.cost import Forwarding
+from genbench.precision import PRECISIONS, check_precision, dtype_of
+from genbench.precision import autocast as autocast_to
 
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16,
-                                             "fp16": torch.float16}
 COMPILE_MODES = ("reduce-overhead", "default", "max-autotune", "max-autotune-no-cudagraphs")
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that use graphs
 # the plain path, and what cell names leave out (cells named before these settings existed)
@@ -52,9 +52,7 @@ class FastPath:
     channels_last: bool = False
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UserError(f"eval.precision={self.precision!r}; use one of "
-                            f"{', '.join(PRECISIONS)}")
+        check_precision(self.precision, "eval.precision")
         if self.compile_mode not in COMPILE_MODES:
             raise UserError(f"eval.compile_mode={self.compile_mode!r}; use one of "
                             f"{', '.join(COMPILE_MODES)}")
@@ -75,7 +73,7 @@ class FastPath:
     @property
     def dtype(self) -> torch.dtype | None:
         """The autocast dtype (None: fp32, no autocast)."""
-        return PRECISIONS[self.precision]
+        return dtype_of(self.precision)
 
     def uses_cuda_graphs(self, device: torch.device) -> bool:
         """Whether compiled calls replay CUDA graphs (whose output buffers are reused)."""
@@ -96,9 +94,7 @@ class FastPath:
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """``torch.autocast`` for this precision on ``device`` (a null context for fp32)."""
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=self.dtype)
+        return autocast_to(self.precision, device)
 
 
 def _tf32_flags() -> dict[str, bool]:

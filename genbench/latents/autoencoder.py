@@ -126,8 +126,13 @@ class AutoencoderTrainingConfig:
     adaptive_disc_weight: bool = True  # VQGAN Eq. 7
     hflip: bool = True  # LDDGAN CIFAR AE data: flip_p 0.5
     ckpt_every: int = 1000  # steps between resumable checkpoints (not part of the cache key)
+    precision: str = "fp32"  # fp32 | bf16 | fp16: the step under autocast (latent.precision)
+    compile: bool = False  # torch.compile of the autoencoder's and discriminator's forward
 
     def __post_init__(self) -> None:
+        from genbench.precision import check_precision
+
+        check_precision(self.precision, "latent.precision")
         checks = {"steps": self.steps >= 0, "batch_size": self.batch_size >= 1,
                   "lr": self.lr > 0, "kl_weight": self.kl_weight >= 0,
                   "codebook_weight": self.codebook_weight >= 0,
@@ -141,8 +146,12 @@ class AutoencoderTrainingConfig:
                             f"{ {k: getattr(self, k) for k in bad} }")
 
     def cache_key(self) -> dict[str, Any]:
-        """The settings that change the trained weights."""
-        return {k: v for k, v in asdict(self).items() if k not in ("ckpt_every", "lpips_weights")}
+        """The settings that change the trained weights (precision and compile only when not
+        at their defaults, so autoencoders fitted before these settings keep their keys)."""
+        from genbench.precision import without_defaults
+
+        return without_defaults({k: v for k, v in asdict(self).items()
+                                 if k not in ("ckpt_every", "lpips_weights")})
 
 
 class Autoencoder(nn.Module):
@@ -472,6 +481,8 @@ def kl(
     adaptive_disc_weight: bool = True,
     hflip: bool = True,
     ckpt_every: int = 1000,
+    precision: str = "fp32",  # training under autocast: fp32 | bf16 | fp16
+    compile: bool = False,  # torch.compile of the training forward passes
     checkpoint: str | None = None,  # LDM/LDDGAN .ckpt or `genbench import` output: no training
 ) -> AutoencoderSpace:
     """KL autoencoder latent space (LDM AutoencoderKL; LDDGAN CIFAR-10 / LSUN)."""
@@ -483,7 +494,7 @@ def kl(
                     perceptual_weight=perceptual_weight, lpips_weights=lpips_weights,
                     disc_start=disc_start, disc_weight=disc_weight, disc_layers=disc_layers,
                     disc_channels=disc_channels, adaptive_disc_weight=adaptive_disc_weight,
-                    hflip=hflip, ckpt_every=ckpt_every)
+                    hflip=hflip, ckpt_every=ckpt_every, precision=precision, compile=compile)
     return _space("kl", arch, training, scale_factor, seed, check_range, checkpoint)
 
 
@@ -518,6 +529,8 @@ def vq(
     adaptive_disc_weight: bool = True,
     hflip: bool = True,
     ckpt_every: int = 1000,
+    precision: str = "fp32",  # training under autocast: fp32 | bf16 | fp16
+    compile: bool = False,  # torch.compile of the training forward passes
     checkpoint: str | None = None,  # a `genbench import` / genbench autoencoder file
 ) -> AutoencoderSpace:
     """VQ autoencoder latent space (VQGAN / LDM VQModel; LDDGAN CelebA-HQ)."""
@@ -531,5 +544,5 @@ def vq(
                     perceptual_weight=perceptual_weight, lpips_weights=lpips_weights,
                     disc_start=disc_start, disc_weight=disc_weight, disc_layers=disc_layers,
                     disc_channels=disc_channels, adaptive_disc_weight=adaptive_disc_weight,
-                    hflip=hflip, ckpt_every=ckpt_every)
+                    hflip=hflip, ckpt_every=ckpt_every, precision=precision, compile=compile)
     return _space("vq", arch, training, scale_factor, seed, check_range, checkpoint)

@@ -51,18 +51,19 @@ from genbench.distributed import (
     take,
 )
 from genbench.errors import UserError, unknown_key_error
-from genbench.training.budget import parse_budget
-from genbench.training.ema import ema_model, update_ema
-from genbench.training.loop import LoopConfig
-from genbench.training.precision import (
+from genbench.precision import (
     autocast,
     check_precision,
     compiled,
     grad_scaler,
     logged,
     optimizer_step,
+    scale_of,
     scaled,
 )
+from genbench.training.budget import parse_budget
+from genbench.training.ema import ema_model, update_ema
+from genbench.training.loop import LoopConfig
 from genbench.training.seeding import stream_generator
 
 REC_LOSSES = ("none", "l1", "weighted")
@@ -191,7 +192,7 @@ def _losses_d(G, D, sched, x0, cfg, step, dr: PhaseDraws, *, D_r1=None,
     (``train_ddgan.py`` lines 362-372, the global step counted from 0, not scaled by lazy_reg).
     ``D_r1``: the discriminator for R1's pass when ``D`` is compiled (a double backward needs the
     eager module); ``scaler``: fp16's loss scaler, whose scale R1's gradient is taken at and
-    divided by (:mod:`genbench.training.precision`).
+    divided by (:mod:`genbench.precision`).
     """
     x_k, x_next = q_sample_pairs(sched, x0, dr.k, noise_next=dr.noise_next, noise_k=dr.noise_k)
     x_k.requires_grad_(True)
@@ -272,6 +273,7 @@ class AdversarialTrainer:
         """One D update then one G update (official order), then the EMA update; ``draws``:
         the step's random draws (default :meth:`draws`)."""
         dr = self.draws(x0) if draws is None else draws
+        scale = scale_of(self.scaler)
         cast = autocast(self.cfg.precision, self.device)  # train.precision (fp32: nothing)
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
@@ -294,7 +296,7 @@ class AdversarialTrainer:
         update_ema(self.G_ema, self.G)
         self.step += 1
         return logged(self.scaler, {k: float(v.detach())
-                                    for k, v in {**d_losses, **g_losses}.items()})
+                                    for k, v in {**d_losses, **g_losses}.items()}, scale)
 
     def end_epoch(self) -> None:
         if self.cfg.lr_decay:

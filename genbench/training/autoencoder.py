@@ -34,6 +34,7 @@ autoencoder shares it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -62,6 +63,15 @@ from genbench.distributed import (
 )
 from genbench.errors import UserError, notice
 from genbench.latents.autoencoder import AutoencoderSpace, AutoencoderTrainingConfig
+from genbench.precision import (
+    autocast,
+    compiled,
+    grad_scaler,
+    logged,
+    optimizer_step,
+    scale_of,
+    scaled,
+)
 from genbench.training.budget import Consumed, StepCost, measure_step_cost, step_cost_of
 from genbench.training.checkpoint import load_weights, save_weights
 from genbench.training.loop import LoopConfig, batches_per_epoch, train, training_batch
@@ -81,15 +91,20 @@ def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.
     return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
 
 
-def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor,
-                    last_layer: torch.Tensor) -> torch.Tensor:
+def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor,
+                    scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
     """VQGAN Eq. 7: ``||grad rec|| / (||grad g|| + 1e-4)`` at the last layer, clamped to 1e4.
 
     Data parallel: both gradients are averaged over the ranks first, so the norms are those of
-    the global batch's gradients."""
-    rec_grad = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
-    g_grad = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
+    the global batch's gradients. fp16 (``scaler``): both gradients are taken of the scaled
+    losses, so they do not underflow, and divided by the scale before the norms; where they
+    overflowed the weight is not finite, and so are the step's scaled gradients, which the
+    scaler then skips (:mod:`genbench.precision`)."""
+    rec_grad = torch.autograd.grad(scaled(scaler, rec_loss), last_layer, retain_graph=True)[0]
+    g_grad = torch.autograd.grad(scaled(scaler, g_loss), last_layer, retain_graph=True)[0]
     average_tensors([rec_grad, g_grad])
+    if scaler is not None:
+        rec_grad, g_grad = rec_grad / scaler.get_scale(), g_grad / scaler.get_scale()
     return (rec_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
 
 
@@ -109,6 +124,11 @@ class AutoencoderTrainer:
         self.lpips = lpips.to(device) if lpips is not None and cfg.perceptual_weight > 0 else None
         self.opt_ae = torch.optim.Adam(self.ae.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+        # latent.precision / latent.compile (genbench.precision): one loss scaler for both
+        # optimisers under fp16, updated once per step; compiled forwards share the modules
+        self.scaler = grad_scaler(cfg.precision, device)
+        self.ae_fwd = compiled(self.ae.training_forward, cfg.compile)
+        self.D_fwd = compiled(self.D, cfg.compile)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.shard: BatchShard | None = None  # data parallel: this rank's rows (the loop's)
@@ -135,13 +155,16 @@ class AutoencoderTrainer:
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "opt_ae": self.opt_ae.state_dict(),
-                "opt_d": self.opt_d.state_dict(), "history": self.history}
+                "opt_d": self.opt_d.state_dict(), "history": self.history,
+                **({} if self.scaler is None else {"scaler": self.scaler.state_dict()})}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.opt_ae.load_state_dict(state["opt_ae"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.history = list(state["history"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
 
     def end_epoch(self) -> None:
         """Nothing changes per epoch (constant learning rate, as taming and LDM)."""
@@ -162,42 +185,50 @@ class AutoencoderTrainer:
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction + regulariser (+ the weighted adversarial term from ``disc_start``)."""
         generator = stream_generator(self.seed, "posterior", self.step, device=self.device)
-        rec, reg = self.ae.training_forward(x, generator, self.shard)
-        rec_loss = self._reconstruction_loss(x, rec)
-        loss = rec_loss + self._regulariser(reg, x)
-        out.update(rec=rec_loss.item(), **{k: v.item() for k, v in reg.items()})
-        if self.step >= self.cfg.disc_start:
-            self.D.train()
-            g_loss = -self.D(rec).mean()
-            weight = (adaptive_weight(rec_loss, g_loss, self.ae.last_layer())
-                      if self.cfg.adaptive_disc_weight else torch.tensor(1.0, device=x.device))
-            loss = loss + self.cfg.disc_weight * weight * g_loss
-            out.update(g=g_loss.item(), d_weight=self.cfg.disc_weight * weight.item())
+        with autocast(self.cfg.precision, self.device):  # latent.precision (fp32: nothing)
+            rec, reg = self.ae_fwd(x, generator, self.shard)
+            rec_loss = self._reconstruction_loss(x, rec)
+            loss = rec_loss + self._regulariser(reg, x)
+            out.update(rec=rec_loss.item(), **{k: v.item() for k, v in reg.items()})
+            if self.step >= self.cfg.disc_start:
+                self.D.train()
+                g_loss = -self.D_fwd(rec).mean()
+                weight = (adaptive_weight(rec_loss, g_loss, self.ae.last_layer(), self.scaler)
+                          if self.cfg.adaptive_disc_weight
+                          else torch.tensor(1.0, device=x.device))
+                out.update(g=g_loss.item(), d_weight=self.cfg.disc_weight * weight.item())
+                if not torch.isfinite(weight):  # fp16 overflow: this step is skipped
+                    weight = torch.zeros_like(weight)
+                loss = loss + self.cfg.disc_weight * weight * g_loss
         return loss, rec
 
     def train_step(self, x: torch.Tensor, epoch: int = 0) -> dict[str, float]:
         """One autoencoder step and, from ``disc_start`` on, one discriminator step."""
         self.ae.train()
+        scale = scale_of(self.scaler)
         out: dict[str, float] = {}
         loss, rec = self._generator_loss(x, out)
         self.opt_ae.zero_grad(set_to_none=True)
-        loss.backward()
+        scaled(self.scaler, loss).backward()
         average_gradients(self.ae.parameters())
-        self.opt_ae.step()
+        optimizer_step(self.scaler, self.opt_ae)
         if self.step >= self.cfg.disc_start:
-            d_loss = hinge_d_loss(self.D(x), self.D(rec.detach()))
+            with autocast(self.cfg.precision, self.device):
+                d_loss = hinge_d_loss(self.D_fwd(x), self.D_fwd(rec.detach()))
             self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
+            scaled(self.scaler, d_loss).backward()
             average_gradients(self.D.parameters())
-            self.opt_d.step()
+            optimizer_step(self.scaler, self.opt_d)
             # per-rank BatchNorm statistics (as taming/LDM's multi-GPU runs): keep the running
             # ones equal on every rank
             if current().distributed:
                 average_tensors(list(self.D.buffers()))
             out["d"] = d_loss.item()
+        if self.scaler is not None:  # one scaler, updated once per step (AMP examples)
+            self.scaler.update()
         out["loss"] = loss.item()
         self.step += 1
-        return out
+        return logged(self.scaler, out, scale)
 
 
 def check_discriminator_fits(cfg: AutoencoderTrainingConfig, side: int) -> None:
@@ -338,6 +369,7 @@ def _train_and_save(space: AutoencoderSpace, images: torch.Tensor, folder: Path,
     info = {"steps": trainer.step, "seconds": round(time.perf_counter() - started, 2),
             "consumed": consumed.as_dict(), "step_macs": cost.as_dict(),
             "lpips": status,
+            "precision": space.training.precision, "compile": space.training.compile,
             "final_losses": trainer.history[-1] if trainer.history else {},
             "history": trainer.history,
             "params": {"encoder": _count(space.autoencoder) - decoder, "decoder": decoder,
@@ -366,9 +398,11 @@ def _step_cost(space: AutoencoderSpace, trainer: AutoencoderTrainer, images: tor
     per_epoch = batches_per_epoch(images.shape[0], loop.batch_size, loop.batch_setting)
     first = to_model_range(training_batch(images, loop, 0, per_epoch).to(trainer.device))
 
+    eager = dataclasses.replace(space.training, compile=False)  # MACs are counted eagerly
+
     def make() -> AutoencoderTrainer:
         return AutoencoderTrainer(copy.deepcopy(space.autoencoder), space.arch.image_channels,
-                                  space.training, device, space.seed, trainer.lpips)
+                                  eager, device, space.seed, trainer.lpips)
 
     macs = measure_step_cost(make, first, trainer.cost_probes())
     return step_cost_of(macs, later_from=space.training.disc_start)

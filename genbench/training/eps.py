@@ -24,18 +24,19 @@ import torch.nn.functional as F
 from genbench.diffusion.gaussian import GaussianSchedule, q_sample
 from genbench.distributed import BatchShard, average_gradients, global_shape, take
 from genbench.errors import UserError, unknown_key_error
-from genbench.training.budget import parse_budget
-from genbench.training.ema import ema_model, update_ema
-from genbench.training.loop import LoopConfig
-from genbench.training.precision import (
+from genbench.precision import (
     autocast,
     check_precision,
     compiled,
     grad_scaler,
     logged,
     optimizer_step,
+    scale_of,
     scaled,
 )
+from genbench.training.budget import parse_budget
+from genbench.training.ema import ema_model, update_ema
+from genbench.training.loop import LoopConfig
 from genbench.training.seeding import stream_generator
 
 
@@ -145,6 +146,7 @@ class EpsTrainer:
     def train_step(self, x0: torch.Tensor, epoch: int) -> dict[str, float]:
         """One Adam update on L_simple, then the EMA update. ``epoch`` is unused (no decay)."""
         self.net.train()
+        scale = scale_of(self.scaler)
         self.opt.zero_grad(set_to_none=True)
         with autocast(self.cfg.precision, self.device):  # train.precision (fp32: nothing)
             loss = eps_loss(self.net_fwd, self.schedule, x0, self.noise_gen, self.shard)
@@ -159,7 +161,8 @@ class EpsTrainer:
         self.warmup.step()
         update_ema(self.net_ema, self.net)
         self.step += 1
-        return logged(self.scaler, {"loss": float(loss.detach()), "grad_norm": grad_norm})
+        return logged(self.scaler, {"loss": float(loss.detach()), "grad_norm": grad_norm},
+                      scale)
 
     def _clip_gradients(self) -> float:
         params = [p for p in self.net.parameters() if p.grad is not None]

@@ -1,4 +1,6 @@
-"""Mixed precision and ``torch.compile`` for the trainers (``train.precision``, ``train.compile``).
+"""Mixed precision and ``torch.compile`` for training (``train.precision``, ``train.compile``,
+``latent.precision``, ``latent.compile``); the dtypes and autocast context that sampling's fast
+path (``eval.precision``, :mod:`genbench.harness.fastpath`) uses too.
 
 ``train.precision``: ``fp32`` (the default; the papers' runs), ``bf16`` or ``fp16``. The forward
 passes and losses of a step run under :func:`torch.autocast` with that dtype; weights, optimizer
@@ -24,8 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -33,12 +36,18 @@ from genbench.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULTS = {"precision": "fp32", "compile": False}  # left out of cache keys at these values
+F = TypeVar("F", bound=Callable[..., Any])
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_precision(precision: str, setting: str = "train.precision") -> None:
     if precision not in PRECISIONS:
         raise UserError(f"{setting}={precision!r}; use one of {', '.join(PRECISIONS)}")
+
+
+def dtype_of(precision: str) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` (None for fp32: no autocast)."""
+    return _DTYPES.get(precision)
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:
@@ -65,24 +74,34 @@ def optimizer_step(scaler: torch.amp.GradScaler | None, optimizer: torch.optim.O
         scaler.step(optimizer)
 
 
-SCALED = ("r1", "grad_norm")  # logged values that fp16's loss scale can make non-finite
+SCALED = ("r1", "grad_norm", "d_weight")  # logged values fp16's loss scale can make non-finite
 
 
-def logged(scaler: torch.amp.GradScaler | None, values: dict[str, float]) -> dict[str, float]:
+def scale_of(scaler: torch.amp.GradScaler | None) -> float | None:
+    """The loss scale now (None without a scaler): pass it to :func:`logged` after the step."""
+    return None if scaler is None else float(scaler.get_scale())
+
+
+def logged(scaler: torch.amp.GradScaler | None, values: dict[str, float],
+           scale_before: float | None = None) -> dict[str, float]:
     """The step's logged values. Under fp16 a gradient that overflowed at the current scale makes
-    the scaler skip the update (and lower the scale); R1's penalty and the gradient norm are then
-    not finite. They are logged as 0 with ``fp16_skipped`` = 1 (0 on an applied step), so that a
-    skipped step is not taken for a diverged run; the scale-free losses still are checked. The
-    keys are the same on every rank and step (the loop averages the values over the ranks)."""
+    the scaler skip the update and lower the scale, which is how a skipped step is told
+    (``scale_before``: :func:`scale_of` before the step). ``fp16_skipped`` is 1 on a skipped
+    step and 0 on an applied one; values taken at the scale (R1's penalty, the gradient norm,
+    the autoencoder's adaptive weight) that are not finite are logged as 0, so a skipped step is
+    not taken for a diverged run, while the scale-free losses still are checked. The keys are
+    the same on every rank and step (the loop averages the values over the ranks)."""
     if scaler is None:
         return values
     bad = [k for k in SCALED if k in values and not math.isfinite(values[k])]
-    return {**values, **{k: 0.0 for k in bad}, "fp16_skipped": float(bool(bad))}
+    skipped = scale_before is not None and float(scaler.get_scale()) < scale_before
+    return {**values, **{k: 0.0 for k in bad}, "fp16_skipped": float(skipped)}
 
 
-def compiled(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
-    """``torch.compile(module)`` (sharing its parameters) when ``enabled``, else ``module``."""
-    return torch.compile(module) if enabled else module
+def compiled(fn: F, enabled: bool) -> F:
+    """``torch.compile(fn)`` when ``enabled``, else ``fn``: a module (the compiled one shares its
+    parameters) or a bound method such as an autoencoder's ``training_forward``."""
+    return torch.compile(fn) if enabled else fn  # type: ignore[return-value]
 
 
 def without_defaults(settings: dict[str, Any]) -> dict[str, Any]:
