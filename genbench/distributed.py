@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -268,11 +268,11 @@ def broadcast_modules(modules) -> None:
 
 
 def broadcast_json(obj):
-    """Rank 0's JSON-safe ``obj`` on every rank (``obj`` itself in a world of one); sent as JSON
-    text in a byte tensor, so nothing is unpickled."""
+    """Rank 0's ``obj`` on every rank (``obj`` itself in a world of one); sent as JSON text in a
+    byte tensor (what JSON cannot write as its ``str``), so nothing is unpickled."""
     if not current().distributed:
         return obj
-    data = json.dumps(obj).encode() if dist.get_rank() == 0 else b""
+    data = json.dumps(obj, default=str).encode() if dist.get_rank() == 0 else b""
     size = torch.tensor([len(data)], dtype=torch.long, device=_wire())
     dist.broadcast(size, src=0)
     buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8) if data
@@ -281,19 +281,69 @@ def broadcast_json(obj):
     return json.loads(bytes(buf.cpu().tolist()).decode())
 
 
-# --------------------------------------------------------------------------- evaluation
+# --------------------------------------------------------------------------- the main rank
+#
+# A trained artifact (a denoiser in the model cache, a fitted autoencoder) and a cell's record are
+# looked up, locked, written and recorded by rank 0 alone: the other ranks must neither take the
+# cache lock (two processes of one run would wait on each other) nor write. on_main runs a
+# function on rank 0 and gives every rank its result, so all ranks take the same branch (train or
+# load; the step cost cached or measured) and the collective operations stay matched. A failure
+# on rank 0 reaches the other ranks as an error instead of leaving them waiting.
+
+
+T = TypeVar("T")
+
+
+class MainRankFailed(RuntimeError):
+    """Raised on the other ranks when what rank 0 did for them failed (rank 0 raises its own)."""
+
+
+def on_main(fn: Callable[[], T]) -> T:
+    """``fn()`` run on rank 0, its result on every rank (in a world of one, just ``fn()``): the
+    others receive it as JSON (what :func:`json.dumps` cannot write goes as its ``str``, as in
+    records), rank 0 keeps its own. When ``fn`` raises on rank 0, rank 0 re-raises and the
+    others raise :class:`MainRankFailed` naming the error."""
+    ctx = current()
+    if not ctx.distributed:
+        return fn()
+    if ctx.is_main:
+        try:
+            value = fn()
+        except BaseException as exc:
+            broadcast_json({"error": f"{type(exc).__name__}: {str(exc).strip()}"})
+            raise
+        broadcast_json({"value": value})
+        return value
+    answer = broadcast_json(None)
+    if "error" in answer:
+        raise MainRankFailed(f"rank 0 stopped: {answer['error']}")
+    return answer["value"]
 
 
 @contextmanager
-def main_first() -> Iterator[None]:
-    """Run the block on the main rank first, then on the others (which then find what it cached:
-    downloaded weights, a trained feature classifier); in a world of one, just run it."""
-    main = current().is_main
-    if not main:
-        barrier()
-    yield
-    if main:
-        barrier()
+def main_holds(lock: Callable[[], AbstractContextManager[Any]]) -> Iterator[None]:
+    """``lock()`` held by rank 0 for the block; the other ranks run the block without it (they
+    follow rank 0's decisions, taken under the lock, through :func:`on_main`)."""
+    if current().is_main:
+        with lock():
+            yield
+    else:
+        yield
+
+
+def main_first(fn: Callable[[], T]) -> T:
+    """``fn()`` on rank 0, then - once it has returned - on the other ranks, which find what it
+    cached (a converted released file); in a world of one, just ``fn()``. A failure on rank 0
+    stops the others with :class:`MainRankFailed` instead of running ``fn`` there too."""
+    if not current().is_main:
+        on_main(lambda: None)  # rank 0's signal that it is done
+        return fn()
+    result: list[T] = []
+    on_main(lambda: result.append(fn()))
+    return result[0]
+
+
+# --------------------------------------------------------------------------- evaluation
 
 
 def gather_objects(value: Any, *, to_main_only: bool = False) -> list[Any] | None:
@@ -309,15 +359,6 @@ def gather_objects(value: Any, *, to_main_only: bool = False) -> list[Any] | Non
     out = [None] * world
     dist.all_gather_object(out, value)
     return out
-
-
-def broadcast_object(value: Any) -> Any:
-    """Rank 0's ``value`` on every rank (``value`` itself in a world of one)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    box = [value if dist.get_rank() == 0 else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

@@ -192,8 +192,9 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
     check_rng(str(cfg["eval"].get("rng", "per_sample")), ctx.world_size)
     progress = bool(cfg.get("progress", True)) and ctx.is_main
     comps = build_components(cfg)
-    with distributed.main_first():  # rank 0 fetches or trains what the others then find cached
-        extractors = choose_extractors(cfg["eval"], comps, cache_dir, device, progress)
+    # rank 0 fetches or trains what the others then find cached
+    extractors = distributed.main_first(
+        lambda: choose_extractors(cfg["eval"], comps, cache_dir, device, progress))
     if not ctx.is_main:
         announce = None
     if announce is not None:
@@ -229,22 +230,10 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
             for line in extractor_lines(m):  # which features and weights each metric used
                 notice(line)
         stage["seeds_done"] = len(per_seed)
-    if not ctx.is_main:  # rank 0 measures the cost and writes the record
-        shared = distributed.broadcast_object(None)
-        if isinstance(shared, str):
-            raise RuntimeError(f"rank 0 stopped: {shared}")
-        return shared
-    try:
-        record = _measure_and_record(cfg, cell_dir, cache_dir, overwrite, stage, comps,
-                                     extractors, latent_info, device, progress, seeds, per_seed,
-                                     measured, first, started, ctx)
-    except BaseException as exc:
-        if ctx.distributed:  # the other ranks wait for the record: tell them
-            distributed.broadcast_object(f"{type(exc).__name__}: {exc}")
-        raise
-    if ctx.distributed:
-        distributed.broadcast_object(record)
-    return record
+    # rank 0 measures the cost and writes the record; the others receive it (or rank 0's error)
+    return distributed.on_main(lambda: _measure_and_record(
+        cfg, cell_dir, cache_dir, overwrite, stage, comps, extractors, latent_info, device,
+        progress, seeds, per_seed, measured, first, started, ctx))
 
 
 def _measure_and_record(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: bool,

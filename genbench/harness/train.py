@@ -25,7 +25,7 @@ from genbench._io import (
     remove_stale_temporaries,
     sha256_file,
 )
-from genbench.distributed import current
+from genbench.distributed import current, main_first, main_holds, on_main
 from genbench.errors import UserError, notice
 from genbench.harness.artifacts import GENERATOR, ModelCache, training_payload
 from genbench.harness.build import Components, build_backbone
@@ -38,7 +38,6 @@ from genbench.training.budget import (
     step_cost_of,
 )
 from genbench.training.checkpoint import load_weights, save_weights
-from genbench.training.main_rank import main_first, main_holds, on_main
 from genbench.training.seeding import seeded_global_rng
 
 

@@ -60,6 +60,9 @@ from genbench.distributed import (
     average_gradients,
     average_tensors,
     current,
+    main_first,
+    main_holds,
+    on_main,
 )
 from genbench.errors import UserError, notice
 from genbench.latents.autoencoder import AutoencoderSpace, AutoencoderTrainingConfig
@@ -76,7 +79,6 @@ from genbench.training.budget import Consumed, StepCost, measure_step_cost, step
 from genbench.training.checkpoint import load_weights, save_weights
 from genbench.training.loop import LoopConfig, batches_per_epoch, train, training_batch
 from genbench.training.lpips import LPIPS, load_lpips, lpips_fingerprint, resolve_lpips
-from genbench.training.main_rank import main_first, main_holds, on_main
 from genbench.training.released import check_fits, is_torch_file, load_converted
 from genbench.training.seeding import seeded_global_rng, stream_generator
 
