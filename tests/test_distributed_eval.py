@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
+from gloo_group import free_port
 
 from genbench.distributed import Context, launch_env
 from genbench.errors import UserError
@@ -22,12 +22,6 @@ from genbench.harness.generate import check_rng, generate
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -40,7 +34,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _worker(out: Path, world: int, *args: str) -> dict:
     """Run the worker alone (world 1) or as ``world`` ranks of a gloo group; rank 0's result."""
-    port = str(_free_port())
+    port = str(free_port())
     procs = [subprocess.Popen([sys.executable, str(WORKER), str(out), *args],
                               env=_env(**({} if world == 1 else {
                                   "RANK": str(r), "WORLD_SIZE": str(world), "LOCAL_RANK": str(r),
@@ -133,7 +127,7 @@ def test_a_cell_under_torchrun_records_the_one_process_numbers(tmp_path):
     records = {}
     for name, launcher in [("one", []), ("two", ["-m", "torch.distributed.run",
                                                  "--nproc_per_node=2",
-                                                 f"--master_port={_free_port()}"])]:
+                                                 f"--master_port={free_port()}"])]:
         command = ([sys.executable, *launcher, "-m", "genbench", "run", *common,
                     f"results_dir={tmp_path / name}"] if launcher
                    else [sys.executable, "-m", "genbench", "run", *common,

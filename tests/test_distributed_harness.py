@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from gloo_group import join, spawn
+
+from genbench import distributed
 
 OVERRIDES = ["latent=kl_tiny", "latent.steps=4", "latent.batch_size=8", "latent.disc_start=100",
              "latent.perceptual_weight=0", "backbone=ncsnpp_tiny", "train=tiny",
@@ -80,12 +81,7 @@ def _cell(cache: Path) -> dict:
 
 
 def _worker(rank: int, world: int, port: int, root: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    from genbench import distributed
-
-    distributed.init("cpu")
+    join(rank, world, port)
     writes: list[str] = []
     if rank == 1:
         _watch_writes(os.path.abspath(root), writes)
@@ -102,18 +98,12 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
     torch.distributed.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     base = tmp_path_factory.mktemp("ddp-harness")
     root = base / "run"
     root.mkdir()
-    mp.spawn(_worker, args=(2, _free_port(), str(root)), nprocs=2, join=True)
+    spawn(_worker, 2, str(root))
     out = base / "run-out"
     weights = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
     logs = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]

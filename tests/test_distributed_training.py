@@ -10,15 +10,13 @@ processes runs every distributed scenario (module fixture); the tests compare it
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from gloo_group import join, spawn
 
-from genbench import registry
+from genbench import distributed, registry
 from genbench.backbones.denoiser import Denoiser
 from genbench.backbones.ncsnpp import ncsnpp
 from genbench.diffusion.ddgan import ddgan_schedule
@@ -101,12 +99,7 @@ def _scenarios(root: str) -> dict[str, tuple]:
 
 
 def _worker(rank: int, world: int, port: int, root: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    from genbench import distributed
-
-    distributed.init("cpu")
+    join(rank, world, port)
     writes: list[str] = []
     real_save = loop_module.save_checkpoint
 
@@ -129,16 +122,10 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
     torch.distributed.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(2, _free_port(), str(root)), nprocs=2, join=True)
+    spawn(_worker, 2, str(root))
     ranks = [torch.load(root / f"rank{r}.pt", weights_only=True) for r in range(2)]
     logs = [json.loads((root / f"rank{r}.json").read_text()) for r in range(2)]
     return root, ranks, logs
