@@ -169,3 +169,57 @@ def test_a_failed_distributed_cell_is_recorded_by_rank_0_only(tmp_path, monkeypa
     monkeypatch.setenv("SUBMITIT_LOCAL_GLOBALID", "0")
     _record(cfg, RuntimeError("boom"))
     assert rec.read_record(cell_dir)["error"] == "RuntimeError: boom"
+
+
+def test_torchrun_grid_runs_each_cell_on_all_ranks(tmp_path):
+    """``torchrun --nproc_per_node=2 -m genbench run --grid``: the cells run one after another,
+    each on both processes; rank 0 alone plans aloud, saves grid.json (one sweep folder: rank 0's
+    ``${now:}``), writes the report and prints the summary."""
+    from genbench.config import compose_plain
+    from genbench.harness.build import build_components
+    from genbench.harness.train import _new_backbone
+    from genbench.training.checkpoint import save_weights
+
+    args = [*TINY, "dataset.split=test", "device=cpu", "eval.num_samples=20",
+            "eval.batch_size=10", "eval.metrics=[fid]"]
+    cfg = compose_plain(args)
+    weights = tmp_path / "g.safetensors"
+    save_weights(weights, {"G_ema": _new_backbone(cfg, build_components(cfg), "adversarial")})
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               f"--master_port={free_port()}", "-m", "genbench", "run", "--grid", *args,
+               "eval.seed=0,1", f"checkpoint={weights}", f"cache_dir={tmp_path / 'cache'}",
+               f"results_dir={tmp_path / 'out'}"]
+    done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("grid: 2 cells: 2 ran") == 1, done.stdout
+    assert done.stderr.count("[grid] running 2 of 2 cells") == 1, done.stderr[-3000:]
+    experiment = tmp_path / "out" / "default"
+    records = [json.loads(p.read_text()) for p in sorted(experiment.glob("*/result.json"))]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert all(r["distributed"]["world_size"] == 2 for r in records)
+    assert {r["config"]["eval"]["seed"] for r in records} == {0, 1}
+    [sweep] = (experiment / ".hydra").iterdir()
+    assert json.loads((sweep / "grid.json").read_text())["launcher"] == "basic"
+    assert (experiment / "report.html").is_file()
+
+
+def test_torchrun_grid_refuses_a_launcher_of_its_own(monkeypatch):
+    """Under torchrun the cells run in its processes: a grid launcher that would start more
+    processes (each inheriting the group's variables) is a one-line error before anything runs."""
+    from omegaconf import open_dict
+
+    from genbench.config import compose
+    from genbench.harness.grid import _join_group
+
+    for key, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    fixed = compose([], with_hydra=True)
+    with open_dict(fixed):  # what hydra/launcher=joblib selects
+        fixed.hydra.runtime.choices["hydra/launcher"] = "joblib"
+    with pytest.raises(UserError, match=r"under torchrun/srun \(2 processes\).*drop "
+                                        r"hydra/launcher=joblib") as err:
+        _join_group(fixed)
+    assert "\n" not in str(err.value)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert _join_group(fixed) is False  # a world of one: no group, nothing to check

@@ -19,6 +19,12 @@ the shared cache (:mod:`genbench.harness.artifacts`, locked per model), so cells
 need the same one train it once. The outcome of every cell is saved as ``grid.json`` in Hydra's
 sweep folder, beside ``multirun.yaml``; :func:`cmd_grid` reads it, writes each experiment's
 report and prints the summary.
+
+Under ``torchrun`` or ``srun`` (``torchrun --nproc_per_node=N -m genbench run --grid ...``) every
+process runs the grid: the cells run one after another, each on all N processes (data-parallel,
+as one ``genbench run`` would), with the basic launcher only. The processes join their group
+before the sweep, take rank 0's sweep folder, and rank 0 alone plans aloud, records cells that do
+not compose, saves ``grid.json``, writes the reports and prints the summary; the others follow.
 """
 
 from __future__ import annotations
@@ -80,7 +86,17 @@ class GridResult:
 
 
 def _say(line: str) -> None:
-    print(f"[grid] {line}", file=sys.stderr, flush=True)
+    if _is_main():  # under torchrun/srun: rank 0 speaks for the grid
+        print(f"[grid] {line}", file=sys.stderr, flush=True)
+
+
+def _is_main() -> bool:
+    """Whether this process is rank 0 of its launcher's group (or in none): the one that writes
+    the grid's files and speaks."""
+    from genbench.distributed import launch_env
+
+    env = launch_env()
+    return env is None or env[0] == 0
 
 
 def _first_line(exc: BaseException) -> str:
@@ -208,7 +224,8 @@ def plan(cells: list[GridCell], compose_cell: Callable[[list[str]], dict[str, An
             cell.cell_dir = paths(compose_cell(cell.overrides))[1]
         except Exception as exc:  # noqa: BLE001 - one bad cell does not stop the grid
             cell.status, cell.error = "failed", f"{type(exc).__name__}: {_first_line(exc)}"
-            _record_invalid(cell, settings, cell.error)
+            if _is_main():
+                _record_invalid(cell, settings, cell.error)
             say(f"{label} - failed: {cell.error}")
             continue
         if cell.cell_dir in seen:
@@ -255,7 +272,7 @@ class NumberedJob:
         number = self.numbers[index]
         label = (self.labels[index] if index < len(self.labels)
                  else " ".join(_shown(list(job.overrides.task))))
-        print(f"[grid] cell {number}/{self.total}: {label}", file=sys.stderr, flush=True)
+        _say(f"cell {number}/{self.total}: {label}")
         if os.path.isdir(self.cwd) and os.getcwd() != self.cwd:
             os.chdir(self.cwd)
         name_cell(cell_label(number, self.total, label), lines=self.parallel)
@@ -335,20 +352,23 @@ def sweep(config: DictConfig, hydra_context: Any, task: Callable[[DictConfig], A
 
     settings = {k: OmegaConf.select(config, k, default=None) for k in ("results_dir",
                                                                        "experiment")}
-    todo = plan(cells, compose_cell, settings, overwrite=overwrite)
-    for folder in {c.cell_dir.parent for c in cells if c.cell_dir is not None}:
-        _io.remove_stale_temporaries(folder)  # a live worker's temporaries are locked: kept
+    todo = plan(cells, compose_cell, settings, overwrite=overwrite, say=_say)
+    main = _is_main()
     sweep_dir = Path(str(config.hydra.sweep.dir))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    if main:
+        for folder in {c.cell_dir.parent for c in cells if c.cell_dir is not None}:
+            _io.remove_stale_temporaries(folder)  # a live worker's temporaries are locked: kept
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(config, sweep_dir / "multirun.yaml")
     if todo:
         _say(f"running {len(todo)} of {len(cells)} cells")
         returns = _launch(config, hydra_context, task, todo, len(cells), varying(cells))
         for i, cell in enumerate(todo):
             _settle(cell, returns[i] if i < len(returns) else None)
-    _io.atomic_write_json(sweep_dir / OUTCOME, {
-        "name": name, "launcher": result.launcher,
-        "cells": [cell.to_json() for cell in cells]})
+    if main:
+        _io.atomic_write_json(sweep_dir / OUTCOME, {
+            "name": name, "launcher": result.launcher,
+            "cells": [cell.to_json() for cell in cells]})
     return result
 
 
@@ -366,12 +386,13 @@ def _quoted(value: str) -> str:
 
 
 def run_grid(name: str | None, overrides: list[str], *,
-             overwrite: bool = False) -> tuple[GridResult, DictConfig]:
+             overwrite: bool = False) -> tuple[GridResult | None, DictConfig]:
     """Run the grid of ``overrides`` (``+grid=NAME`` for a named one) as a Hydra multirun.
 
     The part of the configuration that does not sweep is composed first: a bad one is a user
     error before anything runs, and it gives the sweep folder, pinned for every job.
-    Returns the outcome and that fixed configuration.
+    Returns the outcome (None on the ranks other than 0 under torchrun/srun, which neither
+    read nor print it) and that fixed configuration.
     """
     from genbench.config import compose, run_hydra
     from genbench.harness.task import CellTask
@@ -398,13 +419,38 @@ def run_grid(name: str | None, overrides: list[str], *,
                         f" override")
     given = {o.get_key_element() for o in _parse(overrides)}
     where = Path(_sweep_dir(fixed))
+    if _join_group(fixed):  # torchrun/srun: every rank uses rank 0's folder (its ${now:})
+        from genbench.distributed import broadcast_json
+
+        where = Path(broadcast_json(str(where)))
     extra = [] if SWEEP_DIR in given else [f"{SWEEP_DIR}={_quoted(str(where))}"]
     if overwrite:
         extra.append("hydra.sweeper.overwrite=true")
     run_hydra(CellTask(overwrite=overwrite), ["--multirun", *overrides, *extra])
+    if not _is_main():
+        return None, fixed
     outcome = json.loads((where / OUTCOME).read_text())
     cells = [GridCell.from_json(c) for c in outcome["cells"]]
     return GridResult(name or outcome["name"], cells, outcome["launcher"]), fixed
+
+
+def _join_group(fixed: DictConfig) -> bool:
+    """Under torchrun/srun (more than one process): check that the cells run in these processes
+    (the basic launcher) and join the group now, before the sweep; False outside one."""
+    from genbench.distributed import init, launch_env
+    from genbench.harness.system import resolve_device
+
+    env = launch_env()
+    if env is None or env[1] == 1:
+        return False
+    launcher = str(fixed.hydra.runtime.choices.get("hydra/launcher") or "basic")
+    if launcher != "basic":
+        raise UserError(f"under torchrun/srun ({env[1]} processes) a grid runs its cells one "
+                        f"after another, each on all the processes: drop hydra/launcher="
+                        f"{launcher}, or start the grid without torchrun and give the launcher "
+                        f"the processes (hydra.launcher.tasks_per_node)")
+    init(resolve_device(str(fixed.get("device") or "auto")).type)
+    return True
 
 
 DIAGNOSED_CELLS = 32  # cells composed to say which reject a fixed override (bad input only)
@@ -517,6 +563,8 @@ def cmd_grid(name: str | None, overrides: list[str], *, overwrite: bool = False)
     ran), 2 when the grid itself is bad (unknown grid, a fixed override that does not compose).
     """
     result, fixed = run_grid(name, overrides, overwrite=overwrite)
+    if result is None:  # a rank other than 0 of torchrun/srun: rank 0 reports
+        return 0
     if fixed.get("report", True):
         result.reports = _write_reports(result)
     print_outcome(result)
