@@ -90,6 +90,14 @@ def _say(line: str) -> None:
         print(f"[grid] {line}", file=sys.stderr, flush=True)
 
 
+def _rank_note() -> str:
+    """`` (rank R of W)`` in a launcher's group of more than one process, else nothing."""
+    from genbench.distributed import launch_env
+
+    env = launch_env()
+    return f" (rank {env[0]} of {env[1]})" if env and env[1] > 1 else ""
+
+
 def _is_main() -> bool:
     """Whether this process is rank 0 of its launcher's group (or in none): the one that writes
     the grid's files and speaks."""
@@ -272,7 +280,9 @@ class NumberedJob:
         number = self.numbers[index]
         label = (self.labels[index] if index < len(self.labels)
                  else " ".join(_shown(list(job.overrides.task))))
-        _say(f"cell {number}/{self.total}: {label}")
+        # every process of a distributed cell says it (submitit keeps a log per task)
+        print(f"[grid] cell {number}/{self.total}{_rank_note()}: {label}", file=sys.stderr,
+              flush=True)
         if os.path.isdir(self.cwd) and os.getcwd() != self.cwd:
             os.chdir(self.cwd)
         name_cell(cell_label(number, self.total, label), lines=self.parallel)
