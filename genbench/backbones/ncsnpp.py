@@ -32,7 +32,7 @@ upsample-conv and nearest upsampling never ran); here they follow the StyleGAN2/
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -235,6 +235,10 @@ class ResBlockDDPM(AdaGNBlock):
 _RESBLOCKS = (ResBlockBigGAN, ResBlockDDPM)
 
 
+# How the forward pass runs a level-changing layer: (layer, h, temb, zemb) -> h.
+LevelCall = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
 def _call(block: nn.Module, h: torch.Tensor, temb: torch.Tensor,
           zemb: torch.Tensor | None) -> torch.Tensor:
     """Run a level-changing layer: residual blocks take the conditioning, resamplers do not."""
@@ -274,6 +278,8 @@ class NCSNpp(nn.Module):
             self.pyramid_downsample = Downsample(fir=c.fir, fir_kernel=c.fir_kernel)
 
     # -- construction, in the official module order ------------------------------------------
+    # (the layer factories _resblock, _downsampler, _upsampler and _pyramid_downsampler are
+    # what WaveletNCSNpp overrides; the loops below build both networks)
 
     def _resblock(self, in_ch: int, out_ch: int | None = None, *, up: bool = False,
                   down: bool = False) -> nn.Module:
@@ -289,6 +295,27 @@ class NCSNpp(nn.Module):
     def _attention(self, channels: int) -> AttentionBlock:
         c = self.config
         return AttentionBlock(channels, skip_rescale=c.skip_rescale, init_scale=c.init_scale)
+
+    def _downsampler(self, in_ch: int) -> nn.Module:
+        """The layer that halves the size at the end of a level."""
+        c = self.config
+        if c.resblock_type == "ddpm":
+            return Downsample(in_ch, with_conv=c.resamp_with_conv, fir=c.fir,
+                              fir_kernel=c.fir_kernel)
+        return self._resblock(in_ch, down=True)
+
+    def _upsampler(self, level: int, in_ch: int) -> nn.Module:
+        """The layer that doubles the size at the end of ``level`` on the way up."""
+        c = self.config
+        if c.resblock_type == "ddpm":
+            return Upsample(in_ch, with_conv=c.resamp_with_conv, fir=c.fir,
+                            fir_kernel=c.fir_kernel)
+        return self._resblock(in_ch, up=True)
+
+    def _pyramid_downsampler(self, in_ch: int, out_ch: int) -> nn.Module:
+        """The ``progressive_input="residual"`` step taking the input pyramid down a level."""
+        c = self.config
+        return Downsample(in_ch, out_ch, with_conv=True, fir=c.fir, fir_kernel=c.fir_kernel)
 
     def _build_embedding(self, modules: list[nn.Module]) -> None:
         c = self.config
@@ -312,17 +339,12 @@ class NCSNpp(nn.Module):
                 skip_channels.append(in_ch)
             if level == len(c.ch_mult) - 1:
                 break
-            if c.resblock_type == "ddpm":
-                modules.append(Downsample(in_ch, with_conv=c.resamp_with_conv, fir=c.fir,
-                                          fir_kernel=c.fir_kernel))
-            else:
-                modules.append(self._resblock(in_ch, down=True))
+            modules.append(self._downsampler(in_ch))
             if c.progressive_input == "input_skip":
                 modules.append(Combine(pyramid_ch, in_ch, method=c.progressive_combine))
                 in_ch *= 2 if c.progressive_combine == "cat" else 1
             elif c.progressive_input == "residual":
-                modules.append(Downsample(pyramid_ch, in_ch, with_conv=True, fir=c.fir,
-                                          fir_kernel=c.fir_kernel))
+                modules.append(self._pyramid_downsampler(pyramid_ch, in_ch))
                 pyramid_ch = in_ch
             skip_channels.append(in_ch)
         return skip_channels
@@ -342,11 +364,7 @@ class NCSNpp(nn.Module):
             if c.progressive != "none":
                 pyramid_ch = self._build_output_pyramid(modules, level, in_ch, pyramid_ch)
             if level != 0:
-                if c.resblock_type == "ddpm":
-                    modules.append(Upsample(in_ch, with_conv=c.resamp_with_conv, fir=c.fir,
-                                            fir_kernel=c.fir_kernel))
-                else:
-                    modules.append(self._resblock(in_ch, up=True))
+                modules.append(self._upsampler(level, in_ch))
         assert not skip_channels
         if c.progressive != "output_skip":
             modules += [nn.GroupNorm(group_count(in_ch), in_ch, eps=1e-6),
@@ -397,7 +415,9 @@ class NCSNpp(nn.Module):
         return next(blocks)(F.silu(emb))
 
     def _down(self, blocks: Iterator[nn.Module], x: torch.Tensor, temb: torch.Tensor,
-              zemb: torch.Tensor | None) -> list[torch.Tensor]:
+              zemb: torch.Tensor | None, downsample: LevelCall = _call) -> list[torch.Tensor]:
+        """The skips: input conv, then per level the res blocks (+attention), and the output of
+        ``downsample(downsampler, h, temb, zemb)`` after the input pyramid step."""
         c = self.config
         pyramid = x
         skips = [next(blocks)(x)]
@@ -409,7 +429,7 @@ class NCSNpp(nn.Module):
                 skips.append(h)
             if level == len(c.ch_mult) - 1:
                 break
-            h = _call(next(blocks), skips[-1], temb, zemb)
+            h = downsample(next(blocks), skips[-1], temb, zemb)
             if c.progressive_input == "input_skip":
                 pyramid = self.pyramid_downsample(pyramid)
                 h = next(blocks)(pyramid, h)
@@ -420,7 +440,10 @@ class NCSNpp(nn.Module):
         return skips
 
     def _up(self, blocks: Iterator[nn.Module], h: torch.Tensor, skips: list[torch.Tensor],
-            temb: torch.Tensor, zemb: torch.Tensor | None) -> torch.Tensor:
+            temb: torch.Tensor, zemb: torch.Tensor | None,
+            upsample: LevelCall = _call) -> torch.Tensor:
+        """Per level: res blocks over the skips (+attention), the output pyramid, and
+        ``upsample(upsampler, h, temb, zemb)``; then the head."""
         c = self.config
         pyramid = None
         for level in reversed(range(len(c.ch_mult))):
@@ -431,7 +454,8 @@ class NCSNpp(nn.Module):
             if c.progressive != "none":
                 h, pyramid = self._output_pyramid(blocks, level, h, pyramid)
             if level != 0:
-                h = _call(next(blocks), h, temb, zemb)
+                h = upsample(next(blocks), h, temb, zemb)
+        assert not skips
         if c.progressive == "output_skip":
             return pyramid
         norm, conv = next(blocks), next(blocks)

@@ -61,7 +61,6 @@ from torch import nn
 from genbench.backbones.layers import (
     check_denoiser_inputs,
     conv1x1,
-    conv3x3,
     variance_scaling_,
 )
 from genbench.backbones.ncsnpp import (
@@ -212,53 +211,23 @@ class WaveletNCSNpp(NCSNpp):
         self.patch_size = int(patch_size)
         self.in_channels, self.resolution = outer_channels, outer_resolution
 
-    def _wavelet_block(self, in_ch: int, out_ch: int | None = None, *, up: bool = False,
-                       down: bool = False, hi_in_ch: int | None = None) -> WaveletResBlock:
+    # -- construction: NCSNpp's loops with the wavelet layers -------------------------------
+
+    def _resblock(self, in_ch: int, out_ch: int | None = None, *, up: bool = False,
+                  down: bool = False, hi_in_ch: int | None = None) -> WaveletResBlock:
         c = self.config
         return WaveletResBlock(in_ch, out_ch, temb_dim=4 * c.nf, zemb_dim=c.z_emb_dim, up=up,
                                down=down, hi_in_ch=hi_in_ch, dropout=c.dropout,
                                skip_rescale=c.skip_rescale, init_scale=c.init_scale)
 
-    def _build_down(self, modules: list[nn.Module]) -> list[int]:
+    def _upsampler(self, level: int, in_ch: int) -> WaveletResBlock:
+        # the high bands come from the down block that left level - 1, which keeps the width
+        # nf * ch_mult[level - 1] of that level's res blocks (official hs_c2)
         c = self.config
-        modules.append(conv3x3(c.in_channels, c.nf))
-        skip_channels, in_ch, pyramid_ch = [c.nf], c.nf, c.in_channels
-        self._high_channels = [c.nf]  # official hs_c2: widths of the bands each down block keeps
-        for level, mult in enumerate(c.ch_mult):
-            for _ in range(c.num_res_blocks):
-                modules.append(self._wavelet_block(in_ch, c.nf * mult))
-                in_ch = c.nf * mult
-                if self._attn_levels[level]:
-                    modules.append(self._attention(in_ch))
-                skip_channels.append(in_ch)
-            if level == len(c.ch_mult) - 1:
-                break
-            self._high_channels.append(in_ch)
-            modules.append(self._wavelet_block(in_ch, down=True))
-            if c.progressive_input == "residual":
-                modules.append(WaveletDownsample(pyramid_ch, in_ch))
-                pyramid_ch = in_ch
-            skip_channels.append(in_ch)
-        return skip_channels
+        return self._resblock(in_ch, up=True, hi_in_ch=c.nf * c.ch_mult[level - 1])
 
-    def _build_up(self, modules: list[nn.Module], skip_channels: list[int]) -> None:
-        c = self.config
-        in_ch = skip_channels[-1]
-        modules += [self._wavelet_block(in_ch), self._attention(in_ch),
-                    self._wavelet_block(in_ch)]
-        high = list(self._high_channels)
-        for level in reversed(range(len(c.ch_mult))):
-            for _ in range(c.num_res_blocks + 1):
-                modules.append(self._wavelet_block(in_ch + skip_channels.pop(),
-                                                   c.nf * c.ch_mult[level]))
-                in_ch = c.nf * c.ch_mult[level]
-            if self._attn_levels[level]:
-                modules.append(self._attention(in_ch))
-            if level != 0:
-                modules.append(self._wavelet_block(in_ch, up=True, hi_in_ch=high.pop()))
-        assert not skip_channels
-        modules += [nn.GroupNorm(min(in_ch // 4, 32), in_ch, eps=1e-6),
-                    conv3x3(in_ch, c.in_channels, init_scale=c.init_scale)]
+    def _pyramid_downsampler(self, in_ch: int, out_ch: int) -> WaveletDownsample:
+        return WaveletDownsample(in_ch, out_ch)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor,
                 z: torch.Tensor | None = None) -> torch.Tensor:
@@ -271,32 +240,23 @@ class WaveletNCSNpp(NCSNpp):
         zemb = self.z_transform(z)
         blocks = iter(self.all_modules)
         temb = self._embed_time(blocks, t, x.dtype)
-        skips, highs = self._wavelet_down(blocks, x, temb, zemb)
-        h = self._bottleneck(blocks, skips[-1], temb, zemb)
-        h = self._wavelet_up(blocks, h, skips, highs, temb, zemb)
-        assert next(blocks, None) is None, "module list and forward are out of step"
-        return unpatchify(h, p) if p > 1 else h
+        highs: list[Bands] = []  # the high bands of each down block, for its up block
 
-    def _wavelet_down(self, blocks: Iterator[nn.Module], x: torch.Tensor, temb: torch.Tensor,
-                      zemb: torch.Tensor) -> tuple[list[torch.Tensor], list[Bands]]:
-        c = self.config
-        pyramid = x
-        skips, highs = [next(blocks)(x)], []
-        for level in range(len(c.ch_mult)):
-            for _ in range(c.num_res_blocks):
-                h = next(blocks)(skips[-1], temb, zemb)
-                if self._attn_levels[level]:
-                    h = next(blocks)(h)
-                skips.append(h)
-            if level == len(c.ch_mult) - 1:
-                break
-            h, high = next(blocks)(skips[-1], temb, zemb)
+        def down(block: nn.Module, h: torch.Tensor, temb: torch.Tensor,
+                 zemb: torch.Tensor | None) -> torch.Tensor:
+            h, high = block(h, temb, zemb)
             highs.append(high)
-            if c.progressive_input == "residual":
-                pyramid = _residual_sum(next(blocks)(pyramid), h, c.skip_rescale)
-                h = pyramid
-            skips.append(h)
-        return skips, highs
+            return h
+
+        def up(block: nn.Module, h: torch.Tensor, temb: torch.Tensor,
+               zemb: torch.Tensor | None) -> torch.Tensor:
+            return block(h, temb, zemb, skip_h=highs.pop())
+
+        skips = self._down(blocks, x, temb, zemb, downsample=down)
+        h = self._bottleneck(blocks, skips[-1], temb, zemb)
+        h = self._up(blocks, h, skips, temb, zemb, upsample=up)
+        assert next(blocks, None) is None and not highs, "module list and forward are out of step"
+        return unpatchify(h, p) if p > 1 else h
 
     def _bottleneck(self, blocks: Iterator[nn.Module], h: torch.Tensor, temb: torch.Tensor,
                     zemb: torch.Tensor) -> torch.Tensor:
@@ -307,20 +267,6 @@ class WaveletNCSNpp(NCSNpp):
         h = second(attention(h), temb, zemb)
         ll, lh, hl, hh = haar_dwt(h)
         return haar_idwt(second(ll / 2, temb, zemb) * 2, lh, hl, hh)
-
-    def _wavelet_up(self, blocks: Iterator[nn.Module], h: torch.Tensor, skips: list[torch.Tensor],
-                    highs: list[Bands], temb: torch.Tensor, zemb: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        for level in reversed(range(len(c.ch_mult))):
-            for _ in range(c.num_res_blocks + 1):
-                h = next(blocks)(torch.cat([h, skips.pop()], dim=1), temb, zemb)
-            if self._attn_levels[level]:
-                h = next(blocks)(h)
-            if level != 0:
-                h = next(blocks)(h, temb, zemb, skip_h=highs.pop())
-        assert not skips and not highs
-        norm, conv = next(blocks), next(blocks)
-        return conv(F.silu(norm(h)))
 
 
 @register("backbone", "wavelet_ncsnpp",
