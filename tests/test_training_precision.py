@@ -203,13 +203,13 @@ def test_settings_are_checked():
     from genbench.config import compose_plain
     from genbench.schema import validate
 
-    cfg = compose_plain(["+train.precision=fp8"])
+    cfg = compose_plain(["train.precision=fp8"])
     with pytest.raises(UserError, match="train.precision") as err:
         validate(cfg)
     assert "\n" not in str(err.value)
-    validate(compose_plain(["+train.precision=bf16", "+train.compile=true"]))
+    validate(compose_plain(["train.precision=bf16", "train.compile=true"]))
     # the latent factory's own arguments (its value is checked when the space is built, above)
-    validate(compose_plain(["latent=kl_tiny", "+latent.precision=bf16", "+latent.compile=true"]))
+    validate(compose_plain(["latent=kl_tiny", "latent.precision=bf16", "latent.compile=true"]))
 
 
 def test_cache_key_changes_only_off_the_defaults():
@@ -238,7 +238,7 @@ def test_training_info_records_precision_and_compile(tmp_path):
     from genbench.harness.train import train_or_load
 
     cfg = compose_plain(["backbone=ncsnpp_tiny", "train=tiny", "train.batch_size=16",
-                         "train.budget=images:16", "+train.precision=bf16"])
+                         "train.budget=images:16", "train.precision=bf16"])
     comps = build_components(cfg)
     _, info = train_or_load(cfg, comps, ModelCache(tmp_path), CPU, progress=False)
     assert info["source"] == "trained"
