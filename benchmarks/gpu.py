@@ -63,29 +63,34 @@ QUICK_PATHS = ("fp32", "bf16", "bf16-channels_last")
 # datasheets (NVIDIA H100 and H200 Tensor Core GPU datasheets, A100 datasheet, V100 datasheet,
 # L40S, L4 and A10 datasheets, Ada Lovelace architecture whitepaper (RTX 4090: FP16/BF16 with
 # FP32 accumulate), T4 datasheet). None: the GPU has no such tensor-core path. Patterns are
-# tried in order on torch.cuda.get_device_name(): the specific names first.
+# tried in order on torch.cuda.get_device_name() ("NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe",
+# "NVIDIA H100 NVL", "Tesla V100S-PCIE-32GB", ...), ignoring case: the specific names first. A
+# name no row fits (a laptop RTX 4090, an A10G, an L40) gets no floor rather than another GPU's.
 PEAK_TFLOPS: list[tuple[str, dict[str, float | None]]] = [
     (r"H200 NVL", {"fp32": 60.0, "tf32": 418.0, "bf16": 835.0, "fp16": 835.0}),
     (r"H200", {"fp32": 67.0, "tf32": 494.0, "bf16": 989.0, "fp16": 989.0}),  # SXM
+    (r"H100 NVL", {"fp32": 60.0, "tf32": 418.0, "bf16": 835.0, "fp16": 835.0}),  # per GPU
     (r"H100.*PCIe", {"fp32": 51.0, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0}),
     (r"H100", {"fp32": 67.0, "tf32": 494.0, "bf16": 989.0, "fp16": 989.0}),  # SXM (HBM3)
     (r"A100", {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}),
+    (r"V100S", {"fp32": 16.4, "tf32": None, "bf16": None, "fp16": 130.0}),  # PCIe
     (r"V100.*PCIE", {"fp32": 14.0, "tf32": None, "bf16": None, "fp16": 112.0}),
     (r"V100", {"fp32": 15.7, "tf32": None, "bf16": None, "fp16": 125.0}),  # SXM2
     (r"L40S", {"fp32": 91.6, "tf32": 183.0, "bf16": 362.0, "fp16": 362.0}),
     (r"\bL4\b", {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0}),
     (r"\bA10\b", {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0, "fp16": 125.0}),
-    (r"RTX 4090", {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2}),
+    (r"RTX 4090(?!.*Laptop)", {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2}),
     (r"\bT4\b", {"fp32": 8.1, "tf32": None, "bf16": None, "fp16": 65.0}),
 ]
-PEAK_SOURCE = ("vendor datasheets, dense (no sparsity): NVIDIA H100/H200, A100, V100, L40S, L4, "
-               "A10 datasheets; Ada Lovelace whitepaper (RTX 4090, FP32 accumulate); T4")
+PEAK_SOURCE = ("vendor datasheets, dense (no sparsity): NVIDIA H100/H200 (SXM, PCIe, NVL), "
+               "A100, V100/V100S, L40S, L4, A10 datasheets; Ada Lovelace whitepaper (RTX 4090, "
+               "FP32 accumulate); T4")
 
 
 def peak_row(device_name: str) -> tuple[str, dict[str, float | None]] | None:
     """(pattern, peaks) of the first table row whose pattern is in ``device_name``."""
     for pattern, row in PEAK_TFLOPS:
-        if re.search(pattern, device_name):
+        if re.search(pattern, device_name, re.IGNORECASE):
             return pattern, row
     return None
 
@@ -257,6 +262,9 @@ def measure_path(name: str, settings: dict[str, Any], net, comps, cfg, device: t
         memory_mb, memory_method = cost.peak_memory(one_batch, device)
     except Exception as exc:  # e.g. a dispatch-mode tracker under a compiled CPU graph
         memory_mb, memory_method = None, f"not measured: {type(exc).__name__}: {exc}"
+    memory_note = ("CUDA-graph replays allocate nothing: the graphs' private memory pool, "
+                   "reserved when they were recorded (in the warm-ups), is not in this peak"
+                   if fast.uses_cuda_graphs(device) and memory_mb is not None else None)
     precision = fast.precision
     tf32 = bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else False
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -275,7 +283,7 @@ def measure_path(name: str, settings: dict[str, Any], net, comps, cfg, device: t
         "paper_s": paper, "speedup_over_paper": paper / median if paper else None,
         "uint8_diff_to_fp32": difference,
         "peak_memory_mb_per_sample": None if memory_mb is None else memory_mb / args.batch,
-        "peak_memory_method": memory_method,
+        "peak_memory_method": memory_method, "peak_memory_note": memory_note,
     }
 
 
@@ -306,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cuda" if torch.cuda.is_available() and not quick else "cpu")
     else:
         device = torch.device(args.device)
-    if device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
+    if device.type == "cuda":  # cuda:N stays N; the timing's streams and generators follow it
+        device = torch.device("cuda", torch.cuda.current_device() if device.index is None
+                              else device.index)
+        torch.cuda.set_device(device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {device_name}; paths {', '.join(paths)}; batch {args.batch}, "
           f"{args.warmup} warm-ups, {args.trials} trials", flush=True)

@@ -119,8 +119,8 @@ def current() -> Context:
 def init(device_type: str = "cpu") -> Context:
     """Join the launcher's group (once per process); a world of one makes no group.
 
-    ``device_type`` "cuda" uses ``nccl`` and pins this process to GPU ``local_rank``; anything else
-    uses ``gloo``."""
+    ``device_type`` "cuda" uses ``nccl`` and pins this process to its GPU (:func:`gpu_index`:
+    ``local_rank``, or the one GPU the launcher let it see); anything else uses ``gloo``."""
     if dist.is_available() and dist.is_initialized():
         return current()
     env = launch_env()
@@ -135,9 +135,24 @@ def init(device_type: str = "cpu") -> Context:
         os.environ.setdefault("MASTER_ADDR", addr)
         os.environ.setdefault("MASTER_PORT", port)
     if backend == "nccl":
-        torch.cuda.set_device(local)
+        torch.cuda.set_device(gpu_index(local))
     dist.init_process_group(backend=backend, rank=rank, world_size=world)
     return Context(rank, world, local, backend)
+
+
+def gpu_index(local_rank: int, visible: int | None = None) -> int:
+    """The CUDA device index of the process with ``local_rank`` among the ``visible`` GPUs
+    (default: ``torch.cuda.device_count()``): ``local_rank`` itself when every GPU of the node is
+    visible (torchrun), 0 when the launcher gave each task its own GPU (SLURM's
+    ``--gpus-per-task=1`` or ``--gpu-bind``: each task sees one device, numbered 0)."""
+    count = torch.cuda.device_count() if visible is None else visible
+    if local_rank < count:
+        return local_rank
+    if count == 1:
+        return 0
+    raise UserError(f"local rank {local_rank} has no GPU of its own: this process sees {count} "
+                    f"GPU(s); start at most one process per GPU (torchrun --nproc-per-node, "
+                    f"srun --gpus-per-task=1)")
 
 
 def barrier() -> None:
@@ -362,8 +377,12 @@ def gather_objects(value: Any, *, to_main_only: bool = False) -> list[Any] | Non
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """The sum over ranks of ``tensor`` (in place; ``tensor`` itself in a world of one). Use
-    float64 for statistics: the sum, not a mean of means, is what is reduced."""
+    """The sum over ranks of ``tensor`` (in place; ``tensor`` itself in a world of one), on any
+    device (under nccl a CPU tensor is reduced on this rank's GPU). Use float64 for statistics:
+    the sum, not a mean of means, is what is reduced."""
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        sent = tensor.to(_wire())  # nccl reduces CUDA tensors only: a CPU one goes there and back
+        dist.all_reduce(sent, op=dist.ReduceOp.SUM)
+        if sent is not tensor:
+            tensor.copy_(sent)
     return tensor

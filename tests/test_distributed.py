@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from genbench.distributed import SINGLE, Context, current, init, launch_env
+from genbench.distributed import SINGLE, Context, current, gpu_index, init, launch_env
 from genbench.errors import UserError
 
 
@@ -37,3 +38,34 @@ def test_shards_cover_every_index_once_in_rank_order(n, world):
     blocks = [Context(rank, world).shard(n) for rank in range(world)]
     assert [i for block in blocks for i in block] == list(range(n))
     assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def test_each_rank_takes_its_own_gpu_or_the_one_it_was_given():
+    assert gpu_index(3, visible=4) == 3  # torchrun: every GPU of the node is visible
+    assert gpu_index(1, visible=1) == 0  # srun --gpus-per-task=1: each task sees its GPU as 0
+    with pytest.raises(UserError, match="no GPU of its own"):
+        gpu_index(2, visible=2)
+
+
+class _Sent(Exception):
+    pass
+
+
+def test_a_cpu_tensor_is_reduced_on_the_wire_device(monkeypatch):
+    """nccl reduces CUDA tensors only (a CPU one raises): all_reduce_sum moves a CPU tensor (the
+    sample count, FID's float64 sums) to the wire device. Here the wire is the meta device and
+    the all-reduce a fake that stops at the device it was given."""
+    from genbench import distributed
+
+    seen = []
+
+    def all_reduce(tensor, op=None):
+        seen.append((tensor.device, tensor.dtype, tuple(tensor.shape)))
+        raise _Sent
+
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "all_reduce", all_reduce)
+    monkeypatch.setattr(distributed, "_wire", lambda: torch.device("meta"))
+    with pytest.raises(_Sent):
+        distributed.all_reduce_sum(torch.ones(3, dtype=torch.float64))
+    assert seen == [(torch.device("meta"), torch.float64, (3,))]

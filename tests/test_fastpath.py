@@ -212,6 +212,49 @@ def test_a_bf16_cell_records_its_fast_path_and_fid_against_fp32(tmp_path) -> Non
     assert saved["metric_recipes"]["fid_fp32"]["fast_path"]["channels_last"] is True
 
 
+class _Replay(torch.nn.Module):
+    """A CUDA graph's replay, faked: every call writes its result into one output buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = torch.zeros(2, 3)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None,
+                z: torch.Tensor | None = None) -> torch.Tensor:
+        self.buffer.copy_(2 * x)
+        return self.buffer
+
+
+class _Decoded:
+    """A latent space with a decoder (so that the fast path compiles its decode)."""
+
+    def decoder_module(self) -> torch.nn.Module:
+        return torch.nn.Identity()
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents
+
+
+def test_float32_outputs_of_cuda_graph_replays_are_copied_out() -> None:
+    """Under reduce-overhead on a GPU the next replay overwrites the last output: the denoiser's
+    and the decode's float32 outputs are handed on as copies (fp32 has no cast that copies)."""
+    from genbench.harness.fastpath import FastLatent
+
+    cuda, t = torch.device("cuda"), torch.zeros(2, dtype=torch.long)
+    for fast, copies in ((FastPath(compile=True), True),
+                         (FastPath(compile=True, compile_mode="max-autotune-no-cudagraphs"),
+                          False)):
+        assert fast.uses_cuda_graphs(cuda) is copies
+        denoiser = FastDenoiser(torch.nn.Identity(), fast, cuda)  # compiled lazily: no GPU used
+        latent = FastLatent(_Decoded(), fast, cuda)
+        denoiser._call, latent._decode = _Replay(), _Replay()
+        for run in (lambda x, d=denoiser: d(x, t), latent.decode):
+            first = run(torch.ones(2, 3))
+            second = run(torch.full((2, 3), 5.0))
+            assert torch.equal(second, torch.full((2, 3), 10.0))
+            assert torch.equal(first, torch.full((2, 3), 2.0 if copies else 10.0))
+
+
 @pytest.mark.slow
 def test_compile_on_the_cpu_gives_the_plain_samples(tiny) -> None:
     """torch.compile (Inductor, mode default) on the CPU: minutes for the tiny NCSN++."""
@@ -229,35 +272,46 @@ def test_compile_on_the_cpu_gives_the_plain_samples(tiny) -> None:
 @CUDA
 @pytest.mark.parametrize("fast", [FastPath(precision="bf16"), FastPath(precision="fp16"),
                                   FastPath(channels_last=True, precision="bf16"),
-                                  FastPath(compile=True, precision="bf16")],
-                         ids=["bf16", "fp16", "bf16-channels_last", "bf16-compile-cudagraphs"])
+                                  FastPath(compile=True, precision="bf16"),
+                                  FastPath(compile=True)],
+                         ids=["bf16", "fp16", "bf16-channels_last", "bf16-compile-cudagraphs",
+                              "fp32-compile-cudagraphs"])
 def test_cuda_fast_paths_sample_the_same_seeds_close_to_fp32(tiny, fast) -> None:
+    import copy
+
+    from torch._dynamo.utils import counters
+
     _, comps, net = tiny
     cuda = torch.device("cuda")
-    gpu_net = net.to(cuda)
-    latent = comps.latent.to(cuda)
+    gpu_net = copy.deepcopy(net).to(cuda)  # the module's fixture stays on the CPU
+    latent = comps.latent.to(cuda)  # pixel space: nothing to move
     plain = _draw(gpu_net, latent, comps, device="cuda", n=16, batch=8)
     prepared = prepare(gpu_net, latent, fast, cuda)
     assert prepared.settings()["cuda_graphs"] == fast.compile
+    counters.clear()
     first = _draw(prepared.net, prepared.latent, comps, device="cuda", n=16, batch=8)
     again = _draw(prepared.net, prepared.latent, comps, device="cuda", n=16, batch=8)
+    # the record's cuda_graphs is true: Inductor must not have skipped the graphs (a CPU tensor
+    # or a mutated input in the forward makes it fall back to plain kernels, with a warning)
+    assert counters["inductor"]["cudagraph_skips"] == 0
     # graph replays reuse their output buffers: the wrapper copies them out, else a sampler
-    # holding an earlier output would read a later call's numbers
+    # holding an earlier output would read a later call's numbers (the fp32 path's output is
+    # float32 already: only the copy-out protects it)
     assert uint8_difference(first, again)["max_abs"] <= 1
     assert uint8_difference(first, plain)["max_abs"] <= 8
-    net.to("cpu")
 
 
 @pytest.mark.gpu
 @CUDA
 def test_cuda_timing_of_a_fast_path_uses_cuda_events(tiny) -> None:
+    import copy
+
     from genbench.harness.evaluate import time_sampling
 
     _, comps, net = tiny
     cuda = torch.device("cuda")
     ev = {"time_batch_size": 8, "time_warmup": 3, "time_trials": 5, "precision": "bf16",
           "compile": True}
-    timing = time_sampling(net.to(cuda), comps, ev, cuda)
-    net.to("cpu")
+    timing = time_sampling(copy.deepcopy(net).to(cuda), comps, ev, cuda)
     assert timing["method"] == "cuda_event" and timing["fast_path"]["cuda_graphs"] is True
     assert timing["median_s"] > 0 and "tf32" in timing["fast_path"]

@@ -36,6 +36,15 @@ def test_the_peak_table_matches_device_names_most_specific_first() -> None:
     assert gpu.peak_for("Tesla V100-SXM2-16GB", "bf16", True)[0] is None  # no bf16 cores
     assert gpu.peak_for("Tesla T4", "fp16", True)[0] == 65.0
     assert gpu.peak_for("cpu", "fp32", False)[0] is None
+    # names torch.cuda.get_device_name gives that an earlier row must not take
+    assert gpu.peak_for("NVIDIA H100 NVL", "bf16", True) == (835.0, "H100 NVL dense bf16")
+    assert gpu.peak_for("Tesla V100S-PCIE-32GB", "fp16", True)[0] == 130.0
+    assert gpu.peak_for("Tesla V100-PCIE-16GB", "fp32", True)[0] == 14.0
+    assert gpu.peak_for("NVIDIA A100 80GB PCIe", "fp32", True)[0] == 156.0  # TF32
+    assert gpu.peak_for("NVIDIA GeForce RTX 4090", "fp16", True)[0] == 165.2
+    assert gpu.peak_row("NVIDIA GeForce RTX 4090 Laptop GPU") is None
+    for name in ("NVIDIA A10G", "NVIDIA L40", "NVIDIA H20"):  # no row of theirs: no floor
+        assert gpu.peak_row(name) is None, name
 
 
 def test_the_floor_is_two_flops_per_mac_at_the_peak() -> None:
@@ -82,11 +91,14 @@ def test_a_short_gpu_run_times_with_cuda_events_and_the_peak_table(tmp_path: Pat
     done = subprocess.run([sys.executable, str(SCRIPT), "--models", "lddgan_cifar10",
                            "--paths", "fp32", "bf16-compile", "--warmup", "3", "--trials", "10",
                            "--overhead-trials", "10", "--inception-images", "200",
-                           "--out", str(out)], capture_output=True, text=True, timeout=1200)
+                           "--out", str(out)], capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "PYTHONPATH": str(SCRIPT.parents[1])})
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     row = result["models"][0]["paths"][1]
     assert row["method"] == "cuda_event" and row["settings"]["cuda_graphs"] is True
     assert row["peak_memory_method"] == "cuda_max_memory_allocated"
+    assert "CUDA-graph" in row["peak_memory_note"] and result["models"][0]["paths"][0][
+        "peak_memory_note"] is None
     if _module().peak_row(result["device"]) is not None:
         assert row["x_floor"] > 1  # no run beats the FLOP floor

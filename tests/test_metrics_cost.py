@@ -191,6 +191,43 @@ def test_cuda_requested_without_cuda_is_user_error() -> None:
         time_per_batch(lambda: None, "cuda", warmup=0, trials=1)
 
 
+class _FakeEvent:
+    """Stands in for ``torch.cuda.Event``: remembers the stream it was recorded on."""
+
+    recorded: list = []
+
+    def __init__(self, enable_timing: bool = False) -> None:
+        assert enable_timing
+        self.stream = None
+
+    def record(self, stream=None) -> None:
+        self.stream = stream
+        _FakeEvent.recorded.append(stream)
+
+    def elapsed_time(self, end: _FakeEvent) -> float:
+        return 5.0  # milliseconds
+
+
+def test_cuda_events_go_on_the_timed_devices_stream(monkeypatch) -> None:
+    """With device=cuda:1 in one process (cuda:0 current), the events must be recorded on cuda:1's
+    stream, where the work runs: ``Event.record()`` alone records on the current device's. Fakes
+    for the CUDA calls, so this runs without a GPU."""
+    synced: list[torch.device] = []
+    _FakeEvent.recorded = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: ("stream", device))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    calls = []
+    result = time_per_batch(lambda: calls.append(1), "cuda:1", warmup=1, trials=2)
+    cuda1 = torch.device("cuda", 1)
+    assert _FakeEvent.recorded == [("stream", cuda1)] * 4  # start and end of each trial
+    assert synced == [cuda1] * 4 and len(calls) == 3  # before and after each trial
+    assert result["method"] == CUDA_TIME_METHOD and result["median_s"] == pytest.approx(0.005)
+    assert result["device"] == "cuda:1 (Fake GPU)"
+
+
 @pytest.mark.gpu
 @cuda_only
 def test_cuda_peak_memory_and_event_timing() -> None:

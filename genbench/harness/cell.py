@@ -188,7 +188,7 @@ def _run_cell(cfg: dict[str, Any], cell_dir: Path, cache_dir: Path, overwrite: b
     device = resolve_device(str(cfg.get("device", "auto")))
     ctx = distributed.init(device.type)
     if ctx.distributed and device.type == "cuda":
-        device = torch.device("cuda", ctx.local_rank)  # one GPU per rank
+        device = torch.device("cuda", distributed.gpu_index(ctx.local_rank))  # one GPU per rank
     check_rng(str(cfg["eval"].get("rng", "per_sample")), ctx.world_size)
     progress = bool(cfg.get("progress", True)) and ctx.is_main
     comps = build_components(cfg)

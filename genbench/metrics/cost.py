@@ -296,12 +296,16 @@ def _cuda_peak(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 def _time_cuda(fn: Callable[[], Any], device: torch.device) -> float:
+    # the events go on ``device``'s current stream, where its kernels run: Event.record() with
+    # no stream records on the current device's, another GPU's when ``device`` is not current
+    # (device=cuda:1 in one process), and the span would hold none of the work
+    stream = torch.cuda.current_stream(device)
     start = torch.cuda.Event(enable_timing=True)
     end = torch.cuda.Event(enable_timing=True)
     torch.cuda.synchronize(device)
-    start.record()
+    start.record(stream)
     fn()
-    end.record()
+    end.record(stream)
     torch.cuda.synchronize(device)
     return start.elapsed_time(end) / 1000.0  # elapsed_time is in milliseconds
 
