@@ -18,6 +18,7 @@ Only the main rank (rank 0) writes files; :func:`barrier` lets the others wait f
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -136,8 +137,33 @@ def init(device_type: str = "cpu") -> Context:
         os.environ.setdefault("MASTER_PORT", port)
     if backend == "nccl":
         torch.cuda.set_device(gpu_index(local))
-    dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    dist.init_process_group(backend=backend, rank=rank, world_size=world,
+                            timeout=collective_timeout())
     return Context(rank, world, local, backend)
+
+
+TIMEOUT_VARIABLE = "GENBENCH_DIST_TIMEOUT_MIN"
+DEFAULT_TIMEOUT_MIN = 120
+
+
+def collective_timeout(environ: Mapping[str, str] | None = None) -> datetime.timedelta:
+    """How long a rank waits in a collective before the group is declared hung.
+
+    While rank 0 works alone - takes a model's cache lock (and may wait for another job that
+    trains the same model), computes the reference statistics, times the cell, writes the
+    record - the other ranks wait in a collective. torch's defaults (10 minutes for nccl, 30 for
+    gloo) would abort them during such waits; genbench waits ``GENBENCH_DIST_TIMEOUT_MIN``
+    minutes (default 120) for either backend."""
+    env = os.environ if environ is None else environ
+    text = env.get(TIMEOUT_VARIABLE, str(DEFAULT_TIMEOUT_MIN))
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise UserError(f"{TIMEOUT_VARIABLE}={text!r}: give the collective timeout in minutes "
+                        f"(a positive number; default {DEFAULT_TIMEOUT_MIN})")
+    return datetime.timedelta(minutes=minutes)
 
 
 def gpu_index(local_rank: int, visible: int | None = None) -> int:

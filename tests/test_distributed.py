@@ -69,3 +69,18 @@ def test_a_cpu_tensor_is_reduced_on_the_wire_device(monkeypatch):
     with pytest.raises(_Sent):
         distributed.all_reduce_sum(torch.ones(3, dtype=torch.float64))
     assert seen == [(torch.device("meta"), torch.float64, (3,))]
+
+
+def test_collective_timeout_is_long_and_checked():
+    """Ranks wait in collectives while rank 0 works alone (a model lock, reference statistics,
+    timing): two hours by default, not nccl's 10 minutes; the variable is checked in one line."""
+    import datetime
+
+    from genbench.distributed import collective_timeout
+
+    assert collective_timeout({}) == datetime.timedelta(minutes=120)
+    assert collective_timeout({"GENBENCH_DIST_TIMEOUT_MIN": "600"}) == datetime.timedelta(hours=10)
+    for bad in ("0", "-5", "ten", ""):
+        with pytest.raises(UserError, match="GENBENCH_DIST_TIMEOUT_MIN") as err:
+            collective_timeout({"GENBENCH_DIST_TIMEOUT_MIN": bad})
+        assert "\n" not in str(err.value)
