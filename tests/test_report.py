@@ -34,6 +34,7 @@ from genbench.report import (
     table3,
     write_report,
 )
+from genbench.report import html as html_module
 from genbench.report.figures import pareto_front
 
 DIGITS = "digits-classifier"
@@ -184,6 +185,32 @@ def test_summary_table_separates_extractors(results: Path) -> None:
     for column in ("backbone", "latent", "sampler", "NFE", "time/batch [s]", "GMACs/sample"):
         assert column in table.columns
     assert by_cell.loc["ncsnpp-pixel-ddgan-t4", "params [M]"] == pytest.approx(0.123)
+
+
+def test_summary_table_shows_the_fast_path_and_its_fid_cost(tmp_path: Path) -> None:
+    """A cell sampled with a fast path says which, and its FID minus the fp32 FID of the same
+    seeds; plain cells leave both empty (and a report of plain cells has neither column)."""
+    fast = {"precision": "bf16", "compile": True, "compile_mode": "reduce-overhead",
+            "cuda_graphs": True, "channels_last": False}
+    plain = {"precision": "fp32", "compile": False, "compile_mode": None, "cuda_graphs": False,
+             "channels_last": False}
+    fast_record = _record("fast", fid=10.2, extractor=DIGITS, time_s=0.01)
+    fast_record["metrics"]["fid_delta_fp32"] = 0.2
+    fast_record["timing"]["fast_path"] = fast
+    plain_record = _record("plain", fid=10.0, extractor=DIGITS, time_s=0.02)
+    plain_record["timing"]["fast_path"] = plain
+    for record in (fast_record, plain_record):
+        _write(tmp_path / "mixed", record)
+    table = summary_table(load_records([tmp_path / "mixed"])).set_index("cell")
+    assert table.loc["fast", "fast path"] == "bf16 compile(reduce-overhead, CUDA graphs)"
+    assert table.loc["fast", "fast path FID - fp32 FID"] == pytest.approx(0.2)
+    assert pd.isna(table.loc["plain", "fast path"])
+    assert pd.isna(table.loc["plain", "fast path FID - fp32 FID"])
+    _write(tmp_path / "plain", plain_record)
+    html_table = html_module._every_row(summary_table(load_records([tmp_path / "plain"])),
+                                        keep=())[0]
+    assert "fast path" not in html_table.columns
+    assert "fast path FID - fp32 FID" not in html_table.columns
 
 
 def test_summary_table_of_no_records(tmp_path: Path) -> None:

@@ -298,6 +298,24 @@ def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(df[column], errors="coerce").astype(float)
 
 
+def fast_path_label(settings: Any) -> str | None:
+    """A record's ``timing.fast_path`` in a few words (``bf16 compile(reduce-overhead, CUDA
+    graphs) channels_last``); None for the plain fp32 path or a record without one."""
+    if not isinstance(settings, Mapping):
+        return None
+    parts = []
+    if settings.get("precision") not in (None, "fp32"):
+        parts.append(str(settings["precision"]))
+    if settings.get("compile"):
+        how = [str(settings.get("compile_mode") or "default")]
+        if settings.get("cuda_graphs"):
+            how.append("CUDA graphs")
+        parts.append(f"compile({', '.join(how)})")
+    if settings.get("channels_last"):
+        parts.append("channels_last")
+    return " ".join(parts) or None
+
+
 def fid_ci_bounds(value: Any) -> tuple[float | None, float | None]:
     """``(low, high)`` of a record's ``fid_ci`` ([low, high]); ``(None, None)`` otherwise."""
     if isinstance(value, (list, tuple)) and len(value) == 2:
@@ -361,7 +379,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     seeds: a ``train.seeds=N`` record's quality numbers are means over N), NFE, one column
     per quality metric and extractor (``FID [inception-v3-compat]``; after it FID's 95% sampling
     interval ``FID 95% CI [...]`` as ``[low, high]``, and ``FID-infinity [...]``, ``KID [...]``,
-    ``KID std [...]`` where recorded), time per batch and its IQR
+    ``KID std [...]`` where recorded), the sampling fast path (:func:`fast_path_label`) and
+    ``fast path FID - fp32 FID`` (its FID cost on the same seeds), time per batch and its IQR
     [s], the trials' coefficient of variation (time CV), timing device, batch size and threads,
     timing note (why a timing cannot be compared
     with the others, :func:`timing_flags`), GMACs per sample, parameters [M], peak memory [MB],
@@ -378,6 +397,11 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     table["NFE"] = _numeric(df, "nfe").astype("Int64")
     for name, values in _quality_columns(df).items():
         table[name] = values
+    # the sampling fast path (eval.precision/compile/channels_last) and what it cost in quality:
+    # FID minus the fp32 FID of the same seeds (both empty, and left out, for plain cells)
+    fast = df["timing_fast_path"] if "timing_fast_path" in df.columns else [None] * len(df)
+    table["fast path"] = [fast_path_label(v) for v in fast]
+    table["fast path FID - fp32 FID"] = _numeric(df, "fid_delta_fp32")
     table["time/batch [s]"] = _numeric(df, "time_per_batch_s")
     table["time IQR [s]"] = _numeric(df, "time_per_batch_iqr_s")
     table["time CV"] = _numeric(df, "timing_cv")
