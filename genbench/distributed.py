@@ -244,6 +244,29 @@ def global_shape(shard: BatchShard | None, local: torch.Size | tuple[int, ...]
     return tuple(local) if shard is None else shard.global_shape(local)
 
 
+_DRAWING: list[BatchShard] = []  # the shard of the training step running now (innermost last)
+
+
+@contextmanager
+def drawing_for(shard: BatchShard | None) -> Iterator[None]:
+    """Within the block (one training step), :func:`drawing_shard` is ``shard``: layers that draw
+    from torch's global generator (dropout, :class:`genbench.backbones.layers.BatchDropout`)
+    draw for the whole global batch and keep this rank's rows. Nothing in a world of one."""
+    if shard is None:
+        yield
+        return
+    _DRAWING.append(shard)
+    try:
+        yield
+    finally:
+        _DRAWING.pop()
+
+
+def drawing_shard() -> BatchShard | None:
+    """The shard of the data-parallel training step running now (None outside one)."""
+    return _DRAWING[-1] if _DRAWING else None
+
+
 def _flat_all_reduce(tensors: list[torch.Tensor]) -> None:
     """Average ``tensors`` over the ranks in place, in one all-reduce of their concatenation
     (in their own dtype, as DDP's gradient buckets)."""

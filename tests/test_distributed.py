@@ -84,3 +84,47 @@ def test_collective_timeout_is_long_and_checked():
         with pytest.raises(UserError, match="GENBENCH_DIST_TIMEOUT_MIN") as err:
             collective_timeout({"GENBENCH_DIST_TIMEOUT_MIN": bad})
         assert "\n" not in str(err.value)
+
+
+def test_batch_dropout_draws_the_one_process_mask_for_any_world_size():
+    """Under a data-parallel step each rank's dropout mask is its rows of the one-process mask
+    (same seeded global generator), also for an input laid out with channels innermost, as
+    diffusers' blocks leave it after attention; outside a step it is nn.Dropout."""
+    import torch.nn.functional as F
+
+    from genbench.backbones.layers import BatchDropout
+    from genbench.distributed import BatchShard, drawing_for
+
+    drop = BatchDropout(0.3).train()
+    contiguous, channels_inner = torch.randn(8, 6, 4, 4), torch.randn(8, 4, 4, 6)
+    for base, layout in ((contiguous, (0, 1, 2, 3)), (channels_inner, (0, 3, 1, 2))):
+        x = base.permute(*layout)  # [8, 6, 4, 4] either way
+        torch.manual_seed(5)
+        one = F.dropout(x, 0.3, True)
+        torch.manual_seed(5)
+        assert torch.equal(drop(x), one)  # no step running: nn.Dropout
+        for rows in ([0, 1, 2, 3], [4, 5, 6, 7], [1, 3, 5, 7]):
+            shard = BatchShard(8, torch.tensor(rows))
+            local = base[rows].permute(*layout)  # a rank's activations, laid out as in one
+            torch.manual_seed(5)
+            with drawing_for(shard):
+                assert torch.equal(drop(local), one[rows]), (layout, rows)
+        torch.manual_seed(6)  # another step's stream: another mask
+        with drawing_for(BatchShard(8, torch.arange(4))):
+            assert not torch.equal(drop(base[:4].permute(*layout)), one[:4])
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_batch_dropout_replaces_every_plain_dropout_keeping_the_state_dict():
+    import timm.layers
+
+    from genbench.backbones.layers import BatchDropout, batch_dropout
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.2),
+                              timm.layers.Mlp(4, 8, drop=0.1))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    batch_dropout(net)
+    drops = [m for m in net.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops and all(type(m) is BatchDropout for m in drops)
+    assert sorted(m.p for m in drops) == [0.1, 0.1, 0.2]
+    assert net.state_dict().keys() == before.keys()

@@ -1,7 +1,8 @@
 """Data-parallel training on torch.distributed (gloo, 2 CPU processes).
 
 A step at world size 2 with global batch B equals the one-process step with batch B (adversarial
-with its R1 step, minibatch-stddev groups and EMA; eps with clipping; the autoencoder); only rank
+with its R1 step, minibatch-stddev groups and EMA; eps with clipping and dropout; the
+autoencoder, with dropout); only rank
 0 writes checkpoints; a checkpoint written at world size 2 resumes at world size 1 to the weights
 of an uninterrupted run; a global batch that does not split is a one-line error. One spawn of two
 processes runs every distributed scenario (module fixture); the tests compare its results.
@@ -31,7 +32,7 @@ from genbench.training.loop import train
 
 AE = dict(image_channels=1, block_out_channels=[8, 16], layers_per_block=1, latent_channels=4,
           attn_levels=[], norm_num_groups=4, batch_size=8, lr=2e-3, disc_layers=1,
-          disc_channels=8, hflip=True, ckpt_every=10, kl_weight=1e-3, seed=3)
+          disc_channels=8, hflip=True, ckpt_every=10, kl_weight=1e-3, seed=3, dropout=0.1)
 
 
 def _adversarial(**overrides) -> AdversarialTrainer:
@@ -50,7 +51,7 @@ def _adversarial(**overrides) -> AdversarialTrainer:
 def _eps() -> EpsTrainer:
     torch.manual_seed(0)
     net = Denoiser(ncsnpp(in_channels=1, resolution=8, nf=8, ch_mult=[1, 2], num_res_blocks=1,
-                          attn_resolutions=[], z_dim=0, dropout=0.0), output="eps", z_dim=0)
+                          attn_resolutions=[], z_dim=0, dropout=0.1), output="eps", z_dim=0)
     net = net.double()
     cfg = EpsConfig(epochs=1, batch_size=8, warmup=0, ema_decay=0.9, grad_clip=0.05,
                     ckpt_every=100, seed=0)
@@ -157,7 +158,8 @@ def _assert_close(a: dict, b: dict, prefix: str, atol: float = 1e-7) -> None:
 @pytest.mark.parametrize("scenario", ["adversarial", "eps", "ae"])
 def test_world_size_two_equals_one_process(scenario, two_ranks, one_rank):
     """Two epochs of adversarial training (R1 on lazy steps, stddev groups, weighted learning,
-    cosine decay, EMA); eps with an active gradient clip; the autoencoder before ``disc_start``."""
+    cosine decay, EMA); eps with an active gradient clip and dropout 0.1 (DDPM's CIFAR-10
+    rate); the autoencoder before ``disc_start``, with dropout in its diffusers blocks."""
     _, ranks, logs = two_ranks
     single, history = one_rank
     for rank in ranks:
@@ -225,7 +227,7 @@ def test_global_batch_must_split_evenly():
 def test_kl_posterior_draw_is_the_posterior_sample():
     """Drawing the KL posterior noise by hand (to slice it) keeps one process's values: the same
     as ``DiagonalGaussianDistribution.sample`` with the same generator, bit for bit."""
-    space = registry.create("latent", "kl", **{**AE, "steps": 2})
+    space = registry.create("latent", "kl", **{**AE, "steps": 2, "dropout": 0.0})
     ae, x = space.autoencoder, torch.randn(2, 1, 16, 16)
     rec, _ = ae.training_forward(x, torch.Generator().manual_seed(1))
     posterior = ae.model.encode(x).latent_dist

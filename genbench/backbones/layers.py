@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genbench.distributed import drawing_shard
+
 FAN_MODES = ("fan_in", "fan_out", "fan_avg")
 
 
@@ -397,3 +399,52 @@ def check_denoiser_inputs(name: str, x: torch.Tensor, t: torch.Tensor, z: torch.
     elif z is not None:
         raise ValueError("this network has no z input (z_dim=0); call it without z")
     return t
+
+
+class BatchDropout(nn.Dropout):
+    """``nn.Dropout`` whose masks do not depend on the number of data-parallel processes.
+
+    Under data-parallel training (:func:`genbench.distributed.drawing_shard` set by the training
+    loop) the mask is drawn for the whole global batch, with the same draw ``F.dropout`` makes
+    on a tensor of that shape from the step's seeded global generator, and this rank keeps its
+    rows: the masks are those of the one-process step on the global batch, so a step at world
+    size W equals the one-process step with dropout on too (the mask is drawn on a tensor with
+    the input's memory layout, as ``F.dropout`` draws it). Outside data-parallel training, in
+    eval mode, and for an input whose first dimension is not this rank's share of the batch or
+    not outermost in memory, it is ``nn.Dropout``. It has no parameters or buffers: swapping it
+    in changes no state dict.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shard = drawing_shard()
+        if (shard is None or not self.training or self.p == 0.0
+                or x.shape[0] != shard.positions.numel()):
+            return super().forward(x)
+        # F.dropout fills its mask in the memory order of its input (empty_like keeps strides):
+        # draw on a global-batch tensor laid out as x is, batch outermost, or fall back
+        order = x.dim_order()
+        if order[0] != 0 or not _dense(x, order):  # the batch inside, or a strided view
+            return super().forward(x)
+        ones = torch.empty_permuted(shard.global_shape(x.shape), order, dtype=x.dtype,
+                                    device=x.device).fill_(1.0)
+        return x * shard.take(F.dropout(ones, self.p, True))
+
+
+def _dense(x: torch.Tensor, order: tuple[int, ...]) -> bool:
+    """Whether ``x`` fills its memory without gaps in the dimension order ``order``."""
+    expected = 1
+    for d in reversed(order):
+        if x.shape[d] > 1 and x.stride(d) != expected:
+            return False
+        expected *= x.shape[d]
+    return True
+
+
+def batch_dropout(module: nn.Module) -> nn.Module:
+    """Replace every plain ``nn.Dropout`` inside ``module`` (its own networks' and those of
+    timm or diffusers blocks) by :class:`BatchDropout` with the same rate, in place."""
+    for parent in module.modules():
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout:
+                setattr(parent, name, BatchDropout(child.p, child.inplace))
+    return module

@@ -26,9 +26,11 @@ global batch. Every rank computes the same global batch order and flips, keeps i
 of the batch (:func:`genbench.distributed.batch_shard`, given to the trainer as ``shard``, whose
 draws are made for the whole global batch and then sliced the same way) and the trainer averages
 gradients over the ranks before each optimizer step, so a step at world size W equals the
-one-process step on the same global batch (to float rounding; dropout masks, drawn per rank,
-excepted). The logged losses are averaged over the ranks. Only rank 0 writes checkpoints (the
-others wait at a barrier); they hold the modules' own states, so a run resumes at any world size.
+one-process step on the same global batch (to float rounding; dropout included: every
+``nn.Dropout`` becomes a :class:`genbench.backbones.layers.BatchDropout`, which draws the global
+batch's mask and keeps this rank's rows). The logged losses are averaged over the ranks. Only
+rank 0 writes checkpoints (the others wait at a barrier); they hold the modules' own states, so
+a run resumes at any world size.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from genbench.backbones.layers import batch_dropout
 from genbench.data.base import random_hflip, to_model_range
 from genbench.distributed import (
     BatchShard,
@@ -50,6 +53,7 @@ from genbench.distributed import (
     batch_shard,
     broadcast_modules,
     current,
+    drawing_for,
 )
 from genbench.errors import UserError, notice
 from genbench.progress import bar as progress_bar
@@ -173,7 +177,8 @@ def _model_input(batch: torch.Tensor, device: torch.device,
 
 
 def _one_step(trainer: Trainer, x: torch.Tensor, epoch: int, cfg: LoopConfig) -> dict[str, float]:
-    with seeded_global_rng(cfg.seed, "global", trainer.step, device=trainer.device):
+    with (seeded_global_rng(cfg.seed, "global", trainer.step, device=trainer.device),
+          drawing_for(trainer.shard)):  # dropout masks of the global batch (BatchDropout)
         losses = average_floats(trainer.train_step(x, epoch))
     check_finite(losses, trainer.step, cfg.what, cfg.lr_settings)
     return losses
@@ -252,6 +257,8 @@ def train(
     total = cfg.total_steps(steps_per_epoch, cost)
     _shard_trainer(trainer, cfg)
     shard = trainer.shard
+    for module in trainer.modules().values():  # dropout masks independent of the world size
+        batch_dropout(module)
     found = find_checkpoint(ckpt_dir)
     saved = None  # the step of the checkpoint on disk (said when interrupted)
     if found is not None:
