@@ -92,6 +92,16 @@ def launch_env(environ: Mapping[str, str] | None = None) -> tuple[int, int, int]
     return rank, world, local
 
 
+def launch_rank() -> tuple[int, int]:
+    """``(rank, world_size)`` of the launcher's group, before or without joining it: ``(0, 1)``
+    outside one, or when its variables cannot be read (joining it then says why)."""
+    try:
+        env = launch_env()
+    except UserError:
+        return 0, 1
+    return (env[0], env[1]) if env else (0, 1)
+
+
 def _rendezvous(environ: Mapping[str, str]) -> tuple[str, str]:
     """MASTER_ADDR / MASTER_PORT for a SLURM- or submitit-started group that did not set them."""
     if "SLURM_PROCID" not in environ and "SUBMITIT_LOCAL_GLOBALID" in environ:

@@ -92,19 +92,18 @@ def _say(line: str) -> None:
 
 def _rank_note() -> str:
     """`` (rank R of W)`` in a launcher's group of more than one process, else nothing."""
-    from genbench.distributed import launch_env
+    from genbench.distributed import launch_rank
 
-    env = launch_env()
-    return f" (rank {env[0]} of {env[1]})" if env and env[1] > 1 else ""
+    rank, world = launch_rank()
+    return f" (rank {rank} of {world})" if world > 1 else ""
 
 
 def _is_main() -> bool:
     """Whether this process is rank 0 of its launcher's group (or in none): the one that writes
     the grid's files and speaks."""
-    from genbench.distributed import launch_env
+    from genbench.distributed import launch_rank
 
-    env = launch_env()
-    return env is None or env[0] == 0
+    return launch_rank()[0] == 0
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from genbench.config import choices, to_plain
+from genbench.distributed import launch_rank
 from genbench.harness.cell import paths, record_failure, run_cell
 
 
@@ -78,25 +79,12 @@ class CellTask:
             return {"status": "failed", "cell_dir": str(cell_dir), "error": _record(plain, exc)}
 
 
-def _launch_rank() -> int:
-    """This process's rank in the launcher's group (0 outside one or when it cannot be read):
-    a distributed cell (submitit/SLURM tasks, torchrun) records a failure from rank 0 only."""
-    from genbench.distributed import launch_env
-    from genbench.errors import UserError
-
-    try:
-        env = launch_env()
-    except UserError:
-        return 0
-    return env[0] if env else 0
-
-
 def _record(cfg: dict[str, Any], exc: Exception) -> str:
     """Record ``cfg`` as failed with ``exc`` (on rank 0 of a distributed cell; the other ranks
     only say it); returns the error as recorded."""
     error = f"{type(exc).__name__}: {_first_line(exc)}"
     print(f"genbench: cell failed: {error}", file=sys.stderr, flush=True)
-    if _launch_rank() != 0:
+    if launch_rank()[0] != 0:
         return error
     try:
         return record_failure(cfg, exc).get("error") or error
