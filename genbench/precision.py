@@ -98,6 +98,66 @@ def logged(scaler: torch.amp.GradScaler | None, values: dict[str, float],
     return {**values, **{k: 0.0 for k in bad}, "fp16_skipped": float(skipped)}
 
 
+class MixedPrecision:
+    """One trainer's ``precision``: the autocast of its forward passes and, under fp16, its loss
+    scaler - one for all the trainer's optimisers, updated once per step (the AMP examples'
+    "multiple models, losses and optimizers"). Under fp32 and bf16 every method is the plain
+    operation. A step is::
+
+        amp.begin()
+        with amp.autocast():
+            loss = ...
+        amp.scale(loss).backward()
+        average_gradients(...)        # while scaled: every rank sees the same infinities
+        amp.unscale_(optimizer)       # before clipping, if any
+        amp.step(optimizer)
+        return amp.end(logged_values)
+    """
+
+    def __init__(self, precision: str, device: torch.device) -> None:
+        check_precision(precision)
+        self.precision, self.device = precision, device
+        self.scaler = grad_scaler(precision, device)
+        self._scale_before: float | None = None
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        return autocast(self.precision, self.device)
+
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` times the loss scale (``loss`` itself without fp16)."""
+        return scaled(self.scaler, loss)
+
+    def unscaled(self, grad: torch.Tensor) -> torch.Tensor:
+        """A gradient taken by hand of a :meth:`scale`-d loss, divided by the scale again."""
+        return grad if self.scaler is None else grad / self.scaler.get_scale()
+
+    def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
+        """Unscale ``optimizer``'s gradients in place (before clipping them)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer_step(self.scaler, optimizer)
+
+    def begin(self) -> None:
+        """Mark a step's start (the scale then tells :meth:`end` whether it was skipped)."""
+        self._scale_before = scale_of(self.scaler)
+
+    def end(self, values: dict[str, float]) -> dict[str, float]:
+        """Update the scale once for the step; the step's logged values (:func:`logged`)."""
+        if self.scaler is not None:
+            self.scaler.update()
+        return logged(self.scaler, values, self._scale_before)
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps: the scaler's state under fp16, nothing otherwise."""
+        return {} if self.scaler is None else {"scaler": self.scaler.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
+
 def compiled(fn: F, enabled: bool) -> F:
     """``torch.compile(fn)`` when ``enabled``, else ``fn``: a module (the compiled one shares its
     parameters) or a bound method such as an autoencoder's ``training_forward``."""

@@ -95,15 +95,15 @@ def test_fp16_adversarial_with_r1_uses_a_loss_scaler():
     """fp16 with R1 on every step: the scaler takes R1's gradient at its scale; the steps run,
     log ``fp16_skipped``, and the scaler's state goes into the checkpointed state and back."""
     trainer = _adversarial(precision="fp16")
-    assert trainer.scaler is not None
+    assert trainer.amp.scaler is not None
     losses = _steps(trainer, 3)
     assert all("fp16_skipped" in step and "r1" in step for step in losses)
     assert all(math.isfinite(v) for step in losses for v in step.values())
     state = trainer.state()
-    assert state["scaler"]["scale"] == trainer.scaler.get_scale()
+    assert state["scaler"]["scale"] == trainer.amp.scaler.get_scale()
     other = _adversarial(precision="fp16")
     other.load_state(copy.deepcopy(state))
-    assert other.scaler.state_dict() == trainer.scaler.state_dict()
+    assert other.amp.scaler.state_dict() == trainer.amp.scaler.state_dict()
     fp32 = _adversarial()
     _steps(fp32, 3)
     if not any(step["fp16_skipped"] for step in losses):  # all applied: close to fp32
@@ -117,14 +117,14 @@ def test_fp16_r1_gradient_is_unscaled():
     trainer = _adversarial(precision="fp16")
     # at the initial 2^16 the output's own gradient overflows fp16 (max 65504): the scaler skips
     # that step and halves the scale; this checks a scale that fits
-    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    trainer.amp.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
     x0 = _x()
     draws = StepDraws.draw(2, x0, trainer.G.z_dim, torch.Generator().manual_seed(0))
     with torch.autocast("cpu", dtype=torch.float16):
         r1_16 = _losses_d(trainer.G, trainer.D, trainer.sched, x0, trainer.cfg, 0, draws.d,
-                          scaler=trainer.scaler)["r1"]
+                          amp=trainer.amp)["r1"]
     r1_32 = _losses_d(trainer.G, trainer.D, trainer.sched, x0, trainer.cfg, 0, draws.d)["r1"]
-    assert trainer.scaler.get_scale() == 1024.0
+    assert trainer.amp.scaler.get_scale() == 1024.0
     r1_16, r1_32 = float(r1_16.detach()), float(r1_32.detach())
     assert r1_32 > 0
     # this small D's outputs are ~1e-7, where fp16 keeps few bits: the two agree to a factor
@@ -156,7 +156,7 @@ def test_fp16_steps_skipped_by_the_scaler_are_logged():
     scales, losses = [], []
     for _ in range(4):
         losses.append(trainer.train_step(_x(), 0))
-        scales.append(trainer.scaler.get_scale())
+        scales.append(trainer.amp.scaler.get_scale())
     previous = [2.0 ** 16] + scales[:-1]
     assert [s["fp16_skipped"] for s in losses] == [float(s < p) for s, p in zip(scales, previous)]
     assert all(math.isfinite(v) for step in losses for v in step.values())
@@ -167,17 +167,17 @@ def test_fp16_autoencoder_step_with_adaptive_weight():
     adaptive weight (VQGAN Eq. 7) from gradients of the scaled losses divided by the scale,
     i.e. the fp32 weight up to fp16 rounding; the scaler's state is checkpointed."""
     fp16, fp32 = _autoencoder(precision="fp16"), _autoencoder()
-    fp16.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    fp16.amp.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
     step16, step32 = fp16.train_step(_x()), fp32.train_step(_x())
     assert {"d", "g", "d_weight", "fp16_skipped"} <= step16.keys()
     assert all(math.isfinite(v) for v in step16.values())
     assert step16["fp16_skipped"] == 0.0 and step32["d_weight"] > 0
     # the weight is a ratio of gradient norms: the scale (256) cancels
     assert 0.8 < step16["d_weight"] / step32["d_weight"] < 1.25, (step16, step32)
-    assert fp16.state()["scaler"]["scale"] == fp16.scaler.get_scale()
+    assert fp16.state()["scaler"]["scale"] == fp16.amp.scaler.get_scale()
     other = _autoencoder(precision="fp16")
     other.load_state(copy.deepcopy(fp16.state()))
-    assert other.scaler.state_dict() == fp16.scaler.state_dict()
+    assert other.amp.scaler.state_dict() == fp16.amp.scaler.state_dict()
 
 
 def test_fp16_eps_step_unscales_before_clipping():

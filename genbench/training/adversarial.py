@@ -51,16 +51,7 @@ from genbench.distributed import (
     take,
 )
 from genbench.errors import UserError, unknown_key_error
-from genbench.precision import (
-    autocast,
-    check_precision,
-    compiled,
-    grad_scaler,
-    logged,
-    optimizer_step,
-    scale_of,
-    scaled,
-)
+from genbench.precision import MixedPrecision, check_precision, compiled
 from genbench.training.budget import parse_budget
 from genbench.training.ema import ema_model, update_ema
 from genbench.training.loop import LoopConfig
@@ -185,14 +176,14 @@ class StepDraws:
 
 
 def _losses_d(G, D, sched, x0, cfg, step, dr: PhaseDraws, *, D_r1=None,
-              scaler: torch.amp.GradScaler | None = None) -> dict[str, torch.Tensor]:
+              amp: MixedPrecision | None = None) -> dict[str, torch.Tensor]:
     """Discriminator losses on one batch (real, fake, and R1 on lazy steps).
 
     R1 = r1_gamma / 2 * mean ||grad_{x_k} D(x_k, k, x_{k+1})||^2 when ``step % lazy_reg == 0``
     (``train_ddgan.py`` lines 362-372, the global step counted from 0, not scaled by lazy_reg).
     ``D_r1``: the discriminator for R1's pass when ``D`` is compiled (a double backward needs the
-    eager module); ``scaler``: fp16's loss scaler, whose scale R1's gradient is taken at and
-    divided by (:mod:`genbench.precision`).
+    eager module); ``amp``: the trainer's precision, under fp16 with the loss scale R1's
+    gradient is taken at and divided by (:mod:`genbench.precision`).
     """
     x_k, x_next = q_sample_pairs(sched, x0, dr.k, noise_next=dr.noise_next, noise_k=dr.noise_k)
     x_k.requires_grad_(True)
@@ -200,9 +191,9 @@ def _losses_d(G, D, sched, x0, cfg, step, dr: PhaseDraws, *, D_r1=None,
     d_real = (D_r1 if r1 and D_r1 is not None else D)(x_k, dr.k, x_next)
     losses = {"d_real": F.softplus(-d_real).mean()}
     if r1:
-        (grad,) = torch.autograd.grad(scaled(scaler, d_real.sum()), x_k, create_graph=True)
-        if scaler is not None:
-            grad = grad / scaler.get_scale()
+        out = d_real.sum() if amp is None else amp.scale(d_real.sum())
+        (grad,) = torch.autograd.grad(out, x_k, create_graph=True)
+        grad = grad if amp is None else amp.unscaled(grad)
         losses["r1"] = cfg.r1_gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()
     with torch.no_grad():  # officially with gradients, which netG.zero_grad() then discards
         x0_fake = G(x_next, dr.k, dr.z)
@@ -239,7 +230,7 @@ class AdversarialTrainer:
         self.sch_d = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_d, cfg.epochs, cfg.lr_min)
         self.noise_gen = stream_generator(cfg.seed, "noise", device=device)
         self.rec_weights = weighted_learning_weights(cfg.epochs, cfg.wl_delta)
-        self.scaler = grad_scaler(cfg.precision, device)
+        self.amp = MixedPrecision(cfg.precision, device)  # train.precision
         self.G_fwd, self.D_fwd = compiled(G, cfg.compile), compiled(D, cfg.compile)
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -273,30 +264,27 @@ class AdversarialTrainer:
         """One D update then one G update (official order), then the EMA update; ``draws``:
         the step's random draws (default :meth:`draws`)."""
         dr = self.draws(x0) if draws is None else draws
-        scale = scale_of(self.scaler)
-        cast = autocast(self.cfg.precision, self.device)  # train.precision (fp32: nothing)
+        amp = self.amp
+        amp.begin()
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
-        with cast:
+        with amp.autocast():
             d_losses = _losses_d(self.G_fwd, self.D_fwd, self.sched, x0, self.cfg, self.step,
-                                 dr.d, D_r1=self.D, scaler=self.scaler)
-        scaled(self.scaler, sum(d_losses.values())).backward()
+                                 dr.d, D_r1=self.D, amp=amp)
+        amp.scale(sum(d_losses.values())).backward()
         average_gradients(self.D.parameters())
-        optimizer_step(self.scaler, self.opt_d)
+        amp.step(self.opt_d)
         self.D.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
-        with cast:
+        with amp.autocast():
             g_losses = _losses_g(self.G_fwd, self.D_fwd, self.sched, x0, self.rec_weight(epoch),
                                  dr.g)
-        scaled(self.scaler, sum(g_losses.values())).backward()
+        amp.scale(sum(g_losses.values())).backward()
         average_gradients(self.G.parameters())
-        optimizer_step(self.scaler, self.opt_g)
-        if self.scaler is not None:  # one scaler, updated once per iteration (AMP examples)
-            self.scaler.update()
+        amp.step(self.opt_g)
         update_ema(self.G_ema, self.G)
         self.step += 1
-        return logged(self.scaler, {k: float(v.detach())
-                                    for k, v in {**d_losses, **g_losses}.items()}, scale)
+        return amp.end({k: float(v.detach()) for k, v in {**d_losses, **g_losses}.items()})
 
     def end_epoch(self) -> None:
         if self.cfg.lr_decay:
@@ -312,7 +300,7 @@ class AdversarialTrainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "sch_g": self.sch_g.state_dict(), "sch_d": self.sch_d.state_dict(),
             "noise_gen": self.noise_gen.get_state(),
-        } | ({} if self.scaler is None else {"scaler": self.scaler.state_dict()})
+        } | self.amp.state()
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
@@ -322,5 +310,4 @@ class AdversarialTrainer:
         self.sch_g.load_state_dict(state["sch_g"])
         self.sch_d.load_state_dict(state["sch_d"])
         self.noise_gen.set_state(state["noise_gen"])
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
+        self.amp.load_state(state)

@@ -66,15 +66,7 @@ from genbench.distributed import (
 )
 from genbench.errors import UserError, notice
 from genbench.latents.autoencoder import AutoencoderSpace, AutoencoderTrainingConfig
-from genbench.precision import (
-    autocast,
-    compiled,
-    grad_scaler,
-    logged,
-    optimizer_step,
-    scale_of,
-    scaled,
-)
+from genbench.precision import MixedPrecision, compiled
 from genbench.training.budget import Consumed, StepCost, measure_step_cost, step_cost_of
 from genbench.training.checkpoint import load_weights, save_weights
 from genbench.training.loop import LoopConfig, batches_per_epoch, train, training_batch
@@ -94,19 +86,20 @@ def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.
 
 
 def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor,
-                    scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+                    amp: MixedPrecision | None = None) -> torch.Tensor:
     """VQGAN Eq. 7: ``||grad rec|| / (||grad g|| + 1e-4)`` at the last layer, clamped to 1e4.
 
     Data parallel: both gradients are averaged over the ranks first, so the norms are those of
-    the global batch's gradients. fp16 (``scaler``): both gradients are taken of the scaled
+    the global batch's gradients. fp16 (``amp``'s scaler): both gradients are taken of the scaled
     losses, so they do not underflow, and divided by the scale before the norms; where they
     overflowed the weight is not finite, and so are the step's scaled gradients, which the
     scaler then skips (:mod:`genbench.precision`)."""
-    rec_grad = torch.autograd.grad(scaled(scaler, rec_loss), last_layer, retain_graph=True)[0]
-    g_grad = torch.autograd.grad(scaled(scaler, g_loss), last_layer, retain_graph=True)[0]
+    scale = (lambda loss: loss) if amp is None else amp.scale
+    rec_grad = torch.autograd.grad(scale(rec_loss), last_layer, retain_graph=True)[0]
+    g_grad = torch.autograd.grad(scale(g_loss), last_layer, retain_graph=True)[0]
     average_tensors([rec_grad, g_grad])
-    if scaler is not None:
-        rec_grad, g_grad = rec_grad / scaler.get_scale(), g_grad / scaler.get_scale()
+    if amp is not None:
+        rec_grad, g_grad = amp.unscaled(rec_grad), amp.unscaled(g_grad)
     return (rec_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
 
 
@@ -128,7 +121,7 @@ class AutoencoderTrainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
         # latent.precision / latent.compile (genbench.precision): one loss scaler for both
         # optimisers under fp16, updated once per step; compiled forwards share the modules
-        self.scaler = grad_scaler(cfg.precision, device)
+        self.amp = MixedPrecision(cfg.precision, device)
         self.ae_fwd = compiled(self.ae.training_forward, cfg.compile)
         self.D_fwd = compiled(self.D, cfg.compile)
         self.step = 0
@@ -158,15 +151,14 @@ class AutoencoderTrainer:
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "opt_ae": self.opt_ae.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "history": self.history,
-                **({} if self.scaler is None else {"scaler": self.scaler.state_dict()})}
+                **self.amp.state()}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.opt_ae.load_state_dict(state["opt_ae"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.history = list(state["history"])
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
+        self.amp.load_state(state)
 
     def end_epoch(self) -> None:
         """Nothing changes per epoch (constant learning rate, as taming and LDM)."""
@@ -187,7 +179,7 @@ class AutoencoderTrainer:
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction + regulariser (+ the weighted adversarial term from ``disc_start``)."""
         generator = stream_generator(self.seed, "posterior", self.step, device=self.device)
-        with autocast(self.cfg.precision, self.device):  # latent.precision (fp32: nothing)
+        with self.amp.autocast():  # latent.precision (fp32: nothing)
             rec, reg = self.ae_fwd(x, generator, self.shard)
             rec_loss = self._reconstruction_loss(x, rec)
             loss = rec_loss + self._regulariser(reg, x)
@@ -195,7 +187,7 @@ class AutoencoderTrainer:
             if self.step >= self.cfg.disc_start:
                 self.D.train()
                 g_loss = -self.D_fwd(rec).mean()
-                weight = (adaptive_weight(rec_loss, g_loss, self.ae.last_layer(), self.scaler)
+                weight = (adaptive_weight(rec_loss, g_loss, self.ae.last_layer(), self.amp)
                           if self.cfg.adaptive_disc_weight
                           else torch.tensor(1.0, device=x.device))
                 out.update(g=g_loss.item(), d_weight=self.cfg.disc_weight * weight.item())
@@ -207,30 +199,28 @@ class AutoencoderTrainer:
     def train_step(self, x: torch.Tensor, epoch: int = 0) -> dict[str, float]:
         """One autoencoder step and, from ``disc_start`` on, one discriminator step."""
         self.ae.train()
-        scale = scale_of(self.scaler)
+        self.amp.begin()
         out: dict[str, float] = {}
         loss, rec = self._generator_loss(x, out)
         self.opt_ae.zero_grad(set_to_none=True)
-        scaled(self.scaler, loss).backward()
+        self.amp.scale(loss).backward()
         average_gradients(self.ae.parameters())
-        optimizer_step(self.scaler, self.opt_ae)
+        self.amp.step(self.opt_ae)
         if self.step >= self.cfg.disc_start:
-            with autocast(self.cfg.precision, self.device):
+            with self.amp.autocast():
                 d_loss = hinge_d_loss(self.D_fwd(x), self.D_fwd(rec.detach()))
             self.opt_d.zero_grad(set_to_none=True)
-            scaled(self.scaler, d_loss).backward()
+            self.amp.scale(d_loss).backward()
             average_gradients(self.D.parameters())
-            optimizer_step(self.scaler, self.opt_d)
+            self.amp.step(self.opt_d)
             # per-rank BatchNorm statistics (as taming/LDM's multi-GPU runs): keep the running
             # ones equal on every rank
             if current().distributed:
                 average_tensors(list(self.D.buffers()))
             out["d"] = d_loss.item()
-        if self.scaler is not None:  # one scaler, updated once per step (AMP examples)
-            self.scaler.update()
         out["loss"] = loss.item()
         self.step += 1
-        return logged(self.scaler, out, scale)
+        return self.amp.end(out)
 
 
 def check_discriminator_fits(cfg: AutoencoderTrainingConfig, side: int) -> None:

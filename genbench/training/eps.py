@@ -24,16 +24,7 @@ import torch.nn.functional as F
 from genbench.diffusion.gaussian import GaussianSchedule, q_sample
 from genbench.distributed import BatchShard, average_gradients, global_shape, take
 from genbench.errors import UserError, unknown_key_error
-from genbench.precision import (
-    autocast,
-    check_precision,
-    compiled,
-    grad_scaler,
-    logged,
-    optimizer_step,
-    scale_of,
-    scaled,
-)
+from genbench.precision import MixedPrecision, check_precision, compiled
 from genbench.training.budget import parse_budget
 from genbench.training.ema import ema_model, update_ema
 from genbench.training.loop import LoopConfig
@@ -133,7 +124,7 @@ class EpsTrainer:
                              weight_decay=cfg.weight_decay)
         self.warmup = torch.optim.lr_scheduler.LambdaLR(self.opt, warmup_factor(cfg.warmup))
         self.noise_gen = stream_generator(cfg.seed, "noise", device=device)
-        self.scaler = grad_scaler(cfg.precision, device)
+        self.amp = MixedPrecision(cfg.precision, device)  # train.precision
         self.net_fwd = compiled(net, cfg.compile)
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -146,23 +137,19 @@ class EpsTrainer:
     def train_step(self, x0: torch.Tensor, epoch: int) -> dict[str, float]:
         """One Adam update on L_simple, then the EMA update. ``epoch`` is unused (no decay)."""
         self.net.train()
-        scale = scale_of(self.scaler)
+        self.amp.begin()
         self.opt.zero_grad(set_to_none=True)
-        with autocast(self.cfg.precision, self.device):  # train.precision (fp32: nothing)
+        with self.amp.autocast():  # train.precision (fp32: nothing)
             loss = eps_loss(self.net_fwd, self.schedule, x0, self.noise_gen, self.shard)
-        scaled(self.scaler, loss).backward()
+        self.amp.scale(loss).backward()
         average_gradients(self.net.parameters())  # before clipping: the global gradient's norm
-        if self.scaler is not None:
-            self.scaler.unscale_(self.opt)  # clip the true gradient
+        self.amp.unscale_(self.opt)  # clip the true gradient
         grad_norm = self._clip_gradients()
-        optimizer_step(self.scaler, self.opt)
-        if self.scaler is not None:
-            self.scaler.update()
+        self.amp.step(self.opt)
         self.warmup.step()
         update_ema(self.net_ema, self.net)
         self.step += 1
-        return logged(self.scaler, {"loss": float(loss.detach()), "grad_norm": grad_norm},
-                      scale)
+        return self.amp.end({"loss": float(loss.detach()), "grad_norm": grad_norm})
 
     def _clip_gradients(self) -> float:
         params = [p for p in self.net.parameters() if p.grad is not None]
@@ -179,7 +166,7 @@ class EpsTrainer:
         return {"step": self.step, "config": asdict(self.cfg), "history": self.history,
                 "opt": self.opt.state_dict(), "warmup": self.warmup.state_dict(),
                 "noise_gen": self.noise_gen.get_state()} | (
-                    {} if self.scaler is None else {"scaler": self.scaler.state_dict()})
+                    self.amp.state())
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
@@ -187,5 +174,4 @@ class EpsTrainer:
         self.opt.load_state_dict(state["opt"])
         self.warmup.load_state_dict(state["warmup"])
         self.noise_gen.set_state(state["noise_gen"])
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
+        self.amp.load_state(state)
