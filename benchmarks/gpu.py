@@ -358,11 +358,17 @@ def main(argv: list[str] | None = None) -> int:
         del net
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    inception = inception_throughput(device, inception_images, min(args.batch, 100) if quick
-                                     else 100, 1 if quick else 3)
-    print(f"Inception: genbench {inception['genbench']['images_per_s']:.1f} images/s, "
-          f"torch-fidelity {inception['torch_fidelity']['images_per_s']:.1f} images/s "
-          f"(ratio {inception['ratio_genbench_to_fidelity']:.3f})", flush=True)
+    from genbench.errors import UserError
+
+    try:
+        inception = inception_throughput(device, inception_images, min(args.batch, 100) if quick
+                                         else 100, 1 if quick else 3)
+        print(f"Inception: genbench {inception['genbench']['images_per_s']:.1f} images/s, "
+              f"torch-fidelity {inception['torch_fidelity']['images_per_s']:.1f} images/s "
+              f"(ratio {inception['ratio_genbench_to_fidelity']:.3f})", flush=True)
+    except UserError as exc:  # no Inception weights on this machine: (d) is missing, not 0
+        inception = {"missing": str(exc)}
+        print(f"Inception: missing: {exc}", flush=True)
     result = {
         "what": "benchmarks/gpu.py: DDGAN/WDDGAN/LDDGAN CIFAR-10 generators, random weights",
         "quick": quick, "device": device_name, "torch": torch.__version__,
