@@ -31,7 +31,7 @@ the noise generator (the ``noise`` stream), optimizers, schedulers and EMA are i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -50,19 +50,22 @@ from genbench.distributed import (
     global_shape,
     take,
 )
-from genbench.errors import UserError, unknown_key_error
-from genbench.precision import MixedPrecision, check_precision, compiled
-from genbench.training.budget import parse_budget
+from genbench.errors import UserError
+from genbench.precision import MixedPrecision, compiled
 from genbench.training.ema import ema_model, update_ema
-from genbench.training.loop import LoopConfig
+from genbench.training.loop import ObjectiveSettings
 from genbench.training.seeding import stream_generator
 
 REC_LOSSES = ("none", "l1", "weighted")
 
 
 @dataclass(frozen=True)
-class AdversarialConfig:
+class AdversarialConfig(ObjectiveSettings):
     """Hyper-parameters of adversarial training (official CIFAR-10 values as defaults)."""
+
+    WHAT = "train adversarial"
+    LR_SETTINGS = "train.adversarial.lr_g, train.adversarial.lr_d"
+    SUBSECTIONS = ("discriminator",)  # the discriminator's architecture, built by the harness
 
     epochs: int = 1800
     batch_size: int = 64
@@ -97,26 +100,7 @@ class AdversarialConfig:
             raise UserError(f"train.rec_loss={self.rec_loss!r}; use one of {', '.join(REC_LOSSES)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lazy_reg < 1:
             raise UserError("train.epochs, train.batch_size and train.lazy_reg must be >= 1")
-        parse_budget(self.budget)
-        check_precision(self.precision)
-
-    @classmethod
-    def from_section(cls, train_cfg: dict[str, Any], seed: int) -> AdversarialConfig:
-        """From the settings of this objective (:func:`genbench.harness.build.objective_settings`
-        leaves out those of other objectives); a key that is not a setting here is a
-        :class:`UserError` naming the closest ones: a misspelt key must not be ignored."""
-        known = {f.name for f in fields(cls)}
-        for key in train_cfg:  # the seed is the run's (cfg.seed), not a train setting
-            if (key not in known or key == "seed") and key not in ("discriminator",):
-                raise unknown_key_error(f"train.{key}", key, sorted(known - {"seed"}))
-        return cls(**{**{k: v for k, v in train_cfg.items() if k in known}, "seed": seed})
-
-    def loop(self) -> LoopConfig:
-        """What the shared loop needs: length, batches, flips, checkpoints."""
-        return LoopConfig(batch_size=self.batch_size, seed=self.seed, epochs=self.epochs,
-                          hflip=self.hflip, ckpt_every=self.ckpt_every,
-                          budget=parse_budget(self.budget), what="train adversarial",
-                          lr_settings="train.adversarial.lr_g, train.adversarial.lr_d")
+        self.check_common()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ checkpoint.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -23,17 +23,19 @@ import torch.nn.functional as F
 
 from genbench.diffusion.gaussian import GaussianSchedule, q_sample
 from genbench.distributed import BatchShard, average_gradients, global_shape, take
-from genbench.errors import UserError, unknown_key_error
-from genbench.precision import MixedPrecision, check_precision, compiled
-from genbench.training.budget import parse_budget
+from genbench.errors import UserError
+from genbench.precision import MixedPrecision, compiled
 from genbench.training.ema import ema_model, update_ema
-from genbench.training.loop import LoopConfig
+from genbench.training.loop import ObjectiveSettings
 from genbench.training.seeding import stream_generator
 
 
 @dataclass(frozen=True)
-class EpsConfig:
+class EpsConfig(ObjectiveSettings):
     """Hyper-parameters of eps training (Ho et al.'s CIFAR-10 values as defaults)."""
+
+    WHAT = "train eps"
+    LR_SETTINGS = "train.eps.lr"
 
     epochs: int = 2048  # ~800k steps at batch 128 on 50k images (Ho et al. Sec. 4)
     batch_size: int = 128
@@ -63,26 +65,7 @@ class EpsConfig:
             raise UserError("train.lr must be > 0, train.warmup and train.grad_clip >= 0")
         if self.optimizer not in ("adam", "adamw"):
             raise UserError(f"train.optimizer must be adam or adamw, not {self.optimizer!r}")
-        parse_budget(self.budget)
-        check_precision(self.precision)
-
-    @classmethod
-    def from_section(cls, train_cfg: dict[str, Any], seed: int) -> EpsConfig:
-        """From the settings of this objective (:func:`genbench.harness.build.objective_settings`
-        leaves out those of other objectives); a key that is not a setting here is a
-        :class:`UserError` naming the closest ones: a misspelt key must not be ignored."""
-        known = {f.name for f in fields(cls)}
-        for key in train_cfg:  # the seed is the run's (cfg.seed), not a train setting
-            if (key not in known or key == "seed") and key not in ():
-                raise unknown_key_error(f"train.{key}", key, sorted(known - {"seed"}))
-        return cls(**{**{k: v for k, v in train_cfg.items() if k in known}, "seed": seed})
-
-    def loop(self) -> LoopConfig:
-        """What the shared loop needs: length, batches, flips, checkpoints."""
-        return LoopConfig(batch_size=self.batch_size, seed=self.seed, epochs=self.epochs,
-                          hflip=self.hflip, ckpt_every=self.ckpt_every,
-                          budget=parse_budget(self.budget), what="train eps",
-                          lr_settings="train.eps.lr")
+        self.check_common()
 
 
 def eps_loss(net: torch.nn.Module, schedule: GaussianSchedule, x0: torch.Tensor,

@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -55,9 +55,17 @@ from genbench.distributed import (
     current,
     drawing_for,
 )
-from genbench.errors import UserError, notice
+from genbench.errors import UserError, notice, unknown_key_error
+from genbench.precision import check_precision
 from genbench.progress import bar as progress_bar
-from genbench.training.budget import Budget, Consumed, StepCost, budget_steps, device_clock
+from genbench.training.budget import (
+    Budget,
+    Consumed,
+    StepCost,
+    budget_steps,
+    device_clock,
+    parse_budget,
+)
 from genbench.training.checkpoint import (
     CorruptCheckpoint,
     find_checkpoint,
@@ -125,6 +133,42 @@ class LoopConfig:
             return length
         steps = budget_steps(self.budget, self.batch_size, cost)
         return length if steps is None else min(length, steps)
+
+
+class ObjectiveSettings:
+    """What the settings dataclasses of the epoch-based objectives (adversarial, eps) share:
+    built from a train section with misspelt keys refused, the common checks, and the loop's
+    settings. A subclass is a frozen dataclass with the fields ``epochs``, ``batch_size``,
+    ``hflip``, ``seed``, ``ckpt_every``, ``budget`` and ``precision``, and sets ``WHAT`` (the
+    progress bar's and divergence message's name), ``LR_SETTINGS`` (the settings to lower when
+    the losses diverge) and ``SUBSECTIONS`` (nested sections its trainer reads itself)."""
+
+    WHAT: ClassVar[str] = "training"
+    LR_SETTINGS: ClassVar[str] = "the learning rate"
+    SUBSECTIONS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_section(cls, train_cfg: dict[str, Any], seed: int) -> Any:
+        """From the settings of this objective (:func:`genbench.harness.build.objective_settings`
+        leaves out those of other objectives); a key that is not a setting here is a
+        :class:`UserError` naming the closest ones: a misspelt key must not be ignored."""
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        for key in train_cfg:  # the seed is the run's (cfg.seed), not a train setting
+            if (key not in known or key == "seed") and key not in cls.SUBSECTIONS:
+                raise unknown_key_error(f"train.{key}", key, sorted(known - {"seed"}))
+        return cls(**{**{k: v for k, v in train_cfg.items() if k in known}, "seed": seed})
+
+    def check_common(self) -> None:
+        """The checks every objective's settings need: the budget and the precision."""
+        parse_budget(self.budget)  # type: ignore[attr-defined]
+        check_precision(self.precision)  # type: ignore[attr-defined]
+
+    def loop(self) -> LoopConfig:
+        """What the shared loop needs: length, batches, flips, checkpoints."""
+        s: Any = self
+        return LoopConfig(batch_size=s.batch_size, seed=s.seed, epochs=s.epochs, hflip=s.hflip,
+                          ckpt_every=s.ckpt_every, budget=parse_budget(s.budget),
+                          what=self.WHAT, lr_settings=self.LR_SETTINGS)
 
 
 def epoch_order(num_items: int, seed: int, epoch: int) -> torch.Tensor:
