@@ -235,6 +235,23 @@ def inception_throughput(device: torch.device, images: int, batch: int,
     return rows
 
 
+def inception_section(device: torch.device, images: int, batch: int,
+                      trials: int) -> dict[str, Any]:
+    """(d), printed; ``{"missing": why}`` where no Inception weights are found (a GPU machine
+    without the NVlabs network), never a made-up number."""
+    from genbench.errors import UserError
+
+    try:
+        inception = inception_throughput(device, images, batch, trials)
+    except UserError as exc:
+        print(f"Inception: missing: {exc}", flush=True)
+        return {"missing": str(exc)}
+    print(f"Inception: genbench {inception['genbench']['images_per_s']:.1f} images/s, "
+          f"torch-fidelity {inception['torch_fidelity']['images_per_s']:.1f} images/s "
+          f"(ratio {inception['ratio_genbench_to_fidelity']:.3f})", flush=True)
+    return inception
+
+
 def measure_path(name: str, settings: dict[str, Any], net, comps, cfg, device: torch.device,
                  args, reference: torch.Tensor, macs_per_batch: float) -> dict[str, Any]:
     """(a), (b), (e) for one path of one generator."""
@@ -358,17 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         del net
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    from genbench.errors import UserError
-
-    try:
-        inception = inception_throughput(device, inception_images, min(args.batch, 100) if quick
-                                         else 100, 1 if quick else 3)
-        print(f"Inception: genbench {inception['genbench']['images_per_s']:.1f} images/s, "
-              f"torch-fidelity {inception['torch_fidelity']['images_per_s']:.1f} images/s "
-              f"(ratio {inception['ratio_genbench_to_fidelity']:.3f})", flush=True)
-    except UserError as exc:  # no Inception weights on this machine: (d) is missing, not 0
-        inception = {"missing": str(exc)}
-        print(f"Inception: missing: {exc}", flush=True)
+    inception = inception_section(device, inception_images,
+                                  min(args.batch, 100) if quick else 100, 1 if quick else 3)
     result = {
         "what": "benchmarks/gpu.py: DDGAN/WDDGAN/LDDGAN CIFAR-10 generators, random weights",
         "quick": quick, "device": device_name, "torch": torch.__version__,

@@ -22,6 +22,19 @@ def _module():
     return module
 
 
+def test_inception_throughput_without_weights_is_missing_with_the_reason(monkeypatch) -> None:
+    """A GPU machine without the NVlabs Inception: (d) is recorded as missing, with the reason."""
+    from genbench.errors import MissingWeightsError
+    from genbench.metrics import features
+
+    def absent(**_):
+        raise MissingWeightsError("Inception weights not found (looked in X)")
+
+    monkeypatch.setattr(features, "inception_extractor", absent)
+    assert _module().inception_section(torch.device("cpu"), 4, 2, 1) == {
+        "missing": "Inception weights not found (looked in X)"}
+
+
 def test_the_peak_table_matches_device_names_most_specific_first() -> None:
     gpu = _module()
     assert gpu.peak_for("NVIDIA H200", "bf16", True) == (989.0, "H200 dense bf16")
