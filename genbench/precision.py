@@ -57,36 +57,14 @@ def autocast(precision: str, device: torch.device) -> AbstractContextManager[Any
     return torch.autocast(device.type, dtype=_DTYPES[precision])
 
 
-def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
-    """A loss scaler for fp16 (None otherwise)."""
-    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
-
-
-def scaled(scaler: torch.amp.GradScaler | None, loss: torch.Tensor) -> torch.Tensor:
-    return loss if scaler is None else scaler.scale(loss)
-
-
-def optimizer_step(scaler: torch.amp.GradScaler | None, optimizer: torch.optim.Optimizer) -> None:
-    """``optimizer.step()``, through the scaler under fp16 (skipped on non-finite gradients)."""
-    if scaler is None:
-        optimizer.step()
-    else:
-        scaler.step(optimizer)
-
-
 SCALED = ("r1", "grad_norm", "d_weight")  # logged values fp16's loss scale can make non-finite
-
-
-def scale_of(scaler: torch.amp.GradScaler | None) -> float | None:
-    """The loss scale now (None without a scaler): pass it to :func:`logged` after the step."""
-    return None if scaler is None else float(scaler.get_scale())
 
 
 def logged(scaler: torch.amp.GradScaler | None, values: dict[str, float],
            scale_before: float | None = None) -> dict[str, float]:
     """The step's logged values. Under fp16 a gradient that overflowed at the current scale makes
     the scaler skip the update and lower the scale, which is how a skipped step is told
-    (``scale_before``: :func:`scale_of` before the step). ``fp16_skipped`` is 1 on a skipped
+    (``scale_before``: the scale before the step). ``fp16_skipped`` is 1 on a skipped
     step and 0 on an applied one; values taken at the scale (R1's penalty, the gradient norm,
     the autoencoder's adaptive weight) that are not finite are logged as 0, so a skipped step is
     not taken for a diverged run, while the scale-free losses still are checked. The keys are
@@ -117,7 +95,7 @@ class MixedPrecision:
     def __init__(self, precision: str, device: torch.device) -> None:
         check_precision(precision)
         self.precision, self.device = precision, device
-        self.scaler = grad_scaler(precision, device)
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self._scale_before: float | None = None
 
     def autocast(self) -> AbstractContextManager[Any]:
@@ -125,7 +103,7 @@ class MixedPrecision:
 
     def scale(self, loss: torch.Tensor) -> torch.Tensor:
         """``loss`` times the loss scale (``loss`` itself without fp16)."""
-        return scaled(self.scaler, loss)
+        return loss if self.scaler is None else self.scaler.scale(loss)
 
     def unscaled(self, grad: torch.Tensor) -> torch.Tensor:
         """A gradient taken by hand of a :meth:`scale`-d loss, divided by the scale again."""
@@ -137,11 +115,16 @@ class MixedPrecision:
             self.scaler.unscale_(optimizer)
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
-        optimizer_step(self.scaler, optimizer)
+        """``optimizer.step()``, through the scaler under fp16 (skipped on non-finite
+        gradients)."""
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
 
     def begin(self) -> None:
         """Mark a step's start (the scale then tells :meth:`end` whether it was skipped)."""
-        self._scale_before = scale_of(self.scaler)
+        self._scale_before = None if self.scaler is None else float(self.scaler.get_scale())
 
     def end(self, values: dict[str, float]) -> dict[str, float]:
         """Update the scale once for the step; the step's logged values (:func:`logged`)."""
@@ -156,6 +139,9 @@ class MixedPrecision:
     def load_state(self, state: dict[str, Any]) -> None:
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+
+
+FP32 = MixedPrecision("fp32", torch.device("cpu"))  # plain arithmetic (no autocast, no scale)
 
 
 def compiled(fn: F, enabled: bool) -> F:

@@ -51,7 +51,7 @@ from genbench.distributed import (
     take,
 )
 from genbench.errors import UserError
-from genbench.precision import MixedPrecision, compiled
+from genbench.precision import FP32, MixedPrecision, compiled
 from genbench.training.ema import ema_model, update_ema
 from genbench.training.loop import ObjectiveSettings
 from genbench.training.seeding import stream_generator
@@ -160,7 +160,7 @@ class StepDraws:
 
 
 def _losses_d(G, D, sched, x0, cfg, step, dr: PhaseDraws, *, D_r1=None,
-              amp: MixedPrecision | None = None) -> dict[str, torch.Tensor]:
+              amp: MixedPrecision = FP32) -> dict[str, torch.Tensor]:
     """Discriminator losses on one batch (real, fake, and R1 on lazy steps).
 
     R1 = r1_gamma / 2 * mean ||grad_{x_k} D(x_k, k, x_{k+1})||^2 when ``step % lazy_reg == 0``
@@ -175,9 +175,8 @@ def _losses_d(G, D, sched, x0, cfg, step, dr: PhaseDraws, *, D_r1=None,
     d_real = (D_r1 if r1 and D_r1 is not None else D)(x_k, dr.k, x_next)
     losses = {"d_real": F.softplus(-d_real).mean()}
     if r1:
-        out = d_real.sum() if amp is None else amp.scale(d_real.sum())
-        (grad,) = torch.autograd.grad(out, x_k, create_graph=True)
-        grad = grad if amp is None else amp.unscaled(grad)
+        (grad,) = torch.autograd.grad(amp.scale(d_real.sum()), x_k, create_graph=True)
+        grad = amp.unscaled(grad)
         losses["r1"] = cfg.r1_gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()
     with torch.no_grad():  # officially with gradients, which netG.zero_grad() then discards
         x0_fake = G(x_next, dr.k, dr.z)

@@ -66,7 +66,7 @@ from genbench.distributed import (
 )
 from genbench.errors import UserError, notice
 from genbench.latents.autoencoder import AutoencoderSpace, AutoencoderTrainingConfig
-from genbench.precision import MixedPrecision, compiled
+from genbench.precision import FP32, MixedPrecision, compiled
 from genbench.training.budget import Consumed, StepCost, measure_step_cost, step_cost_of
 from genbench.training.checkpoint import load_weights, save_weights
 from genbench.training.loop import LoopConfig, batches_per_epoch, train, training_batch
@@ -86,7 +86,7 @@ def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.
 
 
 def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor,
-                    amp: MixedPrecision | None = None) -> torch.Tensor:
+                    amp: MixedPrecision = FP32) -> torch.Tensor:
     """VQGAN Eq. 7: ``||grad rec|| / (||grad g|| + 1e-4)`` at the last layer, clamped to 1e4.
 
     Data parallel: both gradients are averaged over the ranks first, so the norms are those of
@@ -94,12 +94,10 @@ def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: to
     losses, so they do not underflow, and divided by the scale before the norms; where they
     overflowed the weight is not finite, and so are the step's scaled gradients, which the
     scaler then skips (:mod:`genbench.precision`)."""
-    scale = (lambda loss: loss) if amp is None else amp.scale
-    rec_grad = torch.autograd.grad(scale(rec_loss), last_layer, retain_graph=True)[0]
-    g_grad = torch.autograd.grad(scale(g_loss), last_layer, retain_graph=True)[0]
+    rec_grad = torch.autograd.grad(amp.scale(rec_loss), last_layer, retain_graph=True)[0]
+    g_grad = torch.autograd.grad(amp.scale(g_loss), last_layer, retain_graph=True)[0]
     average_tensors([rec_grad, g_grad])
-    if amp is not None:
-        rec_grad, g_grad = amp.unscaled(rec_grad), amp.unscaled(g_grad)
+    rec_grad, g_grad = amp.unscaled(rec_grad), amp.unscaled(g_grad)
     return (rec_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
 
 
