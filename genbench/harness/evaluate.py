@@ -286,10 +286,7 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
                 else fake_features[extractor.name])
         values = quality.compute(spec.name, _real_side(spec, reference), fake,
                                  k=int(eval_cfg.get("pr_k", 3)))
-        recipe = {**extractor.recipe, "extractor": extractor.name, "metric": spec.name,
-                  "num_fake": num_fake,
-                  "num_real": int(reference.statistics.num_samples),
-                  "reference": comps.dataset.identity(), "notes": notes}
+        recipe = _metric_recipe(extractor, spec, num_fake, reference, comps, notes)
         if distributed.current().distributed:
             recipe["sharded"] = (f"samples and features split over "
                                  f"{distributed.current().world_size} ranks; statistics reduced "
@@ -313,6 +310,15 @@ def measure_quality(samples: torch.Tensor, comps: Components, eval_cfg: dict[str
                                 fake_features.get(extractor.name), eval_cfg,
                                 out.recipes[FID_KEY], out,
                                 device=getattr(extractor, "device", None))
+
+
+def _metric_recipe(extractor: Any, spec: Any, num_fake: int, reference: Any, comps: Components,
+                   notes: list[str]) -> dict[str, Any]:
+    """How metric ``spec`` was measured: the extractor's recipe, the sample counts, the
+    reference data and the extractor notes."""
+    return {**extractor.recipe, "extractor": extractor.name, "metric": spec.name,
+            "num_fake": num_fake, "num_real": int(reference.statistics.num_samples),
+            "reference": comps.dataset.identity(), "notes": notes}
 
 
 FID_FP32 = "fid_fp32"  # FID of the same seeds sampled with the plain fp32 path
@@ -358,10 +364,7 @@ def measure_fp32_reference(samples: torch.Tensor, reference_samples: torch.Tenso
     out.metrics[FID_DELTA_FP32] = fid - fid_fp32 if _finite(fid) and _finite(fid_fp32) else None
     if out.metrics[FID_DELTA_FP32] is None:
         out.missing[FID_DELTA_FP32] = f"fid={fid!r} and fid_fp32={fid_fp32!r}: no difference"
-    recipe = {**extractor.recipe, "extractor": extractor.name, "metric": spec.name,
-              "num_fake": num_fake,
-              "num_real": int(reference.statistics.num_samples),
-              "reference": comps.dataset.identity(), "notes": notes,
+    recipe = {**_metric_recipe(extractor, spec, num_fake, reference, comps, notes),
               "fast_path": settings,
               "protocol": "the same samples (seeds, eval.rng, batch size) drawn again with "
                           "eval.precision=fp32, compile and channels_last off; cost: one extra "
