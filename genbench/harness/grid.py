@@ -361,7 +361,7 @@ def sweep(config: DictConfig, hydra_context: Any, task: Callable[[DictConfig], A
 
     settings = {k: OmegaConf.select(config, k, default=None) for k in ("results_dir",
                                                                        "experiment")}
-    todo = plan(cells, compose_cell, settings, overwrite=overwrite, say=_say)
+    todo = plan(cells, compose_cell, settings, overwrite=overwrite)
     main = _is_main()
     sweep_dir = Path(str(config.hydra.sweep.dir))
     if main:
