@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import re
 import statistics
@@ -114,14 +113,6 @@ def floor_seconds(macs_per_batch: float, peak_tflops: float | None) -> float | N
     return None if not peak_tflops else 2 * macs_per_batch / (peak_tflops * 1e12)
 
 
-def _load() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-
-
-def _cv(timing: dict[str, Any]) -> float | None:
-    return timing["std_s"] / timing["mean_s"] if timing.get("mean_s") else None
-
-
 def _build(name: str, device: torch.device):
     from genbench.config import compose_plain
     from genbench.harness.build import build_backbone, build_components
@@ -135,24 +126,22 @@ def _build(name: str, device: torch.device):
     return cfg, comps, net.to(device).eval()
 
 
-class _Recorder(torch.nn.Module):
-    """Keeps the inputs of every denoiser call of one sampling pass (for the bare replay)."""
+def _recorder(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` wrapped to keep the inputs of every denoiser call of one sampling pass (for the
+    bare replay); the wrapper's other attributes are ``net``'s (:class:`Forwarding`)."""
+    from genbench.metrics.cost import Forwarding
 
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.net = net
-        self.z_dim = net.z_dim
-        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+    class Recorder(Forwarding):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = net
+            self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
 
-    def forward(self, x, t, z=None):
-        self.calls.append((x.clone(), t.clone(), None if z is None else z.clone()))
-        return self.net(x, t, z)
+        def forward(self, x, t, z=None):
+            self.calls.append((x.clone(), t.clone(), None if z is None else z.clone()))
+            return self.inner(x, t, z)
 
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(super().__getattr__("net"), name)
+    return Recorder()
 
 
 def overhead(net, comps, device: torch.device, batch: int, warmup: int,
@@ -163,7 +152,7 @@ def overhead(net, comps, device: torch.device, batch: int, warmup: int,
     from genbench.harness.generate import generate_batch
     from genbench.metrics import cost
 
-    recorder = _Recorder(net)
+    recorder = _recorder(net)
     with torch.no_grad():
         generate_batch(recorder, comps.latent, comps.sampler, comps.latent_shape, 0, 0, batch,
                        device)
@@ -186,10 +175,10 @@ def overhead(net, comps, device: torch.device, batch: int, warmup: int,
     base = t_bare["median_s"]
     return {
         "nfe": len(calls),
-        "bare_replay_median_s": base, "bare_cv": _cv(t_bare),
-        "generate_batch_median_s": t_call["median_s"], "generate_batch_cv": _cv(t_call),
+        "bare_replay_median_s": base, "bare_cv": t_bare["cv"],
+        "generate_batch_median_s": t_call["median_s"], "generate_batch_cv": t_call["cv"],
         "generate_batch_overhead": t_call["median_s"] / base - 1,
-        "timed_run_median_s": t_timed["median_s"], "timed_run_cv": _cv(t_timed),
+        "timed_run_median_s": t_timed["median_s"], "timed_run_cv": t_timed["cv"],
         "timed_run_overhead": t_timed["median_s"] / base - 1,
         "target": "<= 0.02",
         "bare": "the recorded denoiser inputs of one pass replayed, then decode and uint8",
@@ -264,7 +253,6 @@ def measure_path(name: str, settings: dict[str, Any], net, comps, cfg, device: t
     prepared = prepare(net, comps.latent, fast, device)
     ev = {"time_batch_size": args.batch, "time_warmup": args.warmup,
           "time_trials": args.trials, "seed": 0}
-    load_before = _load()
     started = time.perf_counter()
     timing = time_sampling(net, comps, ev, device, prepared=prepared)
     wall = time.perf_counter() - started
@@ -291,10 +279,12 @@ def measure_path(name: str, settings: dict[str, Any], net, comps, cfg, device: t
     paper = (cfg.get("paper") or {}).get("time_per_batch_s")
     return {
         "path": name, "settings": timing["fast_path"], "median_s": median,
-        "iqr_s": timing["iqr_s"], "cv": _cv(timing), "trials": timing["trials"],
+        "iqr_s": timing["iqr_s"], "cv": timing["cv"], "trials": timing["trials"],
         "warmup": timing["warmup"], "method": timing["method"],
         "wall_s_including_warmup": wall,
-        "threads": torch.get_num_threads(), "load_average_1min": [load_before, _load()],
+        # the timing's own conditions: threads, and the load just before and after its trials
+        "threads": timing["threads"],
+        "load_average_1min": [timing["load_1m_before"], timing["load_1m_after"]],
         "peak_tflops": peak, "peak_used": peak_kind, "floor_s": floor,
         "x_floor": median / floor if floor else None,
         "paper_s": paper, "speedup_over_paper": paper / median if paper else None,
